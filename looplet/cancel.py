@@ -1,0 +1,40 @@
+"""CancelToken: a thread-safe flag that stops a run between steps."""
+
+from __future__ import annotations
+
+import threading
+
+__all__ = ["CancelToken"]
+
+
+class CancelToken:
+    """A flag that anyone may set to stop a run.
+
+    The loop checks it before every model call and every tool call; a tool may poll it
+    through ``ctx.cancel_token`` to stop long work early. Setting it is thread-safe.
+
+    Example::
+
+        token = CancelToken()
+        loop = composable_loop(llm=llm, tools=tools, task=task, config=LoopConfig(cancel_token=token))
+        # elsewhere: token.cancel("user pressed stop")
+    """
+
+    __slots__ = ("_event", "reason")
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self.reason = ""
+
+    def cancel(self, reason: str = "cancelled") -> None:
+        """Ask the run to stop; ``reason`` ends up in ``Trajectory.stop_detail``."""
+        self.reason = reason
+        self._event.set()
+
+    @property
+    def is_cancelled(self) -> bool:
+        """True once :meth:`cancel` has been called."""
+        return self._event.is_set()
+
+    def __bool__(self) -> bool:
+        return self._event.is_set()

@@ -1,0 +1,1 @@
+"""Runnable examples: ``python -m looplet.examples.hello_world``."""

@@ -1,0 +1,1 @@
+"""Test helpers: scripted backends and a loopback OpenAI-compatible server."""

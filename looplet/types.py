@@ -1,0 +1,306 @@
+"""The values a run is made of: tool calls, tool results, steps, token usage, the trajectory.
+
+These are plain data with no behaviour beyond formatting; the loop produces them, hooks and
+evals read them. Provider-specific shapes never appear here (see :mod:`looplet.messages` for
+the conversation and :mod:`looplet.backends` for providers).
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from looplet.errors import ErrorKind, ToolError
+
+if TYPE_CHECKING:
+    from looplet.messages import Message
+
+__all__ = ["StopReason", "Step", "ToolCall", "ToolResult", "Trajectory", "Usage"]
+
+_ARG_VALUE_CHARS = 40
+_TAIL_CHARS = 60
+_ERROR_CHARS = 80
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """One tool call requested by the model.
+
+    Attributes:
+        tool: the tool's name as the model wrote it.
+        args: the decoded arguments (empty when they could not be decoded).
+        reasoning: text the model wrote alongside the call, if any.
+        call_id: the provider's id for the call, echoed back in the tool message.
+        raw_arguments: the arguments exactly as the model sent them (a JSON string), kept so
+            that a malformed call can be shown and echoed back unchanged.
+        parse_error: why ``raw_arguments`` could not be decoded; such a call is never run.
+    """
+
+    tool: str
+    args: dict[str, Any] = field(default_factory=dict)
+    reasoning: str = ""
+    call_id: str = ""
+    raw_arguments: str | None = None
+    parse_error: str | None = None
+
+    def args_summary(self) -> str:
+        """The arguments as ``name='Alice', n=3``, each value cut to 40 characters."""
+        if self.parse_error is not None:
+            return _clip(repr(self.raw_arguments or ""), _ARG_VALUE_CHARS)
+        return ", ".join(f"{k}={_clip(repr(v), _ARG_VALUE_CHARS)}" for k, v in self.args.items())
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able form of the call."""
+        out: dict[str, Any] = {"tool": self.tool, "args": self.args, "call_id": self.call_id}
+        if self.reasoning:
+            out["reasoning"] = self.reasoning
+        if self.parse_error is not None:
+            out["raw_arguments"] = self.raw_arguments
+            out["parse_error"] = self.parse_error
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class ToolResult:
+    """The outcome of one tool call: its data, or an error.
+
+    Attributes:
+        tool: the tool's name.
+        args_summary: the call's arguments, formatted for display.
+        data: what the tool returned (``None`` on failure).
+        error: a one-line description of the failure, or ``None`` on success.
+        error_detail: the structured :class:`~looplet.errors.ToolError` behind ``error``.
+        duration_ms: wall time spent in the tool.
+        call_id: the id of the :class:`ToolCall` this answers.
+    """
+
+    tool: str
+    args_summary: str = ""
+    data: Any = None
+    error: str | None = None
+    error_detail: ToolError | None = None
+    duration_ms: float = 0.0
+    call_id: str = ""
+
+    @property
+    def ok(self) -> bool:
+        """True when the tool succeeded."""
+        return self.error is None
+
+    @property
+    def error_kind(self) -> ErrorKind | None:
+        """The failure's kind, or ``None`` on success."""
+        if self.error is None:
+            return None
+        return self.error_detail.kind if self.error_detail else ErrorKind.EXECUTION
+
+    @classmethod
+    def failure(
+        cls, call: ToolCall, error: ToolError, *, duration_ms: float = 0.0
+    ) -> ToolResult:
+        """A failed result for ``call`` carrying ``error``."""
+        return cls(
+            tool=call.tool,
+            args_summary=call.args_summary(),
+            error=f"{error.kind.value}: {error.message}",
+            error_detail=error,
+            duration_ms=duration_ms,
+            call_id=call.call_id,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able form of the result (data passed through ``str`` when not JSON-able)."""
+        return {
+            "tool": self.tool,
+            "args_summary": self.args_summary,
+            "data": _jsonable(self.data),
+            "error": self.error,
+            "error_detail": self.error_detail.to_dict() if self.error_detail else None,
+            "duration_ms": round(self.duration_ms, 3),
+            "call_id": self.call_id,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One tool call and its result: what ``composable_loop`` yields.
+
+    Attributes:
+        number: 1-based position in the run.
+        tool_call: what the model asked for.
+        tool_result: what happened.
+    """
+
+    number: int
+    tool_call: ToolCall
+    tool_result: ToolResult
+
+    @property
+    def ok(self) -> bool:
+        """True when the tool call succeeded."""
+        return self.tool_result.error is None
+
+    def pretty(self) -> str:
+        """One line for humans: ``#1 ✓ greet(name='Alice') → 1 keys [12ms]``."""
+        result = self.tool_result
+        mark = "✓" if result.error is None else "✗"
+        head = f"#{self.number} {mark} {self.tool_call.tool}({result.args_summary})"
+        tail = _result_tail(result)
+        line = f"{head} → {tail}" if tail else head
+        if result.duration_ms > 0:
+            line += f" [{result.duration_ms:.0f}ms]"
+        return line
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able form: ``{"step", "tool_call", "tool_result"}``."""
+        return {
+            "step": self.number,
+            "tool_call": self.tool_call.to_dict(),
+            "tool_result": self.tool_result.to_dict(),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Token counts reported by the provider. Add two with ``+``."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        """Input plus output tokens."""
+        return self.input_tokens + self.output_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            self.input_tokens + other.input_tokens, self.output_tokens + other.output_tokens
+        )
+
+    def to_dict(self) -> dict[str, int]:
+        """``{"input_tokens", "output_tokens", "total_tokens"}``."""
+        return {
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "total_tokens": self.total_tokens,
+        }
+
+
+class StopReason(enum.StrEnum):
+    """Why a run ended. Exactly one is set, and it is never guessed after the fact."""
+
+    DONE = "done"
+    """The model called the done tool and it was accepted."""
+    FINAL_TEXT = "final_text"
+    """The model answered in plain text without calling a tool."""
+    MAX_STEPS = "max_steps"
+    """The step budget (``max_steps``) was used up."""
+    MAX_LLM_CALLS = "max_llm_calls"
+    """The hard cap on model calls was reached (free tools or repeated bad calls)."""
+    CANCELLED = "cancelled"
+    """The cancel token was set, or the caller closed the loop early."""
+    HOOK_STOP = "hook_stop"
+    """A hook asked to stop (``should_stop``, or a ``Stop`` decision)."""
+    LLM_ERROR = "llm_error"
+    """The model provider failed; the error is on the trajectory and was raised."""
+    HOOK_ERROR = "hook_error"
+    """A hook raised; the :class:`~looplet.errors.HookError` was raised."""
+
+
+@dataclass(slots=True)
+class Trajectory:
+    """The record of one run: what ``composable_loop`` returns and what evals assert on.
+
+    Attributes:
+        task: the task as given to the loop.
+        steps: every step, in order.
+        stop_reason: why the run ended (``None`` while it is still running).
+        stop_detail: a human-readable detail (the hook's stop reason, the final text...).
+        llm_calls: how many model requests were made.
+        usage: tokens summed over all model calls.
+        messages: the whole conversation the model saw, in order.
+        elapsed_ms: wall time of the run.
+        final_text: the model's last plain-text reply, if any.
+        error: the exception that ended the run, if any.
+    """
+
+    task: Any = None
+    steps: list[Step] = field(default_factory=list)
+    stop_reason: StopReason | None = None
+    stop_detail: str = ""
+    llm_calls: int = 0
+    usage: Usage = field(default_factory=Usage)
+    messages: list[Message] = field(default_factory=list)
+    elapsed_ms: float = 0.0
+    final_text: str = ""
+    error: BaseException | None = None
+
+    @property
+    def tools(self) -> list[str]:
+        """The names of the tools called, in order."""
+        return [s.tool_call.tool for s in self.steps]
+
+    @property
+    def errors(self) -> list[Step]:
+        """The steps that failed."""
+        return [s for s in self.steps if s.tool_result.error is not None]
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able form of the whole record."""
+        return {
+            "task": _jsonable(self.task),
+            "steps": [s.to_dict() for s in self.steps],
+            "stop_reason": self.stop_reason.value if self.stop_reason else None,
+            "stop_detail": self.stop_detail,
+            "llm_calls": self.llm_calls,
+            "usage": self.usage.to_dict(),
+            "messages": [m.to_dict() for m in self.messages],
+            "elapsed_ms": round(self.elapsed_ms, 3),
+            "final_text": self.final_text,
+            "error": f"{type(self.error).__name__}: {self.error}" if self.error else None,
+        }
+
+    def pretty(self) -> str:
+        """The steps, one per line, then the stop reason and totals."""
+        lines = [s.pretty() for s in self.steps]
+        reason = self.stop_reason.value if self.stop_reason else "running"
+        lines.append(
+            f"stopped: {reason} · {len(self.steps)} steps · {self.llm_calls} model calls · "
+            f"{self.usage.total_tokens} tokens · {self.elapsed_ms:.0f}ms"
+        )
+        return "\n".join(lines)
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _result_tail(result: ToolResult) -> str:
+    if result.error is not None:
+        return "ERROR: " + result.error[:_ERROR_CHARS]
+    data = result.data
+    if data is None:
+        return ""
+    if isinstance(data, list | tuple):
+        return f"{len(data)} items"
+    if isinstance(data, Mapping):
+        return f"{len(data)} keys"
+    text = str(data)
+    return text if len(text) <= _TAIL_CHARS else text[: _TAIL_CHARS - 3] + "..."
+
+
+def _jsonable(value: Any) -> Any:
+    """``value`` if JSON can encode it, else a JSON-able stand-in (``str`` at the leaves)."""
+    try:
+        json.dumps(value)
+        return value
+    except (TypeError, ValueError):
+        pass
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_jsonable(v) for v in value]
+    return str(value)
