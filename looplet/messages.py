@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Mapping
+import itertools
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, overload
 
 from looplet.types import ToolCall, ToolResult, _jsonable
 
-__all__ = ["Message", "Role", "render_task", "render_tool_result"]
+__all__ = ["ConversationView", "Message", "Role", "render_task", "render_tool_result"]
 
 Role = Literal["system", "user", "assistant", "tool"]
 
@@ -83,6 +84,56 @@ class Message:
         if self.is_error:
             out["is_error"] = True
         return out
+
+
+class ConversationView(Sequence[Message]):
+    """A read-only view of the first ``end`` messages of an append-only list, plus extras.
+
+    The loop hands each model request a view instead of a copy: the run's conversation only
+    ever grows (compaction swaps in a new list), so a prefix view stays exact, and building a
+    request costs O(1) however long the run is.
+    """
+
+    __slots__ = ("_end", "_extra", "_items")
+
+    def __init__(
+        self, items: list[Message], end: int | None = None, extra: tuple[Message, ...] = ()
+    ) -> None:
+        self._items = items
+        self._end = len(items) if end is None else end
+        self._extra = extra
+
+    def __len__(self) -> int:
+        return self._end + len(self._extra)
+
+    @overload
+    def __getitem__(self, index: int) -> Message: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[Message]: ...
+    def __getitem__(self, index: int | slice) -> Message | list[Message]:
+        if isinstance(index, slice):
+            return list(self)[index]
+        n = len(self)
+        if index < 0:
+            index += n
+        if not 0 <= index < n:
+            raise IndexError("conversation index out of range")
+        if index < self._end:
+            return self._items[index]
+        return self._extra[index - self._end]
+
+    def __iter__(self) -> Iterator[Message]:
+        return itertools.chain(itertools.islice(self._items, self._end), self._extra)
+
+    def __repr__(self) -> str:
+        return f"ConversationView({len(self)} messages)"
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Sequence) and not isinstance(other, str):
+            return len(self) == len(other) and all(a == b for a, b in zip(self, other))
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
 
 
 def render_task(task: Any) -> str:

@@ -1,0 +1,111 @@
+"""looplet: the tool-calling loop for LLM agents that you can step through.
+
+``for step in composable_loop(llm=..., tools=..., task=...)`` yields one ``Step`` per tool
+call; hooks layer behaviour on any step; the returned ``Trajectory`` is what evals assert on.
+
+``import looplet`` imports no third-party package: provider backends (``OpenAIBackend``) and
+test helpers (``MockLLMBackend``) load on first use.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from looplet.backends.base import AsyncLLMBackend, LLMBackend, LLMRequest, LLMResponse
+from looplet.cancel import CancelToken
+from looplet.config import LoopConfig
+from looplet.errors import (
+    ConfigurationError,
+    ErrorKind,
+    HookError,
+    LLMError,
+    LoopletError,
+    ToolError,
+)
+from looplet.hooks import (
+    Allow,
+    Block,
+    Continue,
+    Deny,
+    HookDecision,
+    InjectContext,
+    LoopEvent,
+    LoopHook,
+    Stop,
+)
+from looplet.loop import AsyncLoopRun, LoopRun, async_composable_loop, composable_loop
+from looplet.messages import Message
+from looplet.state import AgentState, DefaultState
+from looplet.tools import BaseToolRegistry, ToolContext, ToolSpec, tool
+from looplet.types import Step, StopReason, ToolCall, ToolResult, Trajectory, Usage
+
+if TYPE_CHECKING:
+    from looplet.backends.openai import AsyncOpenAIBackend, OpenAIBackend
+    from looplet.testing.mock import AsyncMockLLMBackend, MockLLMBackend
+
+__all__ = [
+    "AgentState",
+    "Allow",
+    "AsyncLLMBackend",
+    "AsyncLoopRun",
+    "AsyncMockLLMBackend",
+    "AsyncOpenAIBackend",
+    "BaseToolRegistry",
+    "Block",
+    "CancelToken",
+    "ConfigurationError",
+    "Continue",
+    "DefaultState",
+    "Deny",
+    "ErrorKind",
+    "HookDecision",
+    "HookError",
+    "InjectContext",
+    "LLMBackend",
+    "LLMError",
+    "LLMRequest",
+    "LLMResponse",
+    "LoopConfig",
+    "LoopEvent",
+    "LoopHook",
+    "LoopRun",
+    "LoopletError",
+    "Message",
+    "MockLLMBackend",
+    "OpenAIBackend",
+    "Step",
+    "Stop",
+    "StopReason",
+    "ToolCall",
+    "ToolContext",
+    "ToolError",
+    "ToolResult",
+    "ToolSpec",
+    "Trajectory",
+    "Usage",
+    "__version__",
+    "async_composable_loop",
+    "composable_loop",
+    "tool",
+]
+
+# Loaded on first access so that `import looplet` pulls in no provider SDK and no server code.
+_LAZY = {
+    "OpenAIBackend": "looplet.backends.openai",
+    "AsyncOpenAIBackend": "looplet.backends.openai",
+    "MockLLMBackend": "looplet.testing.mock",
+    "AsyncMockLLMBackend": "looplet.testing.mock",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        from looplet._version import __version__
+
+        return __version__
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'looplet' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)

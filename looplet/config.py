@@ -1,0 +1,83 @@
+"""LoopConfig: the settings of one run (budgets, prompt, done tool, limits)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from looplet.cancel import CancelToken
+from looplet.errors import ConfigurationError
+from looplet.messages import DEFAULT_MAX_RESULT_CHARS
+
+__all__ = ["DEFAULT_SYSTEM_PROMPT", "LoopConfig"]
+
+DEFAULT_SYSTEM_PROMPT = (
+    "You are an agent that completes the user's task by calling the tools you are given. "
+    "Call one or more tools per turn, read their results, and continue until the task is "
+    "complete. When it is, call the `{done_tool}` tool with your answer."
+)
+
+
+@dataclass(slots=True)
+class LoopConfig:
+    """Settings for :func:`~looplet.composable_loop`.
+
+    Attributes:
+        max_steps: how many tool calls may run. Calls of ``free`` tools, and calls that
+            never ran (malformed, unknown tool, invalid arguments, denied, a refused done)
+            do not count.
+        max_tokens: the output token limit of each model call.
+        system_prompt: the system message; ``{done_tool}`` is replaced by the done tool's
+            name. ``None`` uses :data:`DEFAULT_SYSTEM_PROMPT`.
+        temperature: sampling temperature (``None``: the provider's default).
+        done_tool: the tool whose successful call ends the run with stop reason ``done``.
+        max_llm_calls: a hard cap on model calls, so a model that only calls free tools or
+            keeps making bad calls still stops. ``None``: ``max(2 * max_steps, max_steps + 10)``.
+        max_result_chars: how much of one tool result is sent back to the model.
+        concurrent_dispatch: run consecutive calls of ``concurrent_safe`` tools together.
+        cancel_token: set it from anywhere to stop the run (stop reason ``cancelled``).
+        render_task: turns the task into the first user message (default:
+            :func:`looplet.messages.render_task`).
+        workspace_root: the folder tools are told to work in (``ToolContext.workspace_root``).
+        session_id: an id for this run, handed to tools (``ToolContext.session_id``).
+    """
+
+    max_steps: int = 15
+    max_tokens: int = 2000
+    system_prompt: str | None = None
+    temperature: float | None = 0.2
+    done_tool: str = "done"
+    max_llm_calls: int | None = None
+    max_result_chars: int = DEFAULT_MAX_RESULT_CHARS
+    concurrent_dispatch: bool = True
+    cancel_token: CancelToken | None = None
+    render_task: Callable[[Any], str] | None = None
+    workspace_root: str | None = None
+    session_id: str = ""
+
+    def __post_init__(self) -> None:
+        for name in ("max_steps", "max_tokens", "max_result_chars"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigurationError(
+                    f"LoopConfig.{name} must be a positive int, got {value!r}"
+                )
+        if self.max_llm_calls is not None and (
+            not isinstance(self.max_llm_calls, int) or self.max_llm_calls < 1
+        ):
+            raise ConfigurationError(
+                f"LoopConfig.max_llm_calls must be a positive int or None, "
+                f"got {self.max_llm_calls!r}"
+            )
+
+    def llm_call_cap(self, max_steps: int) -> int:
+        """The hard cap on model calls for a run allowed ``max_steps`` steps."""
+        if self.max_llm_calls is not None:
+            return self.max_llm_calls
+        return max(2 * max_steps, max_steps + 10)
+
+    def render_system_prompt(self) -> str:
+        """The system prompt with ``{done_tool}`` filled in."""
+        template = DEFAULT_SYSTEM_PROMPT if self.system_prompt is None else self.system_prompt
+        return template.replace("{done_tool}", self.done_tool)

@@ -1,0 +1,418 @@
+"""The sans-IO step engine: every decision of the loop, and no I/O.
+
+:func:`run_engine` is a generator that *yields effects* and receives their outcomes:
+
+* ``CallModel(request)``: the driver calls the backend and sends back an ``LLMResponse``,
+  or the ``LLMError`` it failed with;
+* ``RunTools(calls, ctx)``: the driver runs the tools and sends back their ``ToolResult``s,
+  in order;
+* ``Emit(step)``: the driver hands the step to the caller and sends back ``None``.
+
+The engine never blocks, sleeps, or touches the network, so the sync driver
+(:func:`looplet.loop.composable_loop`) and the async one share every line of it. When the run
+ends the engine returns the :class:`~looplet.types.Trajectory`, or raises the error that
+ended it (with ``.trajectory`` attached).
+
+What does *not* live here: calling the backend, running tools (``looplet.loop``), hook
+resolution and decision types (``looplet.hooks``), provider formats (``looplet.backends``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from looplet.backends.base import LLMRequest, LLMResponse
+from looplet.config import LoopConfig
+from looplet.errors import ErrorKind, HookError, LLMError, LoopletError, ToolError
+from looplet.hooks import HookDecision, ResolvedHooks, decide, emit, observe
+from looplet.messages import ConversationView, Message, render_task, render_tool_result
+from looplet.state import AgentState
+from looplet.tools import BaseToolRegistry, ToolContext
+from looplet.types import Step, StopReason, ToolCall, ToolResult, Trajectory
+
+__all__ = ["CallModel", "Effect", "Emit", "RunState", "RunTools", "run_engine"]
+
+
+@dataclass(frozen=True, slots=True)
+class CallModel:
+    """Effect: send ``request`` to the model; answer with an LLMResponse or LLMError."""
+
+    request: LLMRequest
+
+
+@dataclass(frozen=True, slots=True)
+class RunTools:
+    """Effect: run ``calls`` (already checked and permitted); answer with their results."""
+
+    calls: tuple[ToolCall, ...]
+    ctx: ToolContext
+
+
+@dataclass(frozen=True, slots=True)
+class Emit:
+    """Effect: hand ``step`` to the caller; answer with ``None``."""
+
+    step: Step
+
+
+Effect = CallModel | RunTools | Emit
+
+
+@dataclass(slots=True, eq=False)
+class RunState:
+    """Everything that survives from one step to the next. A checkpoint serialises it."""
+
+    llm: Any
+    tools: BaseToolRegistry
+    config: LoopConfig
+    state: AgentState
+    hooks: ResolvedHooks
+    context: Any
+    trajectory: Trajectory
+    ctx: ToolContext
+    max_steps: int
+    max_llm_calls: int
+    hook_values: dict[str, Any]
+    pending_context: list[str] = field(default_factory=list)
+    stop_requested: str | None = None
+    error: LoopletError | None = None
+    started: float = field(default_factory=time.perf_counter)
+
+    @property
+    def messages(self) -> list[Message]:
+        """The conversation (append-only; it is the trajectory's list)."""
+        return self.trajectory.messages
+
+    @property
+    def stopped(self) -> bool:
+        """True once a stop reason is set."""
+        return self.trajectory.stop_reason is not None
+
+    @property
+    def next_step(self) -> int:
+        """The number the next step will get."""
+        return len(self.trajectory.steps) + 1
+
+
+def run_engine(run: RunState) -> Generator[Effect, Any, Trajectory]:
+    """Drive one run to its end, yielding effects for the driver to perform."""
+    try:
+        start_run(run)
+        while may_call_model(run):
+            request = build_request(run)
+            if request is None:
+                break
+            reply = yield CallModel(request)
+            calls = record_reply(run, reply)
+            if calls:
+                yield from run_turn(run, calls)
+    except HookError as err:
+        fail(run, StopReason.HOOK_ERROR, err)
+    except GeneratorExit:
+        set_stop(run, StopReason.CANCELLED, "the caller stopped iterating the loop")
+        finish_run(run)
+        raise
+    trajectory = finish_run(run)
+    if run.error is not None:
+        raise run.error
+    return trajectory
+
+
+# -- the steps of a run, in the order they happen ----------------------------------------------
+
+
+def start_run(run: RunState) -> None:
+    """Lay down the system prompt and the task, then run ``pre_loop`` hooks."""
+    config = run.config
+    task_text = (config.render_task or render_task)(run.trajectory.task)
+    run.messages.append(Message.system(config.render_system_prompt()))
+    run.messages.append(Message.user(task_text))
+    emit(run.hooks, "loop_start", 0, task=run.trajectory.task)
+    if run.hooks["pre_loop"]:
+        observe(run.hooks["pre_loop"], run.hook_values, 0)
+
+
+def may_call_model(run: RunState) -> bool:
+    """Whether another model call is allowed; if not, set the exact stop reason."""
+    if run.stopped:
+        return False
+    token = run.config.cancel_token
+    if token is not None and token.is_cancelled:
+        set_stop(run, StopReason.CANCELLED, token.reason)
+    elif run.state.queries_used >= run.max_steps:
+        set_stop(run, StopReason.MAX_STEPS, f"{run.max_steps} steps used")
+    elif run.trajectory.llm_calls >= run.max_llm_calls:
+        set_stop(run, StopReason.MAX_LLM_CALLS, f"{run.max_llm_calls} model calls made")
+    return not run.stopped
+
+
+def build_request(run: RunState) -> LLMRequest | None:
+    """The next model request: the conversation plus this turn's ``pre_prompt`` context."""
+    step = run.next_step
+    if run.pending_context:
+        run.messages.append(Message.user("\n\n".join(run.pending_context)))
+        run.pending_context.clear()
+    extra: tuple[Message, ...] = ()
+    if run.hooks["pre_prompt"]:
+        values = run.hook_values
+        values["step_num"] = step
+        values["messages"] = ConversationView(run.messages)
+        decisions = observe(run.hooks["pre_prompt"], values, step)
+        if stop := next((d.stop for d in decisions if d.stop is not None), None):
+            set_stop(run, StopReason.HOOK_STOP, stop)
+            return None
+        texts = [d.additional_context for d in decisions if d.additional_context]
+        if texts:
+            extra = (Message.user("\n\n".join(texts)),)
+    request = LLMRequest(
+        messages=ConversationView(run.messages, extra=extra),
+        tools=run.tools.tool_schemas(),
+        max_tokens=run.config.max_tokens,
+        temperature=run.config.temperature,
+        step=step,
+    )
+    emit(run.hooks, "llm_call", step, request=request)
+    return request
+
+
+def record_reply(run: RunState, reply: LLMResponse | BaseException) -> tuple[ToolCall, ...]:
+    """Record the model's turn; return its tool calls (none: the run has stopped)."""
+    trajectory = run.trajectory
+    trajectory.llm_calls += 1
+    if isinstance(reply, BaseException):
+        error = reply if isinstance(reply, LoopletError) else LLMError("backend", repr(reply))
+        fail(run, StopReason.LLM_ERROR, error)
+        return ()
+    trajectory.usage = trajectory.usage + reply.usage
+    calls = _with_call_ids(reply.tool_calls, trajectory.llm_calls)
+    run.messages.append(Message.assistant(reply.text, calls))
+    emit(run.hooks, "llm_response", run.next_step, response=reply)
+    if not calls:
+        trajectory.final_text = reply.text
+        set_stop(run, StopReason.FINAL_TEXT, reply.text[:200])
+    return calls
+
+
+def run_turn(run: RunState, calls: Sequence[ToolCall]) -> Generator[Effect, Any, None]:
+    """Screen, run and record every call of one model turn, yielding a step for each.
+
+    Consecutive calls of concurrent-safe tools run together; any other call runs alone, so
+    a caller that stops iterating after a step stops the later calls from running. Once the
+    run has stopped, the turn's remaining calls are recorded as not run (never dropped).
+    """
+    index = 0
+    while index < len(calls):
+        group = next_group(run, calls, index)
+        index += len(group)
+        outcomes = [screen_call(run, call) for call in group]
+        to_run = tuple(o for o in outcomes if isinstance(o, ToolCall))
+        ran: list[ToolResult] = []
+        if to_run:
+            run.ctx.step = run.next_step
+            ran = yield RunTools(to_run, run.ctx)
+        ran_iter = iter(ran)
+        for call, outcome in zip(group, outcomes, strict=True):
+            result = next(ran_iter) if isinstance(outcome, ToolCall) else outcome
+            step = record_step(run, call if not isinstance(outcome, ToolCall) else outcome, result)
+            yield Emit(step)
+            after_step(run, step)
+
+
+def next_group(run: RunState, calls: Sequence[ToolCall], start: int) -> Sequence[ToolCall]:
+    """The calls starting at ``start`` that may run together (at least one)."""
+    if not run.config.concurrent_dispatch or run.stopped:
+        return calls[start : start + 1]
+    end = start
+    while end < len(calls) and run.tools.is_concurrent_safe(calls[end].tool):
+        end += 1
+    return calls[start : max(end, start + 1)]
+
+
+def screen_call(run: RunState, call: ToolCall) -> ToolCall | ToolResult:
+    """Decide what happens to one call before it runs.
+
+    Returns the call to run (arguments possibly rewritten by a hook), or the result to
+    record instead: a malformed or unknown call, invalid arguments, a refused done, a hook's
+    own result, a denial, or "not run" once the run has stopped or the budget is spent.
+    """
+    if run.stopped:
+        return _not_run(call, f"the run stopped ({run.trajectory.stop_reason}) before this call")
+    done_tool = run.config.done_tool
+    is_done = call.tool == done_tool
+    implicit_done = is_done and done_tool not in run.tools
+    if not implicit_done and (problem := run.tools.check_call(call)) is not None:
+        return ToolResult.failure(call, problem)
+    counts = not is_done and not run.tools.is_free(call.tool)
+    if counts and run.state.queries_used >= run.max_steps:
+        set_stop(run, StopReason.MAX_STEPS, f"{run.max_steps} steps used")
+        return _not_run(call, f"the step budget (max_steps={run.max_steps}) is used up")
+    values = run.hook_values
+    values["tool_call"] = call
+    values["step_num"] = run.next_step
+    if is_done and run.hooks["check_done"]:
+        verdict = decide(run.hooks["check_done"], values, run.next_step)
+        if verdict is not None and verdict.is_block:
+            reason = verdict.block or "refused by a check_done hook"
+            return ToolResult.failure(call, ToolError(ErrorKind.DONE_REJECTED, reason))
+    screened = apply_dispatch_hooks(run, call)
+    if isinstance(screened, ToolResult):
+        return screened
+    if implicit_done:
+        return ToolResult(done_tool, screened.args_summary(), screened.args, call_id=call.call_id)
+    if counts:
+        run.state.queries_used += 1
+    return screened
+
+
+def apply_dispatch_hooks(run: RunState, call: ToolCall) -> ToolCall | ToolResult:
+    """Run ``pre_dispatch`` then ``check_permission`` hooks on ``call``."""
+    step = run.next_step
+    decision = decide(run.hooks["pre_dispatch"], run.hook_values, step)
+    if decision is not None:
+        if decision.stop is not None:
+            set_stop(run, StopReason.HOOK_STOP, decision.stop)
+            return _not_run(call, f"a hook stopped the run: {decision.stop}")
+        if decision.updated_result is not None:
+            return dataclasses.replace(decision.updated_result, call_id=call.call_id)
+        if decision.is_block:
+            return _denied(call, decision, "pre_dispatch")
+        if decision.updated_args is not None:
+            call = dataclasses.replace(call, args=dict(decision.updated_args))
+            if (problem := run.tools.check_call(call)) is not None:
+                return ToolResult.failure(call, problem)
+    for bound in run.hooks["check_permission"]:
+        verdict = decide((bound,), run.hook_values, step)
+        if verdict is not None and verdict.is_block:
+            return _denied(call, verdict, f"{type(bound.hook).__name__}.check_permission")
+    return call
+
+
+def record_step(run: RunState, call: ToolCall, result: ToolResult) -> Step:
+    """Let ``post_dispatch`` hooks see (or replace) the result, then record the step."""
+    step_num = run.next_step
+    if run.hooks["post_dispatch"]:
+        values = run.hook_values
+        values["tool_call"] = call
+        values["step_num"] = step_num
+        for bound in run.hooks["post_dispatch"]:
+            values["tool_result"] = result
+            decisions = observe((bound,), values, step_num)
+            for d in decisions:
+                if d.updated_result is not None:
+                    result = dataclasses.replace(d.updated_result, call_id=call.call_id)
+                if d.additional_context:
+                    run.pending_context.append(d.additional_context)
+                if d.stop is not None and run.stop_requested is None:
+                    run.stop_requested = d.stop
+    step = Step(step_num, call, result)
+    run.trajectory.steps.append(step)
+    if run.state.steps is not run.trajectory.steps:
+        run.state.steps.append(step)
+    content = render_tool_result(result, run.config.max_result_chars)
+    run.messages.append(Message.tool_result(result, content))
+    emit(run.hooks, "step", step_num, step=step)
+    return step
+
+
+def after_step(run: RunState, step: Step) -> None:
+    """Decide whether the run ends after ``step``: done, a hook's stop, or cancellation."""
+    if run.stopped:
+        return
+    if step.tool_call.tool == run.config.done_tool and step.ok:
+        set_stop(run, StopReason.DONE, _done_detail(step.tool_result.data))
+        return
+    if run.stop_requested is not None:
+        set_stop(run, StopReason.HOOK_STOP, run.stop_requested)
+        return
+    if run.hooks["should_stop"]:
+        values = run.hook_values
+        values["step"] = step
+        values["step_num"] = step.number
+        values["new_entities"] = []
+        verdict = decide(run.hooks["should_stop"], values, step.number)
+        if verdict is not None and verdict.is_stop:
+            set_stop(run, StopReason.HOOK_STOP, verdict.stop or "")
+            return
+    token = run.config.cancel_token
+    if token is not None and token.is_cancelled:
+        set_stop(run, StopReason.CANCELLED, token.reason)
+
+
+def finish_run(run: RunState) -> Trajectory:
+    """Close the record and run ``on_loop_end`` hooks (all of them, even if one raises)."""
+    trajectory = run.trajectory
+    if trajectory.stop_reason is None:  # only reachable through an unexpected exit path
+        set_stop(run, StopReason.CANCELLED, "the loop ended unexpectedly")
+    trajectory.elapsed_ms = (time.perf_counter() - run.started) * 1000
+    failed_hook = run.error.hook if isinstance(run.error, HookError) else None
+    run.hook_values["trajectory"] = trajectory
+    for bound in run.hooks["on_loop_end"]:
+        if bound.hook is failed_hook:
+            continue
+        try:
+            bound(run.hook_values, len(trajectory.steps))
+        except HookError as err:
+            if run.error is None:
+                run.error = err
+    emit_safely(run)
+    if run.error is not None:
+        trajectory.error = run.error
+        run.error.trajectory = trajectory
+    return trajectory
+
+
+def emit_safely(run: RunState) -> None:
+    """Deliver ``loop_end``; a raising listener is recorded unless an error already is."""
+    try:
+        emit(run.hooks, "loop_end", len(run.trajectory.steps), trajectory=run.trajectory)
+    except HookError as err:
+        if run.error is None:
+            run.error = err
+
+
+# -- small helpers ----------------------------------------------------------------------------
+
+
+def set_stop(run: RunState, reason: StopReason, detail: str = "") -> None:
+    """Record why the run ends; the first reason set is the one kept."""
+    if run.trajectory.stop_reason is None:
+        run.trajectory.stop_reason = reason
+        run.trajectory.stop_detail = detail
+
+
+def fail(run: RunState, reason: StopReason, error: LoopletError) -> None:
+    """End the run because of ``error``, which the driver will raise."""
+    set_stop(run, reason, str(error))
+    if run.error is None:
+        run.error = error
+
+
+def _not_run(call: ToolCall, why: str) -> ToolResult:
+    return ToolResult.failure(call, ToolError(ErrorKind.CANCELLED, f"not run: {why}"))
+
+
+def _denied(call: ToolCall, decision: HookDecision, where: str) -> ToolResult:
+    reason = decision.block or f"denied by {where}"
+    retry = bool(decision.metadata.get("retry", False))
+    return ToolResult.failure(
+        call, ToolError(ErrorKind.PERMISSION_DENIED, reason, retriable=retry)
+    )
+
+
+def _with_call_ids(calls: tuple[ToolCall, ...], turn: int) -> tuple[ToolCall, ...]:
+    if all(c.call_id for c in calls):
+        return calls
+    return tuple(
+        c if c.call_id else dataclasses.replace(c, call_id=f"call_{turn}_{i}")
+        for i, c in enumerate(calls)
+    )
+
+
+def _done_detail(data: Any) -> str:
+    if isinstance(data, dict) and len(data) == 1:
+        (data,) = data.values()
+    return str(data)[:200] if data is not None else ""

@@ -1,0 +1,307 @@
+"""``composable_loop`` and ``async_composable_loop``: thin drivers of the step engine.
+
+Each driver does only the I/O that :func:`looplet.engine.run_engine` asks for: calling the
+model backend and running tools. The sync driver blocks; the async one awaits (sync
+backends and sync tools run in a worker thread so they never block the event loop). Every
+decision is the engine's, so both loops behave identically.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import AsyncGenerator, Generator, Iterable
+from types import TracebackType
+from typing import Any
+
+from looplet.backends.base import LLMRequest, LLMResponse
+from looplet.backends.legacy import LegacyTextBackend
+from looplet.config import LoopConfig
+from looplet.engine import CallModel, Effect, Emit, RunState, RunTools, run_engine
+from looplet.errors import ConfigurationError, LLMError
+from looplet.hooks import resolve_hooks
+from looplet.state import AgentState, DefaultState
+from looplet.tools import BaseToolRegistry, ToolContext, ToolSpec
+from looplet.types import Step, Trajectory
+
+__all__ = ["AsyncLoopRun", "LoopRun", "async_composable_loop", "composable_loop"]
+
+
+def composable_loop(
+    llm: Any,
+    task: Any = None,
+    tools: BaseToolRegistry | Iterable[ToolSpec] | None = None,
+    context: Any = None,
+    hooks: Iterable[object] | None = (),
+    config: LoopConfig | None = None,
+    state: AgentState | None = None,
+) -> LoopRun:
+    """Run the tool-calling loop, yielding one :class:`~looplet.types.Step` per tool call.
+
+    The model sees a real conversation: the system prompt, the task, its own earlier turns
+    with their tool calls, and every tool result as a tool message. The run ends when the
+    done tool succeeds (``done``), the model answers without a tool call (``final_text``),
+    the budget is spent (``max_steps``, ``max_llm_calls``), a hook stops it (``hook_stop``)
+    or it is cancelled (``cancelled``). A provider failure raises :class:`LLMError` and a
+    raising hook :class:`HookError`, each with the partial trajectory on ``.trajectory``.
+
+    Example::
+
+        for step in composable_loop(llm=llm, tools=tools, task={"goal": "Greet Alice"}):
+            print(step.pretty())
+
+    Args:
+        llm: a backend with ``complete(request)`` (or the original ``generate(prompt)``).
+        task: what to do: a str, a dict, or any object (see ``LoopConfig.render_task``).
+        tools: a :class:`BaseToolRegistry`, or an iterable of ``ToolSpec``.
+        context: any object, handed to hooks as ``context``.
+        hooks: hook objects (see :class:`~looplet.hooks.LoopHook`).
+        config: settings; defaults to ``LoopConfig()``.
+        state: the agent state; defaults to ``DefaultState``.
+
+    Returns:
+        A :class:`LoopRun`: a generator of steps whose return value (and ``.trajectory``)
+        is the run's :class:`~looplet.types.Trajectory`.
+    """
+    run = new_run(llm, task, tools, context, hooks, config, state, need="sync")
+    return LoopRun(run)
+
+
+def async_composable_loop(
+    llm: Any,
+    task: Any = None,
+    tools: BaseToolRegistry | Iterable[ToolSpec] | None = None,
+    context: Any = None,
+    hooks: Iterable[object] | None = (),
+    config: LoopConfig | None = None,
+    state: AgentState | None = None,
+) -> AsyncLoopRun:
+    """The async twin of :func:`composable_loop`: ``async for step in ...``.
+
+    Backends with ``acomplete`` are awaited, async tools are awaited, and sync backends or
+    tools run in a worker thread. The finished trajectory is on ``.trajectory``.
+    """
+    run = new_run(llm, task, tools, context, hooks, config, state, need="async")
+    return AsyncLoopRun(run)
+
+
+class LoopRun(Generator[Step, None, Trajectory]):
+    """A running loop: iterate it for steps; ``.trajectory`` is the record so far."""
+
+    __slots__ = ("_engine", "_run")
+
+    def __init__(self, run: RunState) -> None:
+        self._run = run
+        self._engine = run_engine(run)
+
+    @property
+    def trajectory(self) -> Trajectory:
+        """The run's record (complete once iteration has ended)."""
+        return self._run.trajectory
+
+    def send(self, value: None) -> Step:
+        """Advance to the next step (``value`` is ignored)."""
+        return self._drive(self._engine.send(None))
+
+    def throw(  # type: ignore[override]
+        self,
+        typ: type[BaseException] | BaseException,
+        val: object = None,
+        tb: TracebackType | None = None,
+    ) -> Step:
+        """Raise an exception inside the run (``close()`` uses this to stop it cleanly)."""
+        exc = typ if isinstance(typ, BaseException) else typ()
+        return self._drive(self._engine.throw(exc))
+
+    def _drive(self, effect: Effect) -> Step:
+        engine, run = self._engine, self._run
+        while True:
+            if isinstance(effect, Emit):
+                return effect.step
+            if isinstance(effect, CallModel):
+                effect = engine.send(call_model(run.llm, effect.request))
+            else:
+                effect = engine.send(run.tools.dispatch_batch(effect.calls, ctx=effect.ctx))
+
+
+class AsyncLoopRun(AsyncGenerator[Step, None]):
+    """A running async loop: ``async for`` it for steps; ``.trajectory`` is the record."""
+
+    __slots__ = ("_engine", "_run")
+
+    def __init__(self, run: RunState) -> None:
+        self._run = run
+        self._engine = run_engine(run)
+
+    @property
+    def trajectory(self) -> Trajectory:
+        """The run's record (complete once iteration has ended)."""
+        return self._run.trajectory
+
+    async def asend(self, value: None) -> Step:
+        """Advance to the next step (``value`` is ignored)."""
+        try:
+            effect = self._engine.send(None)
+        except StopIteration:
+            raise StopAsyncIteration from None
+        return await self._drive(effect)
+
+    async def athrow(  # type: ignore[override]
+        self,
+        typ: type[BaseException] | BaseException,
+        val: object = None,
+        tb: TracebackType | None = None,
+    ) -> Step:
+        """Raise an exception inside the run (``aclose()`` uses this to stop it cleanly)."""
+        exc = typ if isinstance(typ, BaseException) else typ()
+        try:
+            effect = self._engine.throw(exc)
+        except StopIteration:
+            raise StopAsyncIteration from None
+        return await self._drive(effect)
+
+    async def aclose(self) -> None:
+        """Stop the run: it ends with stop reason ``cancelled`` and hooks see the end."""
+        self._engine.close()
+
+    async def _drive(self, effect: Effect) -> Step:
+        engine, run = self._engine, self._run
+        try:
+            while True:
+                if isinstance(effect, Emit):
+                    return effect.step
+                if isinstance(effect, CallModel):
+                    reply = await acall_model(run.llm, effect.request)
+                    effect = engine.send(reply)
+                else:
+                    results = await run.tools.adispatch_batch(effect.calls, ctx=effect.ctx)
+                    effect = engine.send(results)
+        except StopIteration:
+            raise StopAsyncIteration from None
+
+
+# -- I/O: the only thing the drivers do -------------------------------------------------------
+
+
+def call_model(llm: Any, request: LLMRequest) -> LLMResponse | LLMError:
+    """Call a sync backend; a failure comes back as an LLMError value for the engine."""
+    try:
+        return llm.complete(request)  # type: ignore[no-any-return]
+    except LLMError as err:
+        return err
+    except Exception as exc:  # a backend bug must still end the run cleanly, with a cause
+        return _backend_failure(llm, exc)
+
+
+async def acall_model(llm: Any, request: LLMRequest) -> LLMResponse | LLMError:
+    """Call a backend from the async loop, awaiting ``acomplete`` or threading ``complete``."""
+    try:
+        if hasattr(llm, "acomplete"):
+            return await llm.acomplete(request)  # type: ignore[no-any-return]
+        return await asyncio.to_thread(llm.complete, request)  # type: ignore[no-any-return]
+    except LLMError as err:
+        return err
+    except Exception as exc:
+        return _backend_failure(llm, exc)
+
+
+def _backend_failure(llm: Any, exc: Exception) -> LLMError:
+    name = getattr(llm, "provider", None) or type(llm).__name__
+    error = LLMError(str(name), f"{type(exc).__name__}: {exc}", kind="backend_error")
+    error.__cause__ = exc
+    return error
+
+
+# -- building a run from the caller's arguments -----------------------------------------------
+
+
+def new_run(
+    llm: Any,
+    task: Any,
+    tools: BaseToolRegistry | Iterable[ToolSpec] | None,
+    context: Any,
+    hooks: Iterable[object] | None,
+    config: LoopConfig | None,
+    state: AgentState | None,
+    *,
+    need: str,
+) -> RunState:
+    """Check the caller's arguments and build the state of a new run."""
+    config = config if config is not None else LoopConfig()
+    if not isinstance(config, LoopConfig):
+        raise ConfigurationError(f"config must be a LoopConfig, got {type(config).__name__}")
+    registry = _as_registry(tools)
+    backend = _as_backend(llm, need)
+    if state is None:
+        state = DefaultState(max_steps=config.max_steps)
+    max_steps = min(config.max_steps, getattr(state, "max_steps", config.max_steps))
+    trajectory = Trajectory(task=task)
+    resolved = resolve_hooks(hooks)
+    ctx = ToolContext(
+        cwd=config.workspace_root or ".",
+        workspace_root=config.workspace_root or ".",
+        cancel_token=config.cancel_token,
+        session_id=config.session_id,
+    )
+    hook_values: dict[str, Any] = {
+        "state": state,
+        "session_log": trajectory.steps,
+        "context": context,
+        "task": task,
+        "config": config,
+        "llm": llm,
+        "trajectory": trajectory,
+    }
+    return RunState(
+        llm=backend,
+        tools=registry,
+        config=config,
+        state=state,
+        hooks=resolved,
+        context=context,
+        trajectory=trajectory,
+        ctx=ctx,
+        max_steps=max_steps,
+        max_llm_calls=config.llm_call_cap(max_steps),
+        hook_values=hook_values,
+    )
+
+
+def _as_registry(tools: BaseToolRegistry | Iterable[ToolSpec] | None) -> BaseToolRegistry:
+    if tools is None:
+        raise ConfigurationError(
+            "composable_loop needs tools=: a BaseToolRegistry with at least one ToolSpec "
+            "(usually your tools and a 'done' tool)."
+        )
+    if not isinstance(tools, BaseToolRegistry):
+        registry = BaseToolRegistry()
+        for spec in tools:
+            registry.register(spec)
+        tools = registry
+    if len(tools) == 0:
+        raise ConfigurationError(
+            "the tool registry is empty, so the model could not call anything. Register "
+            "tools first: tools.register(ToolSpec(name=..., description=..., parameters=..., "
+            "execute=...)), including a 'done' tool to finish."
+        )
+    return tools
+
+
+def _as_backend(llm: Any, need: str) -> Any:
+    if llm is None:
+        raise ConfigurationError("composable_loop needs llm=: a model backend such as "
+                                 "OpenAIBackend(OpenAI(), model='gpt-4o-mini').")
+    if hasattr(llm, "complete") or (need == "async" and hasattr(llm, "acomplete")):
+        return llm
+    generate = getattr(llm, "generate", None)
+    if callable(generate):
+        if inspect.iscoroutinefunction(generate) and need == "sync":
+            raise ConfigurationError(
+                f"{type(llm).__name__}.generate is async; use async_composable_loop with it."
+            )
+        return LegacyTextBackend(llm)
+    hint = "complete(request) or acomplete(request)" if need == "async" else "complete(request)"
+    raise ConfigurationError(
+        f"llm must be a model backend with {hint} (or the original generate(prompt)); "
+        f"got {type(llm).__name__}, which has neither."
+    )
