@@ -16,7 +16,8 @@ class CancelToken:
     Example::
 
         token = CancelToken()
-        loop = composable_loop(llm=llm, tools=tools, task=task, config=LoopConfig(cancel_token=token))
+        config = LoopConfig(cancel_token=token)
+        loop = composable_loop(llm=llm, tools=tools, task=task, config=config)
         # elsewhere: token.cancel("user pressed stop")
     """
 

@@ -60,9 +60,7 @@ class LoopConfig:
         for name in ("max_steps", "max_tokens", "max_result_chars"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigurationError(
-                    f"LoopConfig.{name} must be a positive int, got {value!r}"
-                )
+                raise ConfigurationError(f"LoopConfig.{name} must be a positive int, got {value!r}")
         if self.max_llm_calls is not None and (
             not isinstance(self.max_llm_calls, int) or self.max_llm_calls < 1
         ):

@@ -398,9 +398,7 @@ def _not_run(call: ToolCall, why: str) -> ToolResult:
 def _denied(call: ToolCall, decision: HookDecision, where: str) -> ToolResult:
     reason = decision.block or f"denied by {where}"
     retry = bool(decision.metadata.get("retry", False))
-    return ToolResult.failure(
-        call, ToolError(ErrorKind.PERMISSION_DENIED, reason, retriable=retry)
-    )
+    return ToolResult.failure(call, ToolError(ErrorKind.PERMISSION_DENIED, reason, retriable=retry))
 
 
 def _with_call_ids(calls: tuple[ToolCall, ...], turn: int) -> tuple[ToolCall, ...]:

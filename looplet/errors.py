@@ -109,8 +109,14 @@ class LLMError(LoopletError):
     def __reduce__(self) -> tuple[Any, ...]:
         return (
             _rebuild_llm_error,
-            (self.provider, self.provider_message, self.status, self.retriable, self.attempts,
-             self.kind),
+            (
+                self.provider,
+                self.provider_message,
+                self.status,
+                self.retriable,
+                self.attempts,
+                self.kind,
+            ),
         )
 
 
@@ -211,7 +217,11 @@ class ToolError(LoopletError):
         if not isinstance(other, ToolError):
             return NotImplemented
         return (self.kind, self.message, self.retriable, self.context) == (
-            other.kind, other.message, other.retriable, other.context)
+            other.kind,
+            other.message,
+            other.retriable,
+            other.context,
+        )
 
     __hash__ = Exception.__hash__
 
@@ -220,5 +230,9 @@ class ToolError(LoopletError):
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able form: ``{"kind", "message", "retriable", "context"}``."""
-        return {"kind": self.kind.value, "message": self.message, "retriable": self.retriable,
-                "context": self.context}
+        return {
+            "kind": self.kind.value,
+            "message": self.message,
+            "retriable": self.retriable,
+            "context": self.context,
+        }

@@ -116,32 +116,32 @@ class HookDecision:
 _NOOP = HookDecision()
 
 
-def Allow(reason: str = "") -> HookDecision:  # noqa: N802 - the original's public factory name
+def Allow(reason: str = "") -> HookDecision:
     """Allow the call (and skip the remaining hooks of this slot)."""
     return HookDecision(permission="allow", metadata={"reason": reason} if reason else {})
 
 
-def Deny(reason: str, retry: bool = False) -> HookDecision:  # noqa: N802
+def Deny(reason: str, retry: bool = False) -> HookDecision:
     """Refuse the call; the model is told ``reason`` (and that it may retry if ``retry``)."""
     return HookDecision(permission="deny", block=reason, metadata={"retry": retry})
 
 
-def Block(reason: str) -> HookDecision:  # noqa: N802
+def Block(reason: str) -> HookDecision:
     """Refuse the call or the done call; the model is told ``reason``."""
     return HookDecision(block=reason)
 
 
-def Stop(reason: str = "hook_stop") -> HookDecision:  # noqa: N802
+def Stop(reason: str = "hook_stop") -> HookDecision:
     """End the run after the current step, with stop reason ``hook_stop``."""
     return HookDecision(stop=reason)
 
 
-def Continue() -> HookDecision:  # noqa: N802
+def Continue() -> HookDecision:
     """Explicitly change nothing (and skip the remaining hooks of a decide slot)."""
     return HookDecision(permission="allow")
 
 
-def InjectContext(text: str) -> HookDecision:  # noqa: N802
+def InjectContext(text: str) -> HookDecision:
     """Add ``text`` to the conversation before the next model call."""
     return HookDecision(additional_context=text)
 
@@ -201,12 +201,12 @@ class LoopHook(Protocol):
         """When the model calls the done tool. ``None``/``True``: accept. Text, ``False``
         or ``Block``: refuse; the model is told why and the run goes on."""
 
-    def should_stop(self, state: Any, step_num: int, new_entities: Any) -> bool | HookDecision | None:
+    def should_stop(
+        self, state: Any, step_num: int, new_entities: Any
+    ) -> bool | HookDecision | None:
         """After each step. ``True`` or ``Stop``: end the run (stop reason ``hook_stop``)."""
 
-    def on_loop_end(
-        self, state: Any, session_log: Sequence[Step], context: Any, llm: Any
-    ) -> None:
+    def on_loop_end(self, state: Any, session_log: Sequence[Step], context: Any, llm: Any) -> None:
         """Once, after the run ended for any reason. ``trajectory`` may be requested."""
 
     def on_event(self, event: LoopEvent) -> None:
@@ -376,4 +376,3 @@ def emit(hooks: ResolvedHooks, kind: str, step_num: int, **data: Any) -> None:
         values = {"event": LoopEvent(kind, step_num, data)}
         for bound in listeners:
             bound(values, step_num)
-

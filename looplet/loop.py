@@ -17,7 +17,7 @@ from typing import Any
 from looplet.backends.base import LLMRequest, LLMResponse
 from looplet.backends.legacy import LegacyTextBackend
 from looplet.config import LoopConfig
-from looplet.engine import CallModel, Effect, Emit, RunState, RunTools, run_engine
+from looplet.engine import CallModel, Effect, Emit, RunState, run_engine
 from looplet.errors import ConfigurationError, LLMError
 from looplet.hooks import resolve_hooks
 from looplet.state import AgentState, DefaultState
@@ -103,7 +103,7 @@ class LoopRun(Generator[Step, None, Trajectory]):
         """Advance to the next step (``value`` is ignored)."""
         return self._drive(self._engine.send(None))
 
-    def throw(  # type: ignore[override]
+    def throw(
         self,
         typ: type[BaseException] | BaseException,
         val: object = None,
@@ -146,7 +146,7 @@ class AsyncLoopRun(AsyncGenerator[Step, None]):
             raise StopAsyncIteration from None
         return await self._drive(effect)
 
-    async def athrow(  # type: ignore[override]
+    async def athrow(
         self,
         typ: type[BaseException] | BaseException,
         val: object = None,
@@ -198,7 +198,7 @@ async def acall_model(llm: Any, request: LLMRequest) -> LLMResponse | LLMError:
     try:
         if hasattr(llm, "acomplete"):
             return await llm.acomplete(request)  # type: ignore[no-any-return]
-        return await asyncio.to_thread(llm.complete, request)  # type: ignore[no-any-return]
+        return await asyncio.to_thread(llm.complete, request)
     except LLMError as err:
         return err
     except Exception as exc:
@@ -289,8 +289,10 @@ def _as_registry(tools: BaseToolRegistry | Iterable[ToolSpec] | None) -> BaseToo
 
 def _as_backend(llm: Any, need: str) -> Any:
     if llm is None:
-        raise ConfigurationError("composable_loop needs llm=: a model backend such as "
-                                 "OpenAIBackend(OpenAI(), model='gpt-4o-mini').")
+        raise ConfigurationError(
+            "composable_loop needs llm=: a model backend such as "
+            "OpenAIBackend(OpenAI(), model='gpt-4o-mini')."
+        )
     if hasattr(llm, "complete") or (need == "async" and hasattr(llm, "acomplete")):
         return llm
     generate = getattr(llm, "generate", None)

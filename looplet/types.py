@@ -18,7 +18,7 @@ from looplet.errors import ErrorKind, ToolError
 if TYPE_CHECKING:
     from looplet.messages import Message
 
-__all__ = ["StopReason", "Step", "ToolCall", "ToolResult", "Trajectory", "Usage"]
+__all__ = ["Step", "StopReason", "ToolCall", "ToolResult", "Trajectory", "Usage"]
 
 _ARG_VALUE_CHARS = 40
 _TAIL_CHARS = 60
@@ -98,9 +98,7 @@ class ToolResult:
         return self.error_detail.kind if self.error_detail else ErrorKind.EXECUTION
 
     @classmethod
-    def failure(
-        cls, call: ToolCall, error: ToolError, *, duration_ms: float = 0.0
-    ) -> ToolResult:
+    def failure(cls, call: ToolCall, error: ToolError, *, duration_ms: float = 0.0) -> ToolResult:
         """A failed result for ``call`` carrying ``error``."""
         return cls(
             tool=call.tool,

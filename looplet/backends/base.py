@@ -119,7 +119,9 @@ class RetryPolicy:
         """Whether a failure with this HTTP status (``None``: no response) may be retried."""
         return status is None or status in _RETRIABLE_STATUS
 
-    def delay(self, attempt: int, status: int | None, retry_after: str | None = None) -> float | None:
+    def delay(
+        self, attempt: int, status: int | None, retry_after: str | None = None
+    ) -> float | None:
         """Seconds to wait before attempt ``attempt + 1``, or ``None`` to give up.
 
         Args:
@@ -134,5 +136,5 @@ class RetryPolicy:
                 return min(max(float(retry_after), 0.0), self.max_delay)
             except ValueError:
                 pass  # an HTTP date: fall back to our own backoff
-        backoff = min(self.base_delay * 2 ** (attempt - 1), self.max_delay)
+        backoff: float = min(self.base_delay * 2.0 ** (attempt - 1), self.max_delay)
         return backoff * (0.5 + random.random() / 2)

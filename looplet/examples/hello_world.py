@@ -62,8 +62,10 @@ def main() -> int:
     for step in loop:
         print(step.pretty())
     trajectory = loop.trajectory
-    print(f"stop: {trajectory.stop_reason} · {trajectory.llm_calls} model calls · "
-          f"{trajectory.usage.total_tokens} tokens")
+    print(
+        f"stop: {trajectory.stop_reason} · {trajectory.llm_calls} model calls · "
+        f"{trajectory.usage.total_tokens} tokens"
+    )
     return 0
 
 

@@ -1,1 +1,33 @@
-"""Test helpers: scripted backends and a loopback OpenAI-compatible server."""
+"""Test helpers: scripted model backends, and a loopback OpenAI-compatible server.
+
+:class:`MockLLMBackend` / :class:`AsyncMockLLMBackend` answer the loop in-process from a
+script, for unit tests of the loop itself. :class:`ScriptedOpenAIServer` serves a script over
+real HTTP on ``127.0.0.1``, so provider code runs with the real SDK; build its script with
+:func:`text_reply`, :func:`tool_reply` and :func:`call`, :func:`error_reply` and
+:func:`slow_reply`. Standard library only.
+"""
+
+from __future__ import annotations
+
+from looplet.testing._script import (
+    RecordedRequest,
+    call,
+    error_reply,
+    slow_reply,
+    text_reply,
+    tool_reply,
+)
+from looplet.testing._server import ScriptedOpenAIServer
+from looplet.testing.mock import AsyncMockLLMBackend, MockLLMBackend
+
+__all__ = [
+    "AsyncMockLLMBackend",
+    "MockLLMBackend",
+    "RecordedRequest",
+    "ScriptedOpenAIServer",
+    "call",
+    "error_reply",
+    "slow_reply",
+    "text_reply",
+    "tool_reply",
+]

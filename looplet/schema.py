@@ -1,0 +1,417 @@
+"""JSON Schema for tool parameters: normalising, validating, describing.
+
+A tool's parameters may be declared in a "simple" form (``{"name": "str", "k": "int?"}``), as a
+full JSON Schema object, or derived from a function's type hints and docstring
+(:func:`looplet.signature.schema_from_signature`). Whichever form is given,
+:func:`normalize_parameters` turns it into one JSON Schema object at registration, and
+:func:`validate_arguments` checks each call's arguments against it before the tool runs. Only a
+subset of JSON Schema is enforced (types, required, additionalProperties, enum, items, nested
+objects, numeric and length bounds); other keywords are passed to the provider untouched.
+Registries and dispatch live in :mod:`looplet.tools`; this module knows nothing about them and
+uses only the standard library.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from looplet.errors import ToolRegistrationError
+
+__all__ = [
+    "describe_parameters",
+    "normalize_parameters",
+    "validate_arguments",
+]
+
+#: Simple-form type names (and the JSON Schema names, accepted too) -> JSON Schema type.
+#: ``None`` means "any value".
+_SIMPLE_TYPES: dict[str, str | None] = {
+    "str": "string",
+    "string": "string",
+    "int": "integer",
+    "integer": "integer",
+    "float": "number",
+    "number": "number",
+    "bool": "boolean",
+    "boolean": "boolean",
+    "list": "array",
+    "array": "array",
+    "dict": "object",
+    "object": "object",
+    "any": None,
+}
+_SIMPLE_PYTHON_TYPES: dict[object, str | None] = {
+    str: "string",
+    int: "integer",
+    float: "number",
+    bool: "boolean",
+    list: "array",
+    dict: "object",
+    object: None,
+    Any: None,
+}
+_SIMPLE_NAMES_SHOWN = "any, bool, dict, float, int, list, str"
+
+_JSON_TYPES = frozenset({"string", "integer", "number", "boolean", "array", "object", "null"})
+#: JSON Schema type -> the short name shown in signatures.
+_SHORT_NAMES = {
+    "string": "str",
+    "integer": "int",
+    "number": "float",
+    "boolean": "bool",
+    "array": "list",
+    "object": "dict",
+    "null": "None",
+}
+_REPR_CHARS = 40
+
+
+# --------------------------------------------------------------------------- normalising
+
+
+def normalize_parameters(parameters: Mapping[str, Any] | None, *, tool_name: str) -> dict[str, Any]:
+    """Turn a tool's declared parameters into one JSON Schema object.
+
+    Accepts the simple form (``{"name": "str", "k": "int?"}``: a trailing ``?`` makes the
+    parameter optional, Python types such as ``str`` work as values, every other parameter is
+    required, and no other argument is allowed), a full JSON Schema object (recognised by
+    ``"type": "object"`` or a ``"properties"`` mapping; it is copied, never modified), or
+    ``None`` / ``{}`` for a tool without parameters.
+
+    Returns:
+        ``{"type": "object", "properties": {...}, "required": [...], ...}``; ``"required"`` is
+        always present.
+
+    Raises:
+        ToolRegistrationError: an unknown simple type, or a malformed JSON Schema; the message
+            names the tool and the parameter.
+    """
+    if parameters is None:
+        parameters = {}
+    if not isinstance(parameters, Mapping):
+        raise ToolRegistrationError(
+            f"tool {tool_name!r}: parameters must be a mapping (simple form such as "
+            f"{{'name': 'str'}}, or a JSON Schema object), got {type(parameters).__name__} "
+            f"{_short_repr(parameters)}."
+        )
+    if parameters.get("type") == "object" or isinstance(parameters.get("properties"), Mapping):
+        return _normalize_json_schema(parameters, tool_name)
+    return _normalize_simple(parameters, tool_name)
+
+
+def _normalize_simple(parameters: Mapping[str, Any], tool_name: str) -> dict[str, Any]:
+    properties: dict[str, Any] = {}
+    required: list[str] = []
+    for name, declared in parameters.items():
+        if not isinstance(name, str) or not name:
+            raise ToolRegistrationError(
+                f"tool {tool_name!r}: parameter names must be non-empty strings, got {name!r}."
+            )
+        json_type, optional = _simple_type(declared, tool_name, name)
+        properties[name] = {} if json_type is None else {"type": json_type}
+        if not optional:
+            required.append(name)
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": required,
+        "additionalProperties": False,
+    }
+
+
+def _simple_type(declared: object, tool_name: str, name: str) -> tuple[str | None, bool]:
+    """``(JSON type or None for any, optional?)`` for one simple-form value."""
+    if isinstance(declared, str):
+        text = declared.strip()
+        optional = text.endswith("?")
+        key = text.removesuffix("?").strip().lower()
+        if key in _SIMPLE_TYPES:
+            return _SIMPLE_TYPES[key], optional
+        close = difflib.get_close_matches(key, _SIMPLE_TYPES, n=1)
+        hint = f" Did you mean {close[0] + ('?' if optional else '')!r}?" if close else ""
+        raise ToolRegistrationError(
+            f"tool {tool_name!r}: parameter {name!r} has unknown type {declared!r}.{hint} "
+            f"Valid simple types: {_SIMPLE_NAMES_SHOWN} (append '?' to make one optional, "
+            "e.g. 'int?'), or pass a full JSON Schema object instead."
+        )
+    try:
+        return _SIMPLE_PYTHON_TYPES[declared], False
+    except (KeyError, TypeError):
+        pass
+    extra = ""
+    if isinstance(declared, Mapping):
+        extra = (
+            " For a per-parameter schema, pass a full JSON Schema: "
+            "{'type': 'object', 'properties': {...}, 'required': [...]}."
+        )
+    raise ToolRegistrationError(
+        f"tool {tool_name!r}: parameter {name!r} has unsupported type {_short_repr(declared)}. "
+        f"Valid simple types: {_SIMPLE_NAMES_SHOWN} (as strings or the Python types str, int, "
+        f"float, bool, list, dict).{extra}"
+    )
+
+
+def _normalize_json_schema(parameters: Mapping[str, Any], tool_name: str) -> dict[str, Any]:
+    if parameters.get("type", "object") != "object":
+        raise ToolRegistrationError(
+            f"tool {tool_name!r}: a parameters JSON Schema must have 'type': 'object', got "
+            f"{parameters.get('type')!r}."
+        )
+    properties = parameters.get("properties", {})
+    if not isinstance(properties, Mapping):
+        raise ToolRegistrationError(
+            f"tool {tool_name!r}: 'properties' must map parameter names to schemas, got "
+            f"{type(properties).__name__}."
+        )
+    for name, prop in properties.items():
+        if not isinstance(prop, Mapping):
+            raise ToolRegistrationError(
+                f"tool {tool_name!r}: the schema of parameter {name!r} must be a mapping such "
+                f"as {{'type': 'string'}}, got {_short_repr(prop)}."
+            )
+        _check_types(prop, tool_name, str(name))
+    required = parameters.get("required", [])
+    if not isinstance(required, list | tuple) or not all(isinstance(r, str) for r in required):
+        raise ToolRegistrationError(
+            f"tool {tool_name!r}: 'required' must be a list of parameter names, got "
+            f"{_short_repr(required)}."
+        )
+    unknown = [r for r in required if r not in properties]
+    if unknown:
+        raise ToolRegistrationError(
+            f"tool {tool_name!r}: 'required' names {', '.join(map(repr, unknown))}, which "
+            f"{'is' if len(unknown) == 1 else 'are'} not in 'properties' "
+            f"({', '.join(map(repr, properties)) or 'none'}). Add the property or fix the name."
+        )
+    schema = copy.deepcopy(dict(parameters))
+    schema["type"] = "object"
+    schema["properties"] = copy.deepcopy(dict(properties))
+    schema["required"] = list(required)
+    return schema
+
+
+def _check_types(schema: Mapping[str, Any], tool_name: str, path: str) -> None:
+    """Reject type names the validator would not understand (``"int"`` instead of integer)."""
+    declared = schema.get("type")
+    names = declared if isinstance(declared, list) else [] if declared is None else [declared]
+    for name in names:
+        if name not in _JSON_TYPES:
+            raise ToolRegistrationError(
+                f"tool {tool_name!r}: parameter {path!r} has JSON Schema type {name!r}, which "
+                f"is not a JSON Schema type. Use one of: {', '.join(sorted(_JSON_TYPES))}."
+            )
+    items = schema.get("items")
+    if isinstance(items, Mapping):
+        _check_types(items, tool_name, f"{path}[]")
+    for key, sub in (schema.get("properties") or {}).items():
+        if isinstance(sub, Mapping):
+            _check_types(sub, tool_name, f"{path}.{key}")
+    extra = schema.get("additionalProperties")
+    if isinstance(extra, Mapping):
+        _check_types(extra, tool_name, f"{path}.*")
+
+
+# --------------------------------------------------------------------------- validating
+
+
+def _is_integer(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+_TYPE_CHECKS: dict[str, Callable[[object], bool]] = {
+    "string": lambda v: isinstance(v, str),
+    "integer": _is_integer,
+    "number": _is_number,
+    "boolean": lambda v: isinstance(v, bool),
+    "array": lambda v: isinstance(v, list | tuple),
+    "object": lambda v: isinstance(v, Mapping),
+    "null": lambda v: v is None,
+}
+
+
+def validate_arguments(schema: Mapping[str, Any], args: Mapping[str, Any]) -> list[str]:
+    """Check a call's arguments against a normalised parameters schema.
+
+    Runs before every tool call, so it does no copying and compiles nothing. Enforced:
+    ``type`` (a name or a list; a bool is not an integer, an int is a number), ``required``,
+    ``additionalProperties`` (``false`` or a schema), ``enum``, ``items``, nested
+    ``properties``/``required``, ``minimum``/``maximum`` (and the exclusive forms),
+    ``minLength``/``maxLength`` and ``minItems``/``maxItems``.
+
+    Returns:
+        One human-readable line per problem, naming the argument path and what was expected
+        vs. got, e.g. ``argument 'n': expected integer, got str ('3')``; empty when valid.
+    """
+    problems: list[str] = []
+    received: object = args  # a backend may decode '[1, 2]' as arguments; say so, don't crash
+    if not isinstance(received, Mapping):
+        problems.append(
+            f"arguments: expected a JSON object, got {type(received).__name__} "
+            f"({_short_repr(received)})"
+        )
+        return problems
+    _validate_object(schema, received, "", problems)
+    return problems
+
+
+def _validate_value(schema: Mapping[str, Any], value: object, path: str, out: list[str]) -> None:
+    declared = schema.get("type")
+    if declared is not None and not _type_matches(declared, value):
+        out.append(
+            f"argument {path!r}: expected {_expected_text(declared)}, "
+            f"got {type(value).__name__} ({_short_repr(value)})"
+        )
+        return
+    enum = schema.get("enum")
+    if enum is not None and not _in_enum(value, enum):
+        choices = ", ".join(_short_repr(e) for e in enum)
+        out.append(f"argument {path!r}: expected one of {choices}, got {_short_repr(value)}")
+        return
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        _validate_bounds(schema, value, path, out)
+    elif isinstance(value, str):
+        _validate_length(schema, len(value), "characters", path, out)
+    elif isinstance(value, list | tuple):
+        _validate_length(schema, len(value), "items", path, out, keys=("minItems", "maxItems"))
+        items = schema.get("items")
+        if isinstance(items, Mapping) and items:
+            for index, item in enumerate(value):
+                _validate_value(items, item, f"{path}[{index}]", out)
+    elif isinstance(value, Mapping) and (
+        "properties" in schema or "required" in schema or "additionalProperties" in schema
+    ):
+        _validate_object(schema, value, path, out)
+
+
+def _validate_object(
+    schema: Mapping[str, Any], obj: Mapping[str, Any], prefix: str, out: list[str]
+) -> None:
+    properties: Mapping[str, Any] = schema.get("properties") or {}
+    for name in schema.get("required", ()):
+        if name not in obj:
+            out.append(f"missing required argument {_join(prefix, name)!r}")
+    extra = schema.get("additionalProperties", True)
+    for key, value in obj.items():
+        sub = properties.get(key)
+        if sub is not None:
+            _validate_value(sub, value, _join(prefix, key), out)
+        elif extra is False:
+            out.append(_unexpected(prefix, key, properties, obj))
+        elif isinstance(extra, Mapping):
+            _validate_value(extra, value, _join(prefix, key), out)
+
+
+def _unexpected(
+    prefix: str, key: str, properties: Mapping[str, Any], obj: Mapping[str, Any]
+) -> str:
+    # Prefer the names the caller has not given yet: a typo usually stands in for one of them.
+    missing = [p for p in properties if p not in obj]
+    close = difflib.get_close_matches(str(key), missing, n=1) or difflib.get_close_matches(
+        str(key), list(properties), n=1
+    )
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"unexpected argument {_join(prefix, key)!r}{hint}"
+
+
+def _validate_bounds(schema: Mapping[str, Any], value: float, path: str, out: list[str]) -> None:
+    low = schema.get("minimum")
+    if low is not None and value < low:
+        out.append(f"argument {path!r}: expected a value >= {low}, got {value}")
+    high = schema.get("maximum")
+    if high is not None and value > high:
+        out.append(f"argument {path!r}: expected a value <= {high}, got {value}")
+    low = schema.get("exclusiveMinimum")
+    if isinstance(low, int | float) and value <= low:
+        out.append(f"argument {path!r}: expected a value > {low}, got {value}")
+    high = schema.get("exclusiveMaximum")
+    if isinstance(high, int | float) and value >= high:
+        out.append(f"argument {path!r}: expected a value < {high}, got {value}")
+
+
+def _validate_length(
+    schema: Mapping[str, Any],
+    length: int,
+    unit: str,
+    path: str,
+    out: list[str],
+    keys: tuple[str, str] = ("minLength", "maxLength"),
+) -> None:
+    low = schema.get(keys[0])
+    if low is not None and length < low:
+        out.append(f"argument {path!r}: expected at least {low} {unit}, got {length}")
+    high = schema.get(keys[1])
+    if high is not None and length > high:
+        out.append(f"argument {path!r}: expected at most {high} {unit}, got {length}")
+
+
+def _type_matches(declared: object, value: object) -> bool:
+    if isinstance(declared, str):
+        check = _TYPE_CHECKS.get(declared)
+        return check is None or check(value)
+    if isinstance(declared, list):
+        return any(_type_matches(d, value) for d in declared)
+    return True
+
+
+def _in_enum(value: object, enum: list[Any]) -> bool:
+    # ``True == 1`` in Python; JSON keeps booleans and numbers apart, so do we.
+    is_bool = isinstance(value, bool)
+    return any(value == e and is_bool == isinstance(e, bool) for e in enum)
+
+
+def _expected_text(declared: object) -> str:
+    if isinstance(declared, list):
+        names = [str(d) for d in declared]
+        return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
+    return str(declared)
+
+
+def _join(prefix: str, key: object) -> str:
+    return f"{prefix}.{key}" if prefix else str(key)
+
+
+def _short_repr(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= _REPR_CHARS else text[: _REPR_CHARS - 3] + "..."
+
+
+# --------------------------------------------------------------------------- describing
+
+
+def describe_parameters(schema: Mapping[str, Any]) -> str:
+    """A compact signature such as ``name: str, k?: int`` for messages and catalogs.
+
+    Optional parameters carry a ``?``; an enum shows its values (``mode: 'fast' | 'slow'``),
+    an array its item type (``tags: list[str]``), and a parameter without a type ``any``.
+    """
+    required = set(schema.get("required", ()))
+    parts = []
+    for name, prop in (schema.get("properties") or {}).items():
+        mark = "" if name in required else "?"
+        parts.append(f"{name}{mark}: {_describe_type(prop)}")
+    return ", ".join(parts)
+
+
+def _describe_type(prop: Mapping[str, Any]) -> str:
+    enum = prop.get("enum")
+    if enum:
+        return " | ".join(repr(e) for e in enum)
+    declared = prop.get("type")
+    names = declared if isinstance(declared, list) else [] if declared is None else [declared]
+    if not names:
+        return "any"
+    shown = []
+    for name in names:
+        short = _SHORT_NAMES.get(name, str(name))
+        items = prop.get("items")
+        if name == "array" and isinstance(items, Mapping) and items:
+            short = f"list[{_describe_type(items)}]"
+        shown.append(short)
+    return " | ".join(shown)

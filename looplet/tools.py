@@ -1,0 +1,425 @@
+"""Tools: where they live (BaseToolRegistry) and how a call runs; ToolSpec is re-exported.
+
+A :class:`~looplet.toolspec.ToolSpec` (defined in :mod:`looplet.toolspec`) pairs a name, a
+description, a parameters schema and a function. A :class:`BaseToolRegistry` holds the specs,
+offers their schemas to the model, and dispatches each :class:`~looplet.types.ToolCall`: it
+checks the call (malformed JSON, unknown tool, cancellation, arguments against the schema)
+before running the tool, and turns every failure into a :class:`~looplet.errors.ToolError`
+inside a :class:`~looplet.types.ToolResult` instead of raising. Sync and async dispatch share
+the same checks and classification; they differ only in how the tool is called. JSON Schema
+handling lives in :mod:`looplet.schema`; permissions, hooks and the loop live elsewhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import difflib
+import json
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from looplet.cancel import CancelToken
+from looplet.errors import ConfigurationError, ErrorKind, ToolError, ToolRegistrationError
+from looplet.schema import describe_parameters, validate_arguments
+from looplet.toolspec import ToolContext, ToolSpec, tool
+from looplet.types import ToolCall, ToolResult
+
+__all__ = [
+    "BaseToolRegistry",
+    "ErrorKind",
+    "ToolContext",
+    "ToolError",
+    "ToolSpec",
+    "classify_exception",
+    "tool",
+]
+
+_RAW_ARGS_CHARS = 200
+
+
+# --------------------------------------------------------------------------- classification
+
+
+def classify_exception(exc: BaseException) -> ToolError:
+    """The :class:`ToolError` a tool's exception becomes.
+
+    A ``ToolError`` is returned as is. Otherwise: ``asyncio.CancelledError`` -> CANCELLED,
+    ``TimeoutError`` -> TIMEOUT (retriable), ``PermissionError`` -> PERMISSION_DENIED,
+    ``ConnectionError`` -> NETWORK (retriable), ``json.JSONDecodeError`` -> PARSE, a class
+    whose name contains ``RateLimit`` -> RATE_LIMIT (retriable), ``ValueError`` /
+    ``TypeError`` / ``KeyError`` -> VALIDATION, anything else -> EXECUTION. The message is
+    ``"<ExceptionType>: <text>"``.
+    """
+    if isinstance(exc, ToolError):
+        return exc
+    kind, retriable = _kind_of(exc)
+    name = type(exc).__name__
+    text = str(exc)
+    message = f"{name}: {text}" if text else name
+    return ToolError(kind, message, retriable=retriable, context={"exception": name})
+
+
+def _kind_of(exc: BaseException) -> tuple[ErrorKind, bool]:
+    if isinstance(exc, asyncio.CancelledError):
+        return ErrorKind.CANCELLED, False
+    if isinstance(exc, TimeoutError):
+        return ErrorKind.TIMEOUT, True
+    if isinstance(exc, PermissionError):
+        return ErrorKind.PERMISSION_DENIED, False
+    if isinstance(exc, ConnectionError):
+        return ErrorKind.NETWORK, True
+    # Before ValueError: JSONDecodeError is one.
+    if isinstance(exc, json.JSONDecodeError):
+        return ErrorKind.PARSE, False
+    # Provider SDKs (openai, anthropic, httpx wrappers) name theirs RateLimitError.
+    if any("RateLimit" in cls.__name__ for cls in type(exc).__mro__):
+        return ErrorKind.RATE_LIMIT, True
+    if isinstance(exc, ValueError | TypeError | KeyError):
+        return ErrorKind.VALIDATION, False
+    return ErrorKind.EXECUTION, False
+
+
+# --------------------------------------------------------------------------- the registry
+
+
+@dataclass(slots=True)
+class _Prepared:
+    """A call that passed every check: the spec to run and the keywords to run it with."""
+
+    spec: ToolSpec
+    kwargs: dict[str, Any]
+
+
+class BaseToolRegistry:
+    """The tools of one agent, by name, in registration order.
+
+    Example::
+
+        tools = BaseToolRegistry()
+        tools.register(ToolSpec(name="greet", description="Greet someone.",
+                                parameters={"name": "str"},
+                                execute=lambda *, name: {"greeting": f"Hello, {name}!"}))
+        result = tools.dispatch(ToolCall("greet", {"name": "Alice"}))
+
+    Dispatch never raises for a tool's problem: a malformed call, an unknown tool, bad
+    arguments or an exception in the tool all come back as a failed
+    :class:`~looplet.types.ToolResult` carrying a :class:`~looplet.errors.ToolError`.
+
+    Args:
+        tools: specs (or ``@tool`` functions) to register right away.
+    """
+
+    def __init__(self, tools: Iterable[ToolSpec | Callable[..., Any]] = ()) -> None:
+        self._specs: dict[str, ToolSpec] = {}
+        self._schemas: list[dict[str, Any]] | None = None
+        self.register_all(tools)
+
+    # ------------------------------------------------------------------ registration
+
+    def register(self, spec: ToolSpec | Callable[..., Any]) -> ToolSpec:
+        """Add a tool; a plain function is first turned into one with :func:`tool`.
+
+        Returns:
+            The registered spec.
+
+        Raises:
+            ToolRegistrationError: the name is already registered, or ``spec`` is neither a
+                ToolSpec nor a function.
+        """
+        if not isinstance(spec, ToolSpec):
+            if not callable(spec):
+                raise ToolRegistrationError(
+                    f"register() expects a ToolSpec or a function decorated with @tool, got "
+                    f"{type(spec).__name__} {spec!r}."
+                )
+            spec = tool(spec)
+        if spec.name in self._specs:
+            raise ToolRegistrationError(
+                f"a tool named {spec.name!r} is already registered. Tool names must be unique: "
+                "rename one of them, or build a new registry without the old one."
+            )
+        self._specs[spec.name] = spec
+        self._schemas = None
+        return spec
+
+    def register_all(self, specs: Iterable[ToolSpec | Callable[..., Any]]) -> None:
+        """Register each of ``specs``, in order."""
+        for spec in specs:
+            self.register(spec)
+
+    def get(self, name: str) -> ToolSpec | None:
+        """The spec registered under ``name``, or ``None``."""
+        return self._specs.get(name)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._specs
+
+    def __len__(self) -> int:
+        return len(self._specs)
+
+    def __iter__(self) -> Iterator[ToolSpec]:
+        return iter(list(self._specs.values()))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(self._specs)})"
+
+    @property
+    def tool_names(self) -> list[str]:
+        """The registered names, in registration order."""
+        return list(self._specs)
+
+    def tool_schemas(self) -> list[dict[str, Any]]:
+        """Every tool as ``{"name", "description", "parameters"}``, for the model request.
+
+        Built once and reused until the next registration; the dicts are shared, do not modify
+        them.
+        """
+        if self._schemas is None:
+            self._schemas = [spec.to_api_schema() for spec in self._specs.values()]
+        return list(self._schemas)
+
+    def tool_catalog_text(self) -> str:
+        """One :meth:`ToolSpec.spec_text` line per tool, for prompts."""
+        return "\n".join(spec.spec_text() for spec in self._specs.values())
+
+    def is_free(self, name: str) -> bool:
+        """Whether the tool does not count against the step budget (False if unknown)."""
+        spec = self._specs.get(name)
+        return spec is not None and spec.free
+
+    def is_concurrent_safe(self, name: str) -> bool:
+        """Whether calls of the tool may run at the same time (False if unknown)."""
+        spec = self._specs.get(name)
+        return spec is not None and spec.concurrent_safe
+
+    # ------------------------------------------------------------------ dispatch
+
+    def dispatch(self, call: ToolCall, *, ctx: ToolContext | None = None) -> ToolResult:
+        """Run one call and return its result; never raises for the tool's problems.
+
+        An async tool is run with ``asyncio.run``; from inside a running event loop that is
+        impossible, and the result is an EXECUTION error saying to use :meth:`adispatch`.
+        """
+        prepared = self._prepare(call, ctx)
+        if isinstance(prepared, ToolResult):
+            return prepared
+        spec = prepared.spec
+        if spec.is_async and _loop_running():
+            return ToolResult.failure(call, _async_in_loop_error(spec.name))
+        start = time.perf_counter()
+        try:
+            if spec.is_async:
+                data = asyncio.run(spec.execute(**prepared.kwargs))
+            else:
+                data = spec.execute(**prepared.kwargs)
+        except (Exception, asyncio.CancelledError) as exc:
+            return _failed(call, exc, start)
+        return _succeeded(call, data, start)
+
+    async def adispatch(self, call: ToolCall, *, ctx: ToolContext | None = None) -> ToolResult:
+        """Like :meth:`dispatch`, awaiting async tools and running sync ones in a thread.
+
+        Sync tools go through ``asyncio.to_thread`` so a slow one does not block the event
+        loop. If the awaiting task itself is cancelled, the cancellation propagates.
+        """
+        prepared = self._prepare(call, ctx)
+        if isinstance(prepared, ToolResult):
+            return prepared
+        spec = prepared.spec
+        start = time.perf_counter()
+        try:
+            if spec.is_async:
+                data = await spec.execute(**prepared.kwargs)
+            else:
+                data = await asyncio.to_thread(spec.execute, **prepared.kwargs)
+        except asyncio.CancelledError as exc:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise
+            return _failed(call, exc, start)
+        except Exception as exc:
+            return _failed(call, exc, start)
+        return _succeeded(call, data, start)
+
+    def dispatch_batch(
+        self, calls: Sequence[ToolCall], *, ctx: ToolContext | None = None, max_workers: int = 8
+    ) -> list[ToolResult]:
+        """Run ``calls`` and return their results in the same order.
+
+        Consecutive calls of ``concurrent_safe`` tools run together in a thread pool of at most
+        ``max_workers`` threads; every other call runs alone, in order.
+        """
+        _check_workers(max_workers)
+        results: list[ToolResult] = []
+        for group in self._groups(calls):
+            if len(group) == 1:
+                results.append(self.dispatch(group[0], ctx=ctx))
+                continue
+            workers = min(max_workers, len(group))
+            with concurrent.futures.ThreadPoolExecutor(workers, "looplet-tool") as pool:
+                results.extend(pool.map(lambda c: self.dispatch(c, ctx=ctx), group))
+        return results
+
+    async def adispatch_batch(
+        self, calls: Sequence[ToolCall], *, ctx: ToolContext | None = None, max_workers: int = 8
+    ) -> list[ToolResult]:
+        """Like :meth:`dispatch_batch`, running concurrent-safe groups with ``asyncio.gather``.
+
+        At most ``max_workers`` calls of a group are in flight at once.
+        """
+        _check_workers(max_workers)
+        limit = asyncio.Semaphore(max_workers)
+
+        async def limited(call: ToolCall) -> ToolResult:
+            async with limit:
+                return await self.adispatch(call, ctx=ctx)
+
+        results: list[ToolResult] = []
+        for group in self._groups(calls):
+            if len(group) == 1:
+                results.append(await self.adispatch(group[0], ctx=ctx))
+                continue
+            results.extend(await asyncio.gather(*(limited(c) for c in group)))
+        return results
+
+    # ------------------------------------------------------------------ shared checks
+
+    def check_call(self, call: ToolCall) -> ToolError | None:
+        """The error that would stop ``call`` before it runs, or ``None`` if it may run.
+
+        Checks, in order: the arguments were valid JSON, the tool is registered, the arguments
+        match its schema. The tool is not run; :meth:`dispatch` makes the same checks.
+        """
+        checked = self._check(call, None)
+        return checked if isinstance(checked, ToolError) else None
+
+    def _check(self, call: ToolCall, token: CancelToken | None) -> ToolError | _Prepared:
+        if call.parse_error is not None:
+            return _parse_error(call)
+        spec = self._specs.get(call.tool)
+        if spec is None:
+            return self._unknown_tool_error(call.tool)
+        if token is not None and token.is_cancelled:
+            return _cancelled_error(spec.name, token)
+        received: object = call.args
+        if not isinstance(received, Mapping):
+            problem = f"the arguments must be a JSON object, got {type(received).__name__}"
+            return _validation_error(spec, [problem])
+        # ``__``-prefixed arguments are loop bookkeeping, never the tool's.
+        args = {k: v for k, v in received.items() if not str(k).startswith("__")}
+        problems = validate_arguments(spec.schema, args)
+        if problems:
+            return _validation_error(spec, problems)
+        return _Prepared(spec, args)
+
+    def _prepare(self, call: ToolCall, ctx: ToolContext | None) -> _Prepared | ToolResult:
+        """Check a call before running it: the keywords to run it with, or the failure."""
+        checked = self._check(call, ctx.cancel_token if ctx is not None else None)
+        if isinstance(checked, ToolError):
+            return ToolResult.failure(call, checked)
+        if checked.spec.takes_ctx:
+            checked.kwargs["ctx"] = ctx if ctx is not None else ToolContext()
+        return checked
+
+    def _groups(self, calls: Sequence[ToolCall]) -> list[list[ToolCall]]:
+        """Split ``calls`` into runs of concurrent-safe calls and single other calls."""
+        groups: list[list[ToolCall]] = []
+        previous_safe = False
+        for call in calls:
+            safe = self.is_concurrent_safe(call.tool) and call.parse_error is None
+            if safe and previous_safe:
+                groups[-1].append(call)
+            else:
+                groups.append([call])
+            previous_safe = safe
+        return groups
+
+    def _unknown_tool_error(self, name: str) -> ToolError:
+        registered = list(self._specs)
+        if not registered:
+            return ToolError(
+                ErrorKind.UNKNOWN_TOOL,
+                f"the model called {name!r}, but no tools are registered. Register ToolSpecs "
+                "with registry.register(ToolSpec(...)) before starting the loop.",
+                context={"tool": name, "registered": []},
+            )
+        close = difflib.get_close_matches(name, registered, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        return ToolError(
+            ErrorKind.UNKNOWN_TOOL,
+            f"the model called {name!r}, which is not registered. "
+            f"Registered tools: {', '.join(registered)}.{hint}",
+            context={
+                "tool": name,
+                "registered": registered,
+                "suggestion": close[0] if close else None,
+            },
+        )
+
+
+def _parse_error(call: ToolCall) -> ToolError:
+    raw = call.raw_arguments or ""
+    shown = raw if len(raw) <= _RAW_ARGS_CHARS else raw[: _RAW_ARGS_CHARS - 3] + "..."
+    return ToolError(
+        ErrorKind.PARSE,
+        f"the arguments for {call.tool!r} were not valid JSON ({call.parse_error}): {shown!r}. "
+        'Send the arguments as one JSON object, e.g. {"name": "value"}.',
+        context={"tool": call.tool, "parse_error": call.parse_error},
+    )
+
+
+def _cancelled_error(name: str, token: CancelToken) -> ToolError:
+    return ToolError(
+        ErrorKind.CANCELLED,
+        f"tool {name!r} was not run: the run was cancelled ({token.reason}).",
+        context={"tool": name, "reason": token.reason},
+    )
+
+
+def _validation_error(spec: ToolSpec, problems: list[str]) -> ToolError:
+    signature = f"{spec.name}({describe_parameters(spec.schema)})"
+    return ToolError(
+        ErrorKind.VALIDATION,
+        f"invalid arguments for {spec.name!r}: {'; '.join(problems)}. Call it as {signature}.",
+        context={"tool": spec.name, "problems": problems, "signature": signature},
+    )
+
+
+def _async_in_loop_error(name: str) -> ToolError:
+    return ToolError(
+        ErrorKind.EXECUTION,
+        f"tool {name!r} is async and dispatch() was called inside a running event loop, where "
+        "it cannot be run. Use the async loop (await registry.adispatch(...)) instead.",
+        context={"tool": name},
+    )
+
+
+def _failed(call: ToolCall, exc: BaseException, start: float) -> ToolResult:
+    duration_ms = (time.perf_counter() - start) * 1000
+    return ToolResult.failure(call, classify_exception(exc), duration_ms=duration_ms)
+
+
+def _succeeded(call: ToolCall, data: Any, start: float) -> ToolResult:
+    return ToolResult(
+        call.tool,
+        args_summary=call.args_summary(),
+        data=data,
+        duration_ms=(time.perf_counter() - start) * 1000,
+        call_id=call.call_id,
+    )
+
+
+def _loop_running() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+def _check_workers(max_workers: int) -> None:
+    if max_workers < 1:
+        raise ConfigurationError(f"max_workers must be at least 1, got {max_workers!r}.")

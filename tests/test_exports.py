@@ -1,0 +1,81 @@
+"""The public surface: pinned names, the original README's imports, no eager provider import."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import looplet
+
+PUBLIC = {
+    "AgentState",
+    "Allow",
+    "AsyncLLMBackend",
+    "AsyncLoopRun",
+    "AsyncMockLLMBackend",
+    "AsyncOpenAIBackend",
+    "BaseToolRegistry",
+    "Block",
+    "CancelToken",
+    "ConfigurationError",
+    "Continue",
+    "DefaultState",
+    "Deny",
+    "ErrorKind",
+    "HookDecision",
+    "HookError",
+    "InjectContext",
+    "LLMBackend",
+    "LLMError",
+    "LLMRequest",
+    "LLMResponse",
+    "LoopConfig",
+    "LoopEvent",
+    "LoopHook",
+    "LoopRun",
+    "LoopletError",
+    "Message",
+    "MockLLMBackend",
+    "OpenAIBackend",
+    "Step",
+    "Stop",
+    "StopReason",
+    "ToolCall",
+    "ToolContext",
+    "ToolError",
+    "ToolResult",
+    "ToolSpec",
+    "Trajectory",
+    "Usage",
+    "__version__",
+    "async_composable_loop",
+    "composable_loop",
+    "tool",
+}
+
+
+def test_all_is_pinned_and_sorted() -> None:
+    assert set(looplet.__all__) == PUBLIC
+    assert looplet.__all__ == sorted(looplet.__all__)
+
+
+def test_every_public_name_resolves_and_has_a_docstring() -> None:
+    for name in looplet.__all__:
+        obj = getattr(looplet, name)
+        if name != "__version__":
+            assert obj.__doc__, f"{name} has no docstring"
+
+
+def test_import_looplet_imports_no_provider_sdk() -> None:
+    code = (
+        "import sys, looplet\n"
+        "bad = [m for m in ('openai', 'anthropic', 'httpx', 'vcr', 'pytest', 'http.server')"
+        " if m in sys.modules]\n"
+        "print(','.join(bad))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+
+
+def test_version_is_a_string() -> None:
+    assert isinstance(looplet.__version__, str) and looplet.__version__.count(".") == 2
