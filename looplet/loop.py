@@ -237,12 +237,9 @@ def new_run(
     max_steps = min(config.max_steps, getattr(state, "max_steps", config.max_steps))
     trajectory = Trajectory(task=task)
     resolved = resolve_hooks(hooks)
-    ctx = ToolContext(
-        cwd=config.workspace_root or ".",
-        workspace_root=config.workspace_root or ".",
-        cancel_token=config.cancel_token,
-        session_id=config.session_id,
-    )
+    ctx = ToolContext(cancel_token=config.cancel_token, session_id=config.session_id)
+    if config.workspace_root is not None:
+        ctx.cwd = ctx.workspace_root = config.workspace_root
     hook_values: dict[str, Any] = {
         "state": state,
         "session_log": trajectory.steps,

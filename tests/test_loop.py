@@ -443,3 +443,19 @@ def test_usage_is_summed_over_model_calls(tools: BaseToolRegistry) -> None:
     _, traj = run_sync(llm=MockLLMBackend(replies), tools=tools, task="t")
     assert traj.usage == Usage(30, 7)
     assert traj.to_dict()["usage"]["total_tokens"] == 37
+
+
+def test_tools_get_a_context_with_the_run_settings(tmp_path: Any) -> None:
+    seen: list[Any] = []
+
+    def where(*, ctx: Any) -> str:
+        seen.append((ctx.workspace_root, ctx.cwd, ctx.session_id, ctx.step, ctx.cancel_token))
+        return "ok"
+
+    token = CancelToken()
+    tools = make_tools(where=ToolSpec(name="where", description="Where.", parameters={},
+                                      execute=where))
+    config = LoopConfig(workspace_root=str(tmp_path), session_id="s1", cancel_token=token)
+    run_sync(llm=MockLLMBackend([GREET, ToolCall("where", {}), DONE]), tools=tools, task="t",
+             config=config)
+    assert seen == [(str(tmp_path), str(tmp_path), "s1", 2, token)]
