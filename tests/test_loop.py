@@ -453,9 +453,14 @@ def test_tools_get_a_context_with_the_run_settings(tmp_path: Any) -> None:
         return "ok"
 
     token = CancelToken()
-    tools = make_tools(where=ToolSpec(name="where", description="Where.", parameters={},
-                                      execute=where))
+    tools = make_tools(
+        where=ToolSpec(name="where", description="Where.", parameters={}, execute=where)
+    )
     config = LoopConfig(workspace_root=str(tmp_path), session_id="s1", cancel_token=token)
-    run_sync(llm=MockLLMBackend([GREET, ToolCall("where", {}), DONE]), tools=tools, task="t",
-             config=config)
+    run_sync(
+        llm=MockLLMBackend([GREET, ToolCall("where", {}), DONE]),
+        tools=tools,
+        task="t",
+        config=config,
+    )
     assert seen == [(str(tmp_path), str(tmp_path), "s1", 2, token)]

@@ -1,0 +1,354 @@
+"""The script of the loopback server: what each request is answered with.
+
+A script is a list of items, served one per ``POST /v1/chat/completions`` in order. Items are
+built with :func:`text_reply`, :func:`tool_reply` (made of :func:`call`), :func:`error_reply`
+and :func:`slow_reply`; a plain ``str`` is shorthand for a text reply, a ``dict`` is the JSON
+form below, and a callable receives the :class:`RecordedRequest` and returns an item. The
+server and its wire format live in :mod:`looplet.testing._server` and
+:mod:`looplet.testing._wire`.
+
+The JSON form (``--script FILE.json`` of the command line, or a ``dict`` item)::
+
+    {"text": "Hello!"}
+    {"tool_calls": [{"name": "greet", "arguments": {"name": "Alice"}}], "text": "optional"}
+    {"tool_calls": [{"name": "greet", "arguments": "{\\"name\\": \\"Al", "id": "call_x"}]}
+    {"error": {"status": 429, "message": "slow down", "type": "rate_limit_error",
+               "retry_after": 1}}
+    {"delay": 2.5, "then": {"text": "late"}}
+
+``text_reply``/``tool_calls`` items may also carry ``"usage": {"prompt_tokens": 12,
+"completion_tokens": 3}``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeAlias
+
+from looplet.errors import ConfigurationError
+from looplet.types import Usage
+
+__all__ = [
+    "RecordedRequest",
+    "ScriptItem",
+    "ScriptedCall",
+    "ScriptedError",
+    "ScriptedReply",
+    "SlowReply",
+    "call",
+    "error_reply",
+    "normalize_item",
+    "script_from_json",
+    "slow_reply",
+    "text_reply",
+    "tool_reply",
+]
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    """One HTTP request the server received, as it arrived.
+
+    Attributes:
+        method: ``"POST"``, ``"GET"``...
+        path: the request path with its query string (``/v1/chat/completions``).
+        headers: the headers, keys in lower case (the last value wins when repeated).
+        body: the body decoded as JSON, or ``None`` when it is empty or not JSON.
+        raw: the body's bytes.
+    """
+
+    method: str
+    path: str
+    headers: Mapping[str, str]
+    body: Any
+    raw: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ScriptedCall:
+    """One tool call of a scripted reply; build it with :func:`call`.
+
+    Attributes:
+        name: the function name.
+        arguments: the ``function.arguments`` string sent (JSON, or deliberately malformed).
+        id: the call id, or ``None`` to let the server number it (``call_<reply>_<i>``).
+    """
+
+    name: str
+    arguments: str
+    id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ScriptedReply:
+    """A successful completion: text, tool calls, or both; see :func:`text_reply`."""
+
+    text: str = ""
+    tool_calls: tuple[ScriptedCall, ...] = ()
+    usage: Usage | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ScriptedError:
+    """An OpenAI-style error response; see :func:`error_reply`."""
+
+    status: int
+    message: str
+    type: str = "server_error"
+    code: str | None = None
+    param: str | None = None
+    retry_after: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SlowReply:
+    """Wait ``seconds`` (less if the server stops), then answer with ``then``."""
+
+    seconds: float
+    then: ScriptedReply | ScriptedError
+
+
+#: What a script item may be before it is normalised.
+ScriptItem: TypeAlias = (
+    ScriptedReply
+    | ScriptedError
+    | SlowReply
+    | str
+    | Mapping[str, Any]
+    | Callable[[RecordedRequest], Any]
+)
+_Served: TypeAlias = ScriptedReply | ScriptedError | SlowReply
+_UsageLike: TypeAlias = Usage | Mapping[str, int] | None
+
+_FORMS = (
+    "text_reply(...), tool_reply(call(...)), error_reply(...), slow_reply(...), a str, a dict "
+    'in the JSON form ({"text": ...}, {"tool_calls": [...]}, {"error": {...}}, '
+    '{"delay": s, "then": {...}}), or a callable taking the RecordedRequest'
+)
+
+
+def call(
+    name: str, arguments: Mapping[str, Any] | str | None = None, *, id: str | None = None
+) -> ScriptedCall:
+    """A tool call for :func:`tool_reply`.
+
+    Args:
+        name: the function name the "model" calls.
+        arguments: a mapping (sent JSON-encoded) or a raw string sent exactly as given, so a
+            test can script malformed arguments: ``call("greet", '{"name": "Al')``.
+        id: the call id; by default the server numbers calls ``call_<reply>_<i>``.
+    """
+    if not isinstance(name, str) or not name:
+        raise ConfigurationError(f"call() needs a non-empty function name, got {name!r}")
+    if arguments is None:
+        raw = "{}"
+    elif isinstance(arguments, str):
+        raw = arguments
+    elif isinstance(arguments, Mapping):
+        raw = json.dumps(dict(arguments), ensure_ascii=False)
+    else:
+        raise ConfigurationError(
+            f"call({name!r}, ...): arguments must be a mapping or a raw JSON string, "
+            f"got {type(arguments).__name__}: {arguments!r}"
+        )
+    return ScriptedCall(name, raw, id)
+
+
+def text_reply(text: str, *, usage: _UsageLike = None) -> ScriptedReply:
+    """A plain-text completion (``finish_reason`` ``"stop"``).
+
+    Args:
+        text: the assistant's content.
+        usage: the token counts to report, as a :class:`~looplet.types.Usage` or
+            ``{"prompt_tokens", "completion_tokens"}``; by default a deterministic estimate
+            from the request and reply sizes (about four characters a token).
+    """
+    return ScriptedReply(text=str(text), usage=_usage(usage))
+
+
+def tool_reply(*calls: ScriptedCall, text: str = "", usage: _UsageLike = None) -> ScriptedReply:
+    """A completion that calls tools (``finish_reason`` ``"tool_calls"``).
+
+    Example::
+
+        tool_reply(call("greet", {"name": "Alice"}), call("done", {"answer": "hi"}))
+    """
+    if not calls:
+        raise ConfigurationError(
+            'tool_reply() needs at least one call(...), e.g. tool_reply(call("done", {})); '
+            "use text_reply() for a reply without tool calls"
+        )
+    for i, item in enumerate(calls):
+        if not isinstance(item, ScriptedCall):
+            raise ConfigurationError(
+                f"tool_reply(): argument {i} must be made with call(name, arguments), "
+                f"got {type(item).__name__}: {item!r}"
+            )
+    return ScriptedReply(text=text, tool_calls=tuple(calls), usage=_usage(usage))
+
+
+def error_reply(
+    status: int,
+    message: str,
+    *,
+    type: str = "server_error",
+    code: str | None = None,
+    param: str | None = None,
+    retry_after: float | str | None = None,
+) -> ScriptedError:
+    """An error response with an OpenAI-style body ``{"error": {"message", "type", ...}}``.
+
+    Args:
+        status: the HTTP status, 400 to 599 (401, 429 and 500 map to the SDK's
+            ``AuthenticationError``, ``RateLimitError`` and ``InternalServerError``).
+        message: the ``error.message`` text.
+        type: the ``error.type`` (``"rate_limit_error"``, ``"invalid_request_error"``...).
+        code: the ``error.code``, if any.
+        param: the ``error.param``, if any.
+        retry_after: sent as the ``Retry-After`` header when given (seconds).
+    """
+    if not isinstance(status, int) or not 400 <= status <= 599:
+        raise ConfigurationError(
+            f"error_reply() needs an HTTP error status 400-599, got {status!r}"
+        )
+    after = None if retry_after is None else _format_seconds(retry_after)
+    return ScriptedError(status, str(message), type, code, param, after)
+
+
+def slow_reply(seconds: float, then: ScriptItem) -> SlowReply:
+    """Answer with ``then`` after ``seconds``, to test client time-outs.
+
+    The wait ends early when the server stops, and the connection is then closed unanswered,
+    so a test never waits for the full delay.
+    """
+    if not isinstance(seconds, int | float) or not math.isfinite(seconds) or seconds < 0:
+        raise ConfigurationError(f"slow_reply() needs a delay in seconds >= 0, got {seconds!r}")
+    inner = normalize_item(then, "slow_reply(then=...)")
+    if isinstance(inner, SlowReply) or callable(inner):
+        raise ConfigurationError(
+            "slow_reply(then=...) must be a reply or an error, not another slow_reply or a "
+            "callable; a callable item may itself return slow_reply(...)"
+        )
+    return SlowReply(float(seconds), inner)
+
+
+def normalize_item(item: Any, where: str) -> _Served | Callable[[RecordedRequest], Any]:
+    """``item`` as a reply, an error, a slow reply, or a callable left to call per request.
+
+    Raises:
+        ConfigurationError: ``item`` is none of the accepted forms; ``where`` says which.
+    """
+    if isinstance(item, ScriptedReply | ScriptedError | SlowReply):
+        return item
+    if isinstance(item, str):
+        return ScriptedReply(text=item)
+    if isinstance(item, Mapping):
+        return _from_json_form(item, where)
+    if callable(item):
+        return item  # type: ignore[no-any-return]
+    raise ConfigurationError(f"{where} is {type(item).__name__} {item!r}; expected {_FORMS}")
+
+
+def script_from_json(data: Any, source: str = "the script") -> list[ScriptItem]:
+    """The items of a script given in the JSON form (a list of objects), validated.
+
+    Raises:
+        ConfigurationError: ``data`` is not a list, or an item is malformed; the message
+            names the item's index in ``source``.
+    """
+    if not isinstance(data, list):
+        raise ConfigurationError(
+            f"{source} must be a JSON array of items, got {type(data).__name__}"
+        )
+    items: list[ScriptItem] = []
+    for i, raw in enumerate(data):
+        if not isinstance(raw, Mapping | str):
+            raise ConfigurationError(
+                f"item {i} of {source} must be an object or a string, got {raw!r}"
+            )
+        normalised = normalize_item(raw, f"item {i} of {source}")
+        assert not callable(normalised)  # JSON cannot hold a callable
+        items.append(normalised)
+    return items
+
+
+def _from_json_form(obj: Mapping[str, Any], where: str) -> _Served:
+    keys = set(obj)
+    if "error" in keys:
+        _only(obj, {"error"}, where)
+        err = obj["error"]
+        if not isinstance(err, Mapping) or "status" not in err or "message" not in err:
+            raise ConfigurationError(
+                f'{where}: "error" must be {{"status": 500, "message": "...", ...}}, got {err!r}'
+            )
+        _only(err, {"status", "message", "type", "code", "param", "retry_after"}, where)
+        return error_reply(
+            err["status"],
+            err["message"],
+            type=err.get("type", "server_error"),
+            code=err.get("code"),
+            param=err.get("param"),
+            retry_after=err.get("retry_after"),
+        )
+    if "delay" in keys:
+        _only(obj, {"delay", "then"}, where)
+        if "then" not in obj:
+            raise ConfigurationError(f'{where}: "delay" needs a "then" item to answer with')
+        return slow_reply(obj["delay"], obj["then"])
+    if "text" in keys or "tool_calls" in keys:
+        _only(obj, {"text", "tool_calls", "usage"}, where)
+        text = obj.get("text", "")
+        if not isinstance(text, str):
+            raise ConfigurationError(f'{where}: "text" must be a string, got {text!r}')
+        raw_calls = obj.get("tool_calls", [])
+        if not isinstance(raw_calls, list):
+            raise ConfigurationError(f'{where}: "tool_calls" must be a list, got {raw_calls!r}')
+        calls = tuple(
+            _call_from_json(c, f"{where}, tool call {j}") for j, c in enumerate(raw_calls)
+        )
+        return ScriptedReply(text, calls, _usage(obj.get("usage")))
+    raise ConfigurationError(
+        f"{where}: {dict(obj)!r} has none of the keys "
+        '"text", "tool_calls", "error" or "delay"; expected ' + _FORMS
+    )
+
+
+def _call_from_json(raw: Any, where: str) -> ScriptedCall:
+    if not isinstance(raw, Mapping) or not isinstance(raw.get("name"), str):
+        raise ConfigurationError(
+            f'{where} must be {{"name": "greet", "arguments": {{...}} or "raw"}}, got {raw!r}'
+        )
+    _only(raw, {"name", "arguments", "id"}, where)
+    return call(raw["name"], raw.get("arguments"), id=raw.get("id"))
+
+
+def _only(obj: Mapping[str, Any], allowed: set[str], where: str) -> None:
+    unknown = sorted(set(obj) - allowed)
+    if unknown:
+        raise ConfigurationError(
+            f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; "
+            f"allowed here: {', '.join(map(repr, sorted(allowed)))}"
+        )
+
+
+def _usage(value: _UsageLike) -> Usage | None:
+    if value is None or isinstance(value, Usage):
+        return value
+    if isinstance(value, Mapping):
+        prompt = value.get("prompt_tokens", value.get("input_tokens", 0))
+        completion = value.get("completion_tokens", value.get("output_tokens", 0))
+        if isinstance(prompt, int) and isinstance(completion, int):
+            return Usage(prompt, completion)
+    raise ConfigurationError(
+        "usage must be a looplet Usage or {'prompt_tokens': int, 'completion_tokens': int}, "
+        f"got {value!r}"
+    )
+
+
+def _format_seconds(value: float | str) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)

@@ -1,0 +1,221 @@
+"""The scripted in-process backends: MockLLMBackend and its async twin."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from looplet.backends.base import AsyncLLMBackend, LLMBackend, LLMRequest, LLMResponse
+from looplet.errors import ConfigurationError, LLMError, ScriptExhaustedError
+from looplet.messages import Message
+from looplet.testing import AsyncMockLLMBackend, MockLLMBackend
+from looplet.types import ToolCall, Usage
+
+
+def _request(text: str = "Greet Alice", system: str = "You are helpful.") -> LLMRequest:
+    return LLMRequest(messages=[Message.system(system), Message.user(text)])
+
+
+def test_json_text_reply_becomes_a_tool_call_with_turn_ids() -> None:
+    llm = MockLLMBackend(['{"tool": "greet", "args": {"name": "Alice"}, "reasoning": "hi"}'])
+
+    reply = llm.complete(_request())
+
+    assert reply.tool_calls == (
+        ToolCall("greet", {"name": "Alice"}, reasoning="hi", call_id="call_0_0"),
+    )
+    assert reply.finish_reason == "tool_calls"
+    assert reply.model == "mock"
+
+
+def test_other_text_becomes_a_plain_text_reply() -> None:
+    llm = MockLLMBackend(["The answer is 42."])
+
+    reply = llm.complete(_request())
+
+    assert reply.text == "The answer is 42."
+    assert reply.tool_calls == ()
+    assert reply.finish_reason == "stop"
+
+
+def test_toolcall_list_and_dict_items_fill_empty_ids_per_turn() -> None:
+    given = ToolCall("keep", {}, call_id="given")
+    llm = MockLLMBackend(
+        [
+            ToolCall("greet", {"name": "Alice"}),
+            [ToolCall("a", {"x": 1}), given],
+            {"tool": "done", "args": {"answer": "ok"}},
+        ]
+    )
+
+    first, second, third = (llm.complete(_request()) for _ in range(3))
+
+    assert first.tool_calls == (ToolCall("greet", {"name": "Alice"}, call_id="call_0_0"),)
+    assert [(c.tool, c.call_id) for c in second.tool_calls] == [
+        ("a", "call_1_0"),
+        ("keep", "given"),
+    ]
+    assert third.tool_calls == (ToolCall("done", {"answer": "ok"}, call_id="call_2_0"),)
+
+
+def test_llmresponse_item_is_returned_unchanged() -> None:
+    scripted = LLMResponse(text="exact", usage=Usage(7, 3), finish_reason="length", model="x")
+    llm = MockLLMBackend([scripted])
+
+    assert llm.complete(_request()) is scripted
+
+
+def test_exception_item_is_raised() -> None:
+    llm = MockLLMBackend([LLMError("mock", "boom", status=500), "after"])
+
+    with pytest.raises(LLMError, match="boom") as info:
+        llm.complete(_request())
+
+    assert info.value.status == 500
+    assert llm.complete(_request()).text == "after"
+
+
+def test_callable_item_receives_the_request_and_its_result_is_used() -> None:
+    def echo(request: LLMRequest) -> Any:
+        return {"tool": "echo", "args": {"said": request.messages[-1].content}}
+
+    llm = MockLLMBackend([echo])
+
+    reply = llm.complete(_request("ping"))
+
+    assert reply.tool_calls[0].args == {"said": "ping"}
+
+
+def test_unsupported_item_raises_a_configuration_error_naming_it() -> None:
+    llm = MockLLMBackend([42])  # type: ignore[list-item]
+
+    with pytest.raises(ConfigurationError, match=r"reply 0 of the script is int 42"):
+        llm.complete(_request())
+
+
+def test_usage_is_a_deterministic_chars_over_four_estimate() -> None:
+    llm = MockLLMBackend(["x" * 10], cycle=True)
+    request = LLMRequest(messages=[Message.system("s" * 7), Message.user("u" * 9)])
+
+    first = llm.complete(request).usage
+    second = llm.complete(request).usage
+
+    assert first == Usage(input_tokens=4, output_tokens=3)  # ceil(16/4), ceil(10/4)
+    assert second == first
+
+
+def test_exhausted_script_raises_with_count_and_fix() -> None:
+    llm = MockLLMBackend(["one", "two"], provider="scripted")
+    llm.complete(_request())
+    llm.complete(_request())
+
+    with pytest.raises(ScriptExhaustedError) as info:
+        llm.complete(_request())
+
+    assert info.value.used == 2
+    assert info.value.provider == "scripted"
+    assert "2 replies are used up" in str(info.value)
+    assert "cycle=True" in str(info.value)
+
+
+def test_cycle_repeats_the_script() -> None:
+    llm = MockLLMBackend(["a", "b"], cycle=True)
+
+    texts = [llm.complete(_request()).text for _ in range(5)]
+
+    assert texts == ["a", "b", "a", "b", "a"]
+
+
+def test_cycle_without_responses_is_rejected_at_construction() -> None:
+    with pytest.raises(ConfigurationError, match="at least one response"):
+        MockLLMBackend(cycle=True)
+
+
+def test_requests_are_recorded_with_last_prompt_and_system_prompt() -> None:
+    llm = MockLLMBackend(["a", "b"])
+    first = _request("first task", system="sys one")
+    tool_turn = LLMRequest(
+        messages=[
+            Message.system("sys two"),
+            Message.user("task"),
+            Message.assistant("", (ToolCall("t", {}, call_id="c"),)),
+            Message("tool", "tool output", tool_call_id="c", name="t"),
+        ]
+    )
+
+    llm.complete(first)
+    llm.complete(tool_turn)
+
+    assert llm.calls == [first, tool_turn]
+    assert llm.last_request is tool_turn
+    assert llm.last_prompt == "tool output"
+    assert llm.last_system_prompt == "sys two"
+
+
+def test_reset_forgets_calls_and_restarts_the_script() -> None:
+    llm = MockLLMBackend(["a", "b"])
+    llm.complete(_request())
+
+    llm.reset()
+
+    assert llm.calls == []
+    assert llm.last_request is None
+    assert llm.last_prompt == ""
+    assert llm.complete(_request()).text == "a"
+
+
+def test_legacy_generate_returns_raw_text_and_records_the_prompt() -> None:
+    raw = 'Sure: {"tool": "greet", "args": {"name": "Alice"}}'
+    llm = MockLLMBackend([raw, ToolCall("done", {"answer": "hi"})])
+
+    first = llm.generate("Greet Alice", system_prompt="Be brief.", max_tokens=50)
+    second = llm.generate("Finish")
+
+    assert first == raw
+    assert llm.calls[0].max_tokens == 50
+    assert llm.calls[0].temperature == 0.2
+    assert llm.last_prompt == "Finish"
+    assert llm.calls[0].system_prompt == "Be brief."
+    assert second == '{"tool": "done", "args": {"answer": "hi"}, "call_id": "call_1_0"}'
+
+
+def test_backends_satisfy_the_backend_protocols() -> None:
+    assert isinstance(MockLLMBackend(), LLMBackend)
+    assert isinstance(AsyncMockLLMBackend(), AsyncLLMBackend)
+
+
+def _script() -> list[Any]:
+    return [
+        '{"tools": [{"tool": "a", "args": {}}, {"tool": "b", "args": {"n": 1}}], "theory": "t"}',
+        "plain words",
+        ToolCall("c", {"k": "v"}),
+        {"tool": "done", "args": {}},
+    ]
+
+
+def test_async_twin_gives_identical_replies() -> None:
+    requests = [_request(f"turn {i}") for i in range(4)]
+    sync = MockLLMBackend(_script())
+    expected = [sync.complete(r) for r in requests]
+
+    async def run() -> list[LLMResponse]:
+        llm = AsyncMockLLMBackend(_script())
+        return [await llm.acomplete(r) for r in requests]
+
+    assert asyncio.run(run()) == expected
+
+
+def test_async_twin_raises_exhaustion_and_records_calls() -> None:
+    llm = AsyncMockLLMBackend(["only"])
+
+    async def run() -> str:
+        text = await llm.generate("hello", system_prompt="sys")
+        with pytest.raises(ScriptExhaustedError):
+            await llm.acomplete(_request())
+        return text
+
+    assert asyncio.run(run()) == "only"
+    assert llm.last_system_prompt == "You are helpful."
+    assert [c.messages[-1].content for c in llm.calls] == ["hello", "Greet Alice"]
