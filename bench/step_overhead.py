@@ -1,0 +1,367 @@
+"""The loop's own cost per step, against a hand-written minimal loop.
+
+Run by hand::
+
+    python bench/step_overhead.py              # the table (about 10 s)
+    python bench/step_overhead.py --profile    # plus cProfile of one N=1000 sync run
+
+The model is a scripted in-process backend whose replies (and call ids) are all built before
+timing starts, so what is measured is looplet itself: building each request, recording the
+reply, checking and dispatching the tool call, rendering the result and recording the step.
+The tools are the README's ``greet`` and ``done``.
+
+The *reference* is the least a tool-calling loop can do with the same replies: a list of
+message dicts, a dict lookup of the tool function, calling it, and appending an assistant
+dict and a tool-result dict holding ``json.dumps`` of the result.
+
+Each figure is the median, over several repetitions (after warm-up), of the wall time of
+whole runs (setup included) divided by the number of steps. The garbage collector stays on,
+as it would in real use, and is emptied before each repetition.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import gc
+import io
+import json
+import pstats
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from looplet import (
+    BaseToolRegistry,
+    DefaultState,
+    LoopConfig,
+    StopReason,
+    ToolCall,
+    ToolSpec,
+    async_composable_loop,
+    composable_loop,
+)
+from looplet.backends.base import LLMRequest, LLMResponse
+
+SIZES = (10, 100, 1000)
+#: Steps timed per repetition (each repetition runs the loop 2000 // N times).
+STEPS_PER_REP = 2000
+REPEATS = 11
+WARMUP = 2
+GOAL_RATIO = 3.0
+GOAL_GROWTH = 1.3
+
+
+# -- the agent: the README's tools and a scripted model ---------------------------------------
+
+
+def greet(*, name: str) -> dict[str, str]:
+    return {"greeting": f"Hello, {name}!"}
+
+
+def finish(*, answer: str) -> dict[str, str]:
+    return {"answer": answer}
+
+
+async def agreet(*, name: str) -> dict[str, str]:
+    return {"greeting": f"Hello, {name}!"}
+
+
+async def afinish(*, answer: str) -> dict[str, str]:
+    return {"answer": answer}
+
+
+def make_tools(async_tools: bool = False) -> BaseToolRegistry:
+    tools = BaseToolRegistry()
+    tools.register(
+        ToolSpec(
+            name="greet",
+            description="Greet someone.",
+            parameters={"name": "str"},
+            execute=agreet if async_tools else greet,
+        )
+    )
+    tools.register(
+        ToolSpec(
+            name="done",
+            description="Finish.",
+            parameters={"answer": "str"},
+            execute=afinish if async_tools else finish,
+        )
+    )
+    return tools
+
+
+def script(n: int) -> tuple[LLMResponse, ...]:
+    """``n - 1`` greet turns then a done turn, each with its own call id."""
+    replies = [
+        LLMResponse(tool_calls=(ToolCall("greet", {"name": "Alice"}, call_id=f"call_{i}"),))
+        for i in range(n - 1)
+    ]
+    replies.append(
+        LLMResponse(tool_calls=(ToolCall("done", {"answer": "ok"}, call_id=f"call_{n - 1}"),))
+    )
+    return tuple(replies)
+
+
+class ScriptedBackend:
+    """Hands back prebuilt replies in order; costs one attribute read and an index."""
+
+    __slots__ = ("_next", "_replies")
+
+    def __init__(self, replies: tuple[LLMResponse, ...]) -> None:
+        self._replies = replies
+        self._next = iter(replies).__next__
+
+    def complete(self, request: LLMRequest) -> LLMResponse:
+        return self._next()
+
+
+class AsyncScriptedBackend:
+    __slots__ = ("_next", "_replies")
+
+    def __init__(self, replies: tuple[LLMResponse, ...]) -> None:
+        self._replies = replies
+        self._next = iter(replies).__next__
+
+    async def acomplete(self, request: LLMRequest) -> LLMResponse:
+        return self._next()
+
+
+# -- one run of each loop ---------------------------------------------------------------------
+
+
+def run_looplet(replies: tuple[LLMResponse, ...], tools: BaseToolRegistry) -> int:
+    n = len(replies)
+    loop = composable_loop(
+        llm=ScriptedBackend(replies),
+        tools=tools,
+        state=DefaultState(max_steps=n + 5),
+        config=LoopConfig(max_steps=n + 5),
+        task={"goal": "Greet Alice, then finish."},
+    )
+    steps = 0
+    for _ in loop:
+        steps += 1
+    return steps
+
+
+async def arun_looplet(replies: tuple[LLMResponse, ...], tools: BaseToolRegistry) -> int:
+    n = len(replies)
+    loop = async_composable_loop(
+        llm=AsyncScriptedBackend(replies),
+        tools=tools,
+        state=DefaultState(max_steps=n + 5),
+        config=LoopConfig(max_steps=n + 5),
+        task={"goal": "Greet Alice, then finish."},
+    )
+    steps = 0
+    async for _ in loop:
+        steps += 1
+    return steps
+
+
+REF_TOOLS: dict[str, Callable[..., Any]] = {"greet": greet, "done": finish}
+AREF_TOOLS: dict[str, Callable[..., Any]] = {"greet": agreet, "done": afinish}
+
+
+def run_reference(replies: tuple[LLMResponse, ...]) -> int:
+    backend = ScriptedBackend(replies)
+    messages: list[dict[str, Any]] = [
+        {"role": "system", "content": "You are an agent."},
+        {"role": "user", "content": "goal: Greet Alice, then finish."},
+    ]
+    steps = 0
+    while True:
+        reply = backend.complete(None)  # type: ignore[arg-type]
+        messages.append(
+            {"role": "assistant", "content": reply.text, "tool_calls": reply.tool_calls}
+        )
+        for call in reply.tool_calls:
+            result = REF_TOOLS[call.tool](**call.args)
+            messages.append(
+                {"role": "tool", "tool_call_id": call.call_id, "content": json.dumps(result)}
+            )
+            steps += 1
+            if call.tool == "done":
+                return steps
+
+
+async def arun_reference(replies: tuple[LLMResponse, ...]) -> int:
+    backend = AsyncScriptedBackend(replies)
+    messages: list[dict[str, Any]] = [
+        {"role": "system", "content": "You are an agent."},
+        {"role": "user", "content": "goal: Greet Alice, then finish."},
+    ]
+    steps = 0
+    while True:
+        reply = await backend.acomplete(None)  # type: ignore[arg-type]
+        messages.append(
+            {"role": "assistant", "content": reply.text, "tool_calls": reply.tool_calls}
+        )
+        for call in reply.tool_calls:
+            result = await AREF_TOOLS[call.tool](**call.args)
+            messages.append(
+                {"role": "tool", "tool_call_id": call.call_id, "content": json.dumps(result)}
+            )
+            steps += 1
+            if call.tool == "done":
+                return steps
+
+
+# -- timing -----------------------------------------------------------------------------------
+
+
+def per_step_us(run: Callable[[], int], n: int, repeats: int = REPEATS) -> float:
+    """Median over ``repeats`` of (time of ``runs`` whole runs) / (steps taken), in µs."""
+    runs = max(1, STEPS_PER_REP // n)
+    for _ in range(WARMUP):
+        assert run() == n
+    samples = []
+    for _ in range(repeats):
+        gc.collect()
+        start = time.perf_counter()
+        for _ in range(runs):
+            run()
+        samples.append((time.perf_counter() - start) / (runs * n) * 1e6)
+    return statistics.median(samples)
+
+
+async def aper_step_us(run: Callable[[], Any], n: int, repeats: int = REPEATS) -> float:
+    runs = max(1, STEPS_PER_REP // n)
+    for _ in range(WARMUP):
+        assert await run() == n
+    samples = []
+    for _ in range(repeats):
+        gc.collect()
+        start = time.perf_counter()
+        for _ in range(runs):
+            await run()
+        samples.append((time.perf_counter() - start) / (runs * n) * 1e6)
+    return statistics.median(samples)
+
+
+def check_correct() -> None:
+    """The looplet run must end with ``done`` after exactly N steps (else timings lie)."""
+    replies = script(10)
+    loop = composable_loop(
+        llm=ScriptedBackend(replies), tools=make_tools(), config=LoopConfig(max_steps=15), task="t"
+    )
+    steps = list(loop)
+    assert len(steps) == 10 and all(s.ok for s in steps), [s.pretty() for s in steps]
+    assert loop.trajectory.stop_reason is StopReason.DONE, loop.trajectory.stop_reason
+
+
+def measure() -> dict[str, dict[int, float]]:
+    sync_tools, async_tools = make_tools(), make_tools(async_tools=True)
+    rows: dict[str, dict[int, float]] = {
+        "reference (sync)": {},
+        "looplet sync": {},
+        "reference (async)": {},
+        "looplet async, async tools": {},
+        "looplet async, sync tools": {},
+    }
+    for n in SIZES:
+        replies = script(n)
+        rows["reference (sync)"][n] = per_step_us(partial(run_reference, replies), n)
+        rows["looplet sync"][n] = per_step_us(partial(run_looplet, replies, sync_tools), n)
+
+    async def async_rows() -> None:
+        for n in SIZES:
+            replies = script(n)
+            rows["reference (async)"][n] = await aper_step_us(partial(arun_reference, replies), n)
+            rows["looplet async, async tools"][n] = await aper_step_us(
+                partial(arun_looplet, replies, async_tools), n
+            )
+            # Sync tools go through asyncio.to_thread (a thread hop per call): fewer repeats.
+            rows["looplet async, sync tools"][n] = await aper_step_us(
+                partial(arun_looplet, replies, sync_tools), n, repeats=7
+            )
+
+    asyncio.run(async_rows())
+    return rows
+
+
+def print_table(rows: dict[str, dict[int, float]]) -> None:
+    head = "".join(f"{'N=' + str(n):>11}" for n in SIZES)
+    print(f"\nper-step time, µs (median of {REPEATS} repetitions, setup included)")
+    print(f"{'loop':<30}{head}{'growth 1000/100':>18}")
+    for name, by_n in rows.items():
+        cells = "".join(f"{by_n[n]:>11.2f}" for n in SIZES)
+        growth = by_n[1000] / by_n[100]
+        print(f"{name:<30}{cells}{growth:>17.2f}x")
+
+    print(f"\nratio to the reference (goal ≤ {GOAL_RATIO:.0f}x) and growth (goal ≤ {GOAL_GROWTH}x)")
+    pairs = [
+        ("looplet sync", "reference (sync)"),
+        ("looplet async, async tools", "reference (async)"),
+        ("looplet async, sync tools", "reference (async)"),
+    ]
+    for name, ref in pairs:
+        ratios = [rows[name][n] / rows[ref][n] for n in SIZES]
+        cells = "".join(f"{r:>10.1f}x" for r in ratios)
+        growth = rows[name][1000] / rows[name][100]
+        ratio_ok = "met" if max(ratios) <= GOAL_RATIO else "NOT met"
+        growth_ok = "met" if growth <= GOAL_GROWTH else "NOT met"
+        print(f"{name:<30}{cells}   ratio {ratio_ok}, growth {growth:.2f}x {growth_ok}")
+    print(
+        "(the sync-tools async row is one asyncio.to_thread hop per call; on a small machine\n"
+        " it swings by 2x between runs, so its growth figure is noise)"
+    )
+
+
+def profile() -> None:
+    """cProfile one N=1000 sync run; print the top 15 by cumulative and by own time.
+
+    Times are per step (profiled, so inflated several-fold: read the shares, not the µs).
+    """
+    n = 1000
+    replies, tools = script(n), make_tools()
+    run_looplet(replies, tools)  # warm
+    profiler = cProfile.Profile()
+    profiler.enable()
+    run_looplet(replies, tools)
+    profiler.disable()
+    stats = pstats.Stats(profiler, stream=io.StringIO())
+    rows = []  # (name, calls, own s, cumulative s)
+    for (file, line, func), (_, calls, own, cum, _) in stats.stats.items():  # type: ignore[attr-defined]
+        where = f"{Path(file).name}:{line}" if line else "~"
+        rows.append((f"{func} ({where})", calls, own, cum))
+    # The whole run: the largest cumulative figure (own times alone miss profiler gaps).
+    total = max(stats.total_tt, max(r[3] for r in rows))  # type: ignore[attr-defined]
+    for index, title in ((3, "cumulative time"), (2, "own time")):
+        print(
+            f"\ncProfile, one N={n} sync run, top 15 by {title} "
+            f"(profiled total {total * 1e3:.0f} ms = {total / n * 1e6:.0f} µs/step)"
+        )
+        print(
+            f"{'function':<52}{'calls/step':>11}{'own µs':>9}{'own %':>7}{'cum µs':>9}{'cum %':>7}"
+        )
+        for name, calls, own, cum in sorted(rows, key=lambda r: r[index], reverse=True)[:15]:
+            print(
+                f"{name[:51]:<52}{calls / n:>11.1f}{own / n * 1e6:>9.2f}"
+                f"{own / total * 100:>6.1f}%{cum / n * 1e6:>9.2f}{cum / total * 100:>6.1f}%"
+            )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--profile", action="store_true", help="also cProfile one N=1000 sync run")
+    args = parser.parse_args()
+    check_correct()
+    started = time.perf_counter()
+    print_table(measure())
+    print(f"\n(measured in {time.perf_counter() - started:.1f} s; Python {sys.version.split()[0]})")
+    if args.profile:
+        profile()
+
+
+if __name__ == "__main__":
+    main()
