@@ -6,7 +6,7 @@
   or the ``LLMError`` it failed with;
 * ``RunTools(calls, ctx)``: the driver runs the tools and sends back their ``ToolResult``s,
   in order;
-* ``Emit(step)``: the driver hands the step to the caller and sends back ``None``.
+* a :class:`~looplet.types.Step`: the driver hands it to the caller and sends back ``None``.
 
 The engine never blocks, sleeps, or touches the network, so the sync driver
 (:func:`looplet.loop.composable_loop`) and the async one share every line of it. When the run
@@ -34,32 +34,32 @@ from looplet.state import AgentState
 from looplet.tools import BaseToolRegistry, ToolContext
 from looplet.types import Step, StopReason, ToolCall, ToolResult, Trajectory
 
-__all__ = ["CallModel", "Effect", "Emit", "RunState", "RunTools", "run_engine"]
+__all__ = ["CallModel", "Effect", "RunState", "RunTools", "run_engine"]
 
 
-@dataclass(frozen=True, slots=True)
+# The effects are plain slotted classes, not frozen dataclasses: two are built per step and
+# a frozen one costs about four times as much to build (bench/step_overhead.py).
 class CallModel:
     """Effect: send ``request`` to the model; answer with an LLMResponse or LLMError."""
 
-    request: LLMRequest
+    __slots__ = ("request",)
+
+    def __init__(self, request: LLMRequest) -> None:
+        self.request = request
 
 
-@dataclass(frozen=True, slots=True)
 class RunTools:
     """Effect: run ``calls`` (already checked and permitted); answer with their results."""
 
-    calls: tuple[ToolCall, ...]
-    ctx: ToolContext
+    __slots__ = ("calls", "ctx")
+
+    def __init__(self, calls: tuple[ToolCall, ...], ctx: ToolContext) -> None:
+        self.calls = calls
+        self.ctx = ctx
 
 
-@dataclass(frozen=True, slots=True)
-class Emit:
-    """Effect: hand ``step`` to the caller; answer with ``None``."""
-
-    step: Step
-
-
-Effect = CallModel | RunTools | Emit
+#: What the engine yields: a model call, a batch of tool calls, or a finished step.
+Effect = CallModel | RunTools | Step
 
 
 @dataclass(slots=True, eq=False)
@@ -77,6 +77,7 @@ class RunState:
     max_steps: int
     max_llm_calls: int
     hook_values: dict[str, Any]
+    observed: bool = False  # any on_event hook: lifecycle events are built only then
     pending_context: list[str] = field(default_factory=list)
     stop_requested: str | None = None
     error: LoopletError | None = None
@@ -131,7 +132,8 @@ def start_run(run: RunState) -> None:
     task_text = (config.render_task or render_task)(run.trajectory.task)
     run.messages.append(Message.system(config.render_system_prompt()))
     run.messages.append(Message.user(task_text))
-    emit(run.hooks, "loop_start", 0, task=run.trajectory.task)
+    if run.observed:
+        emit(run.hooks, "loop_start", 0, task=run.trajectory.task)
     if run.hooks["pre_loop"]:
         observe(run.hooks["pre_loop"], run.hook_values, 0)
 
@@ -175,7 +177,8 @@ def build_request(run: RunState) -> LLMRequest | None:
         temperature=run.config.temperature,
         step=step,
     )
-    emit(run.hooks, "llm_call", step, request=request)
+    if run.observed:
+        emit(run.hooks, "llm_call", step, request=request)
     return request
 
 
@@ -187,10 +190,13 @@ def record_reply(run: RunState, reply: LLMResponse | BaseException) -> tuple[Too
         error = reply if isinstance(reply, LoopletError) else LLMError("backend", repr(reply))
         fail(run, StopReason.LLM_ERROR, error)
         return ()
-    trajectory.usage = trajectory.usage + reply.usage
+    usage = reply.usage
+    if usage.input_tokens or usage.output_tokens:
+        trajectory.usage = trajectory.usage + usage
     calls = _with_call_ids(reply.tool_calls, trajectory.llm_calls)
-    run.messages.append(Message.assistant(reply.text, calls))
-    emit(run.hooks, "llm_response", run.next_step, response=reply)
+    run.messages.append(Message("assistant", reply.text, calls))
+    if run.observed:
+        emit(run.hooks, "llm_response", run.next_step, response=reply)
     if not calls:
         trajectory.final_text = reply.text
         set_stop(run, StopReason.FINAL_TEXT, reply.text[:200])
@@ -204,6 +210,9 @@ def run_turn(run: RunState, calls: Sequence[ToolCall]) -> Generator[Effect, Any,
     a caller that stops iterating after a step stops the later calls from running. Once the
     run has stopped, the turn's remaining calls are recorded as not run (never dropped).
     """
+    if len(calls) == 1:  # the common case, without the grouping machinery
+        yield from run_one_call(run, calls[0])
+        return
     index = 0
     while index < len(calls):
         group = next_group(run, calls, index)
@@ -216,10 +225,25 @@ def run_turn(run: RunState, calls: Sequence[ToolCall]) -> Generator[Effect, Any,
             ran = yield RunTools(to_run, run.ctx)
         ran_iter = iter(ran)
         for call, outcome in zip(group, outcomes, strict=True):
-            result = next(ran_iter) if isinstance(outcome, ToolCall) else outcome
-            step = record_step(run, call if not isinstance(outcome, ToolCall) else outcome, result)
-            yield Emit(step)
+            if isinstance(outcome, ToolCall):
+                step = record_step(run, outcome, next(ran_iter))
+            else:
+                step = record_step(run, call, outcome)
+            yield step
             after_step(run, step)
+
+
+def run_one_call(run: RunState, call: ToolCall) -> Generator[Effect, Any, None]:
+    """Screen, run and record a turn's only call."""
+    outcome = screen_call(run, call)
+    if isinstance(outcome, ToolCall):
+        run.ctx.step = len(run.trajectory.steps) + 1
+        results = yield RunTools((outcome,), run.ctx)
+        step = record_step(run, outcome, results[0])
+    else:
+        step = record_step(run, call, outcome)
+    yield step
+    after_step(run, step)
 
 
 def next_group(run: RunState, calls: Sequence[ToolCall], start: int) -> Sequence[ToolCall]:
@@ -250,17 +274,22 @@ def screen_call(run: RunState, call: ToolCall) -> ToolCall | ToolResult:
     if counts and run.state.queries_used >= run.max_steps:
         set_stop(run, StopReason.MAX_STEPS, f"{run.max_steps} steps used")
         return _not_run(call, f"the step budget (max_steps={run.max_steps}) is used up")
-    values = run.hook_values
-    values["tool_call"] = call
-    values["step_num"] = run.next_step
-    if is_done and run.hooks["check_done"]:
-        verdict = decide(run.hooks["check_done"], values, run.next_step)
-        if verdict is not None and verdict.is_block:
-            reason = verdict.block or "refused by a check_done hook"
-            return ToolResult.failure(call, ToolError(ErrorKind.DONE_REJECTED, reason))
-    screened = apply_dispatch_hooks(run, call)
-    if isinstance(screened, ToolResult):
-        return screened
+    hooks = run.hooks
+    if hooks.any_dispatch_hooks:
+        step = run.next_step
+        values = run.hook_values
+        values["tool_call"] = call
+        values["step_num"] = step
+        if is_done and hooks["check_done"]:
+            verdict = decide(hooks["check_done"], values, step)
+            if verdict is not None and verdict.is_block:
+                reason = verdict.block or "refused by a check_done hook"
+                return ToolResult.failure(call, ToolError(ErrorKind.DONE_REJECTED, reason))
+        screened = apply_dispatch_hooks(run, call, step)
+        if isinstance(screened, ToolResult):
+            return screened
+    else:
+        screened = call
     if implicit_done:
         return ToolResult(done_tool, screened.args_summary(), screened.args, call_id=call.call_id)
     if counts:
@@ -268,9 +297,8 @@ def screen_call(run: RunState, call: ToolCall) -> ToolCall | ToolResult:
     return screened
 
 
-def apply_dispatch_hooks(run: RunState, call: ToolCall) -> ToolCall | ToolResult:
+def apply_dispatch_hooks(run: RunState, call: ToolCall, step: int) -> ToolCall | ToolResult:
     """Run ``pre_dispatch`` then ``check_permission`` hooks on ``call``."""
-    step = run.next_step
     decision = decide(run.hooks["pre_dispatch"], run.hook_values, step)
     if decision is not None:
         if decision.stop is not None:
@@ -309,12 +337,16 @@ def record_step(run: RunState, call: ToolCall, result: ToolResult) -> Step:
                 if d.stop is not None and run.stop_requested is None:
                     run.stop_requested = d.stop
     step = Step(step_num, call, result)
-    run.trajectory.steps.append(step)
-    if run.state.steps is not run.trajectory.steps:
+    steps = run.trajectory.steps
+    steps.append(step)
+    if run.state.steps is not steps:
         run.state.steps.append(step)
     content = render_tool_result(result, run.config.max_result_chars)
-    run.messages.append(Message.tool_result(result, content))
-    emit(run.hooks, "step", step_num, step=step)
+    run.messages.append(
+        Message("tool", content, (), result.call_id, result.tool, result.error is not None)
+    )
+    if run.observed:
+        emit(run.hooks, "step", step_num, step=step)
     return step
 
 
@@ -367,6 +399,8 @@ def finish_run(run: RunState) -> Trajectory:
 
 def emit_safely(run: RunState) -> None:
     """Deliver ``loop_end``; a raising listener is recorded unless an error already is."""
+    if not run.observed:
+        return
     try:
         emit(run.hooks, "loop_end", len(run.trajectory.steps), trajectory=run.trajectory)
     except HookError as err:

@@ -238,6 +238,8 @@ class ResolvedHooks:
 
     by_slot: Mapping[str, tuple[BoundHook, ...]]
     hooks: tuple[object, ...]
+    #: Whether any hook decides on tool calls (lets the loop skip that work per call).
+    any_dispatch_hooks: bool = False
 
     def __getitem__(self, slot: str) -> tuple[BoundHook, ...]:
         return self.by_slot[slot]
@@ -272,7 +274,12 @@ def resolve_hooks(hooks: Iterable[object] | None) -> ResolvedHooks:
             )
         for bound in found:
             by_slot[bound.slot].append(bound)
-    return ResolvedHooks({k: tuple(v) for k, v in by_slot.items()}, objects)
+    dispatch_slots = ("pre_dispatch", "check_permission", "check_done")
+    return ResolvedHooks(
+        {k: tuple(v) for k, v in by_slot.items()},
+        objects,
+        any_dispatch_hooks=any(by_slot[slot] for slot in dispatch_slots),
+    )
 
 
 def _bind(hook: object, slot: str) -> BoundHook:

@@ -17,7 +17,7 @@ from typing import Any
 from looplet.backends.base import LLMRequest, LLMResponse
 from looplet.backends.legacy import LegacyTextBackend
 from looplet.config import LoopConfig
-from looplet.engine import CallModel, Effect, Emit, RunState, run_engine
+from looplet.engine import CallModel, Effect, RunState, run_engine
 from looplet.errors import ConfigurationError, LLMError
 from looplet.hooks import resolve_hooks
 from looplet.state import AgentState, DefaultState
@@ -99,6 +99,9 @@ class LoopRun(Generator[Step, None, Trajectory]):
         """The run's record (complete once iteration has ended)."""
         return self._run.trajectory
 
+    def __next__(self) -> Step:
+        return self._drive(self._engine.send(None))
+
     def send(self, value: None) -> Step:
         """Advance to the next step (``value`` is ignored)."""
         return self._drive(self._engine.send(None))
@@ -116,12 +119,14 @@ class LoopRun(Generator[Step, None, Trajectory]):
     def _drive(self, effect: Effect) -> Step:
         engine, run = self._engine, self._run
         while True:
-            if isinstance(effect, Emit):
-                return effect.step
+            if type(effect) is Step:
+                return effect
             if isinstance(effect, CallModel):
                 effect = engine.send(call_model(run.llm, effect.request))
             else:
-                effect = engine.send(run.tools.dispatch_batch(effect.calls, ctx=effect.ctx))
+                # The engine checked these calls with check_call: do not validate twice.
+                results = run.tools.dispatch_batch(effect.calls, ctx=effect.ctx, validate=False)
+                effect = engine.send(results)
 
 
 class AsyncLoopRun(AsyncGenerator[Step, None]):
@@ -168,13 +173,15 @@ class AsyncLoopRun(AsyncGenerator[Step, None]):
         engine, run = self._engine, self._run
         try:
             while True:
-                if isinstance(effect, Emit):
-                    return effect.step
+                if type(effect) is Step:
+                    return effect
                 if isinstance(effect, CallModel):
                     reply = await acall_model(run.llm, effect.request)
                     effect = engine.send(reply)
                 else:
-                    results = await run.tools.adispatch_batch(effect.calls, ctx=effect.ctx)
+                    results = await run.tools.adispatch_batch(
+                        effect.calls, ctx=effect.ctx, validate=False
+                    )
                     effect = engine.send(results)
         except StopIteration:
             raise StopAsyncIteration from None
@@ -261,6 +268,7 @@ def new_run(
         max_steps=max_steps,
         max_llm_calls=config.llm_call_cap(max_steps),
         hook_values=hook_values,
+        observed=bool(resolved["on_event"]),
     )
 
 

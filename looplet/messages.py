@@ -25,6 +25,10 @@ Role = Literal["system", "user", "assistant", "tool"]
 #: How much of a tool's output is sent back to the model by default (characters).
 DEFAULT_MAX_RESULT_CHARS = 20_000
 
+# One encoder for every tool result: json.dumps with non-default options builds a new one
+# per call, which showed up in bench/step_overhead.py.
+_ENCODE = json.JSONEncoder(ensure_ascii=False).encode
+
 
 @dataclass(frozen=True, slots=True)
 class Message:
@@ -173,7 +177,10 @@ def render_tool_result(result: ToolResult, max_chars: int = DEFAULT_MAX_RESULT_C
     elif result.data is None:
         text = "null"
     else:
-        text = json.dumps(_jsonable(result.data), ensure_ascii=False)
+        try:
+            text = _ENCODE(result.data)
+        except (TypeError, ValueError):
+            text = _ENCODE(_jsonable(result.data))
     if len(text) > max_chars:
         cut = len(text) - max_chars
         text = text[:max_chars] + f"\n[... {cut} more characters cut by looplet]"

@@ -21,6 +21,7 @@ from typing import Any
 from looplet.errors import ToolRegistrationError
 
 __all__ = [
+    "compile_validator",
     "describe_parameters",
     "normalize_parameters",
     "validate_arguments",
@@ -234,6 +235,56 @@ _TYPE_CHECKS: dict[str, Callable[[object], bool]] = {
     "object": lambda v: isinstance(v, Mapping),
     "null": lambda v: v is None,
 }
+
+
+#: Per-value checks for a property whose schema is only a ``type`` (the common case).
+_FAST_TYPES: dict[str, Callable[[object], bool]] = {
+    "string": lambda v: type(v) is str,
+    "integer": lambda v: type(v) is int,
+    "number": lambda v: type(v) is float or type(v) is int,
+    "boolean": lambda v: type(v) is bool,
+}
+_ANY: Callable[[object], bool] = lambda v: True  # noqa: E731
+
+
+def compile_validator(schema: Mapping[str, Any]) -> Callable[[Mapping[str, Any]], list[str]]:
+    """A validator for ``schema``, specialised once so that valid calls are checked fast.
+
+    When every property is plain (only a ``type`` of string, integer, number or boolean, or
+    no constraint at all), a valid call costs a key check and one type test per argument;
+    any failure, or any richer schema, goes through :func:`validate_arguments`, so the
+    messages are the same either way.
+    """
+    properties: Mapping[str, Any] = schema.get("properties") or {}
+    checks: dict[str, Callable[[object], bool]] = {}
+    for name, prop in properties.items():
+        keys = set(prop) - {"description", "default", "title"}
+        if not keys:
+            checks[name] = _ANY
+        elif keys == {"type"} and prop["type"] in _FAST_TYPES:
+            checks[name] = _FAST_TYPES[prop["type"]]
+        else:
+            return lambda args: validate_arguments(schema, args)
+    if set(schema) - {"type", "properties", "required", "additionalProperties", "description"}:
+        return lambda args: validate_arguments(schema, args)
+    if schema.get("additionalProperties", True) not in (True, False):
+        return lambda args: validate_arguments(schema, args)
+    required = frozenset(schema.get("required", ()))
+    closed = schema.get("additionalProperties", True) is False
+
+    def validate(args: Mapping[str, Any]) -> list[str]:
+        if type(args) is not dict or not required <= args.keys():
+            return validate_arguments(schema, args)
+        for key, value in args.items():
+            check = checks.get(key)
+            if check is None:
+                if closed:
+                    return validate_arguments(schema, args)
+            elif not check(value):
+                return validate_arguments(schema, args)
+        return []
+
+    return validate
 
 
 def validate_arguments(schema: Mapping[str, Any], args: Mapping[str, Any]) -> list[str]:

@@ -12,10 +12,8 @@ handling lives in :mod:`looplet.schema`; permissions, hooks and the loop live el
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
-import difflib
 import json
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -23,7 +21,7 @@ from typing import Any
 
 from looplet.cancel import CancelToken
 from looplet.errors import ConfigurationError, ErrorKind, ToolError, ToolRegistrationError
-from looplet.schema import describe_parameters, validate_arguments
+from looplet.schema import describe_parameters
 from looplet.toolspec import ToolContext, ToolSpec, tool
 from looplet.types import ToolCall, ToolResult
 
@@ -63,7 +61,7 @@ def classify_exception(exc: BaseException) -> ToolError:
 
 
 def _kind_of(exc: BaseException) -> tuple[ErrorKind, bool]:
-    if isinstance(exc, asyncio.CancelledError):
+    if _is_cancelled_error(exc):
         return ErrorKind.CANCELLED, False
     if isinstance(exc, TimeoutError):
         return ErrorKind.TIMEOUT, True
@@ -90,7 +88,7 @@ class _Prepared:
     """A call that passed every check: the spec to run and the keywords to run it with."""
 
     spec: ToolSpec
-    kwargs: dict[str, Any]
+    kwargs: Mapping[str, Any]
 
 
 class BaseToolRegistry:
@@ -114,7 +112,7 @@ class BaseToolRegistry:
 
     def __init__(self, tools: Iterable[ToolSpec | Callable[..., Any]] = ()) -> None:
         self._specs: dict[str, ToolSpec] = {}
-        self._schemas: list[dict[str, Any]] | None = None
+        self._schemas: tuple[dict[str, Any], ...] | None = None
         self.register_all(tools)
 
     # ------------------------------------------------------------------ registration
@@ -171,15 +169,15 @@ class BaseToolRegistry:
         """The registered names, in registration order."""
         return list(self._specs)
 
-    def tool_schemas(self) -> list[dict[str, Any]]:
+    def tool_schemas(self) -> Sequence[dict[str, Any]]:
         """Every tool as ``{"name", "description", "parameters"}``, for the model request.
 
-        Built once and reused until the next registration; the dicts are shared, do not modify
-        them.
+        Built once and reused until the next registration (it is asked for on every model
+        call): the sequence and its dicts are shared, so treat them as read-only.
         """
         if self._schemas is None:
-            self._schemas = [spec.to_api_schema() for spec in self._specs.values()]
-        return list(self._schemas)
+            self._schemas = tuple(spec.to_api_schema() for spec in self._specs.values())
+        return self._schemas
 
     def tool_catalog_text(self) -> str:
         """One :meth:`ToolSpec.spec_text` line per tool, for prompts."""
@@ -197,13 +195,21 @@ class BaseToolRegistry:
 
     # ------------------------------------------------------------------ dispatch
 
-    def dispatch(self, call: ToolCall, *, ctx: ToolContext | None = None) -> ToolResult:
+    def dispatch(
+        self, call: ToolCall, *, ctx: ToolContext | None = None, validate: bool = True
+    ) -> ToolResult:
         """Run one call and return its result; never raises for the tool's problems.
 
         An async tool is run with ``asyncio.run``; from inside a running event loop that is
         impossible, and the result is an EXECUTION error saying to use :meth:`adispatch`.
+
+        Args:
+            call: the call to run.
+            ctx: handed to the tool if it takes ``ctx`` (a default one is made otherwise).
+            validate: check the arguments against the schema first. The loop passes
+                ``False`` for calls it has already checked with :meth:`check_call`.
         """
-        prepared = self._prepare(call, ctx)
+        prepared = self._prepare(call, ctx, validate)
         if isinstance(prepared, ToolResult):
             return prepared
         spec = prepared.spec
@@ -212,20 +218,30 @@ class BaseToolRegistry:
         start = time.perf_counter()
         try:
             if spec.is_async:
+                import asyncio
+
                 data = asyncio.run(spec.execute(**prepared.kwargs))
             else:
                 data = spec.execute(**prepared.kwargs)
-        except (Exception, asyncio.CancelledError) as exc:
+        except Exception as exc:
+            return _failed(call, exc, start)
+        except BaseException as exc:  # an async tool's CancelledError is the tool's failure
+            if not _is_cancelled_error(exc):
+                raise
             return _failed(call, exc, start)
         return _succeeded(call, data, start)
 
-    async def adispatch(self, call: ToolCall, *, ctx: ToolContext | None = None) -> ToolResult:
+    async def adispatch(
+        self, call: ToolCall, *, ctx: ToolContext | None = None, validate: bool = True
+    ) -> ToolResult:
         """Like :meth:`dispatch`, awaiting async tools and running sync ones in a thread.
 
         Sync tools go through ``asyncio.to_thread`` so a slow one does not block the event
         loop. If the awaiting task itself is cancelled, the cancellation propagates.
         """
-        prepared = self._prepare(call, ctx)
+        import asyncio
+
+        prepared = self._prepare(call, ctx, validate)
         if isinstance(prepared, ToolResult):
             return prepared
         spec = prepared.spec
@@ -245,7 +261,12 @@ class BaseToolRegistry:
         return _succeeded(call, data, start)
 
     def dispatch_batch(
-        self, calls: Sequence[ToolCall], *, ctx: ToolContext | None = None, max_workers: int = 8
+        self,
+        calls: Sequence[ToolCall],
+        *,
+        ctx: ToolContext | None = None,
+        max_workers: int = 8,
+        validate: bool = True,
     ) -> list[ToolResult]:
         """Run ``calls`` and return their results in the same order.
 
@@ -253,34 +274,49 @@ class BaseToolRegistry:
         ``max_workers`` threads; every other call runs alone, in order.
         """
         _check_workers(max_workers)
+        if len(calls) == 1:  # the common case: no grouping, no pool
+            return [self.dispatch(calls[0], ctx=ctx, validate=validate)]
         results: list[ToolResult] = []
         for group in self._groups(calls):
             if len(group) == 1:
-                results.append(self.dispatch(group[0], ctx=ctx))
+                results.append(self.dispatch(group[0], ctx=ctx, validate=validate))
                 continue
+            from concurrent.futures import ThreadPoolExecutor
+
             workers = min(max_workers, len(group))
-            with concurrent.futures.ThreadPoolExecutor(workers, "looplet-tool") as pool:
-                results.extend(pool.map(lambda c: self.dispatch(c, ctx=ctx), group))
+            with ThreadPoolExecutor(workers, "looplet-tool") as pool:
+                results.extend(
+                    pool.map(lambda c: self.dispatch(c, ctx=ctx, validate=validate), group)
+                )
         return results
 
     async def adispatch_batch(
-        self, calls: Sequence[ToolCall], *, ctx: ToolContext | None = None, max_workers: int = 8
+        self,
+        calls: Sequence[ToolCall],
+        *,
+        ctx: ToolContext | None = None,
+        max_workers: int = 8,
+        validate: bool = True,
     ) -> list[ToolResult]:
         """Like :meth:`dispatch_batch`, running concurrent-safe groups with ``asyncio.gather``.
 
         At most ``max_workers`` calls of a group are in flight at once.
         """
+        import asyncio
+
         _check_workers(max_workers)
+        if len(calls) == 1:
+            return [await self.adispatch(calls[0], ctx=ctx, validate=validate)]
         limit = asyncio.Semaphore(max_workers)
 
         async def limited(call: ToolCall) -> ToolResult:
             async with limit:
-                return await self.adispatch(call, ctx=ctx)
+                return await self.adispatch(call, ctx=ctx, validate=validate)
 
         results: list[ToolResult] = []
         for group in self._groups(calls):
             if len(group) == 1:
-                results.append(await self.adispatch(group[0], ctx=ctx))
+                results.append(await self.adispatch(group[0], ctx=ctx, validate=validate))
                 continue
             results.extend(await asyncio.gather(*(limited(c) for c in group)))
         return results
@@ -293,10 +329,12 @@ class BaseToolRegistry:
         Checks, in order: the arguments were valid JSON, the tool is registered, the arguments
         match its schema. The tool is not run; :meth:`dispatch` makes the same checks.
         """
-        checked = self._check(call, None)
+        checked = self._check(call, None, True)
         return checked if isinstance(checked, ToolError) else None
 
-    def _check(self, call: ToolCall, token: CancelToken | None) -> ToolError | _Prepared:
+    def _check(
+        self, call: ToolCall, token: CancelToken | None, validate: bool
+    ) -> ToolError | _Prepared:
         if call.parse_error is not None:
             return _parse_error(call)
         spec = self._specs.get(call.tool)
@@ -305,23 +343,28 @@ class BaseToolRegistry:
         if token is not None and token.is_cancelled:
             return _cancelled_error(spec.name, token)
         received: object = call.args
-        if not isinstance(received, Mapping):
+        if type(received) is not dict and not isinstance(received, Mapping):
             problem = f"the arguments must be a JSON object, got {type(received).__name__}"
             return _validation_error(spec, [problem])
-        # ``__``-prefixed arguments are loop bookkeeping, never the tool's.
-        args = {k: v for k, v in received.items() if not str(k).startswith("__")}
-        problems = validate_arguments(spec.schema, args)
-        if problems:
+        args: Mapping[str, Any] = received
+        for key in received:
+            # ``__``-prefixed arguments are loop bookkeeping, never the tool's.
+            if key[:2] == "__" if type(key) is str else str(key).startswith("__"):
+                args = {k: v for k, v in received.items() if not str(k).startswith("__")}
+                break
+        if validate and (problems := spec.validate(args)):
             return _validation_error(spec, problems)
         return _Prepared(spec, args)
 
-    def _prepare(self, call: ToolCall, ctx: ToolContext | None) -> _Prepared | ToolResult:
+    def _prepare(
+        self, call: ToolCall, ctx: ToolContext | None, validate: bool
+    ) -> _Prepared | ToolResult:
         """Check a call before running it: the keywords to run it with, or the failure."""
-        checked = self._check(call, ctx.cancel_token if ctx is not None else None)
+        checked = self._check(call, ctx.cancel_token if ctx is not None else None, validate)
         if isinstance(checked, ToolError):
             return ToolResult.failure(call, checked)
         if checked.spec.takes_ctx:
-            checked.kwargs["ctx"] = ctx if ctx is not None else ToolContext()
+            checked.kwargs = {**checked.kwargs, "ctx": ctx if ctx is not None else ToolContext()}
         return checked
 
     def _groups(self, calls: Sequence[ToolCall]) -> list[list[ToolCall]]:
@@ -346,6 +389,8 @@ class BaseToolRegistry:
                 "with registry.register(ToolSpec(...)) before starting the loop.",
                 context={"tool": name, "registered": []},
             )
+        import difflib
+
         close = difflib.get_close_matches(name, registered, n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
         return ToolError(
@@ -412,7 +457,15 @@ def _succeeded(call: ToolCall, data: Any, start: float) -> ToolResult:
     )
 
 
+def _is_cancelled_error(exc: BaseException) -> bool:
+    # asyncio is imported lazily (it costs ~20 ms); if it is not loaded, nothing raised its error.
+    asyncio = sys.modules.get("asyncio")
+    return asyncio is not None and isinstance(exc, asyncio.CancelledError)
+
+
 def _loop_running() -> bool:
+    import asyncio
+
     try:
         asyncio.get_running_loop()
     except RuntimeError:

@@ -16,7 +16,7 @@ from typing import Any, overload
 
 from looplet.cancel import CancelToken
 from looplet.errors import ToolRegistrationError
-from looplet.schema import describe_parameters, normalize_parameters
+from looplet.schema import compile_validator, describe_parameters, normalize_parameters
 from looplet.signature import schema_from_signature
 
 __all__ = ["ToolContext", "ToolSpec", "tool"]
@@ -99,6 +99,10 @@ class ToolSpec:
     takes_ctx: bool = field(init=False, repr=False)
     #: Whether ``execute`` is a coroutine function.
     is_async: bool = field(init=False, repr=False)
+    #: Checks a call's arguments against ``schema``: the problems, or an empty list.
+    validate: Callable[[Mapping[str, Any]], list[str]] = field(
+        init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         _check_name(self.name)
@@ -119,6 +123,7 @@ class ToolSpec:
         )
         object.__setattr__(self, "takes_ctx", _takes_ctx(self.execute))
         object.__setattr__(self, "is_async", _is_async(self.execute))
+        object.__setattr__(self, "validate", compile_validator(self.schema))
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Call ``execute`` directly (no validation, no error classification)."""

@@ -50,7 +50,13 @@ class ToolCall:
         """The arguments as ``name='Alice', n=3``, each value cut to 40 characters."""
         if self.parse_error is not None:
             return _clip(repr(self.raw_arguments or ""), _ARG_VALUE_CHARS)
-        return ", ".join(f"{k}={_clip(repr(v), _ARG_VALUE_CHARS)}" for k, v in self.args.items())
+        parts = []
+        for key, value in self.args.items():
+            text = repr(value)
+            if len(text) > _ARG_VALUE_CHARS:
+                text = text[: _ARG_VALUE_CHARS - 3] + "..."
+            parts.append(f"{key}={text}")
+        return ", ".join(parts)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able form of the call."""

@@ -414,3 +414,34 @@ def test_var_positional_parameter_is_rejected() -> None:
 
     with pytest.raises(ToolRegistrationError, match="keyword arguments"):
         schema_from_signature(bad)
+
+
+@pytest.mark.parametrize(
+    "parameters",
+    [
+        {"name": "str", "n": "int?", "x": "float?", "flag": "bool?", "anything": "any?"},
+        {"type": "object", "properties": {"n": {"type": "integer", "minimum": 0}}},
+        {"type": "object", "properties": {"tags": {"type": "array", "items": {"type": "string"}}}},
+    ],
+)
+@pytest.mark.parametrize(
+    "args",
+    [
+        {"name": "Alice"},
+        {"name": "Alice", "n": 3, "x": 1, "flag": True, "anything": [1]},
+        {"name": 3},
+        {"n": True},
+        {"n": -1},
+        {"nmae": "Alice"},
+        {"name": "Alice", "x": "1.5"},
+        {"tags": ["a", 2]},
+        {},
+    ],
+)
+def test_compiled_validator_agrees_with_the_full_validator(
+    parameters: dict[str, Any], args: dict[str, Any]
+) -> None:
+    from looplet.schema import compile_validator
+
+    schema = normalize_parameters(parameters, tool_name="t")
+    assert compile_validator(schema)(args) == validate_arguments(schema, args)
