@@ -119,7 +119,7 @@ class LoopRun(Generator[Step, None, Trajectory]):
     def _drive(self, effect: Effect) -> Step:
         engine, run = self._engine, self._run
         while True:
-            if type(effect) is Step:
+            if isinstance(effect, Step):
                 return effect
             if isinstance(effect, CallModel):
                 effect = engine.send(call_model(run.llm, effect.request))
@@ -173,7 +173,7 @@ class AsyncLoopRun(AsyncGenerator[Step, None]):
         engine, run = self._engine, self._run
         try:
             while True:
-                if type(effect) is Step:
+                if isinstance(effect, Step):
                     return effect
                 if isinstance(effect, CallModel):
                     reply = await acall_model(run.llm, effect.request)
