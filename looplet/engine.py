@@ -77,16 +77,15 @@ class RunState:
     max_steps: int
     max_llm_calls: int
     hook_values: dict[str, Any]
-    observed: bool = False  # any on_event hook: lifecycle events are built only then
+    #: The conversation: append-only, and the very list that ``trajectory.messages`` is.
+    messages: list[Message] = field(init=False)
     pending_context: list[str] = field(default_factory=list)
     stop_requested: str | None = None
     error: LoopletError | None = None
     started: float = field(default_factory=time.perf_counter)
 
-    @property
-    def messages(self) -> list[Message]:
-        """The conversation (append-only; it is the trajectory's list)."""
-        return self.trajectory.messages
+    def __post_init__(self) -> None:
+        self.messages = self.trajectory.messages
 
     @property
     def stopped(self) -> bool:
@@ -132,38 +131,39 @@ def start_run(run: RunState) -> None:
     task_text = (config.render_task or render_task)(run.trajectory.task)
     run.messages.append(Message.system(config.render_system_prompt()))
     run.messages.append(Message.user(task_text))
-    if run.observed:
+    if run.hooks.on_event:
         emit(run.hooks, "loop_start", 0, task=run.trajectory.task)
-    if run.hooks["pre_loop"]:
-        observe(run.hooks["pre_loop"], run.hook_values, 0)
+    if run.hooks.pre_loop:
+        observe(run.hooks.pre_loop, run.hook_values, 0)
 
 
 def may_call_model(run: RunState) -> bool:
     """Whether another model call is allowed; if not, set the exact stop reason."""
-    if run.stopped:
+    trajectory = run.trajectory
+    if trajectory.stop_reason is not None:
         return False
     token = run.config.cancel_token
     if token is not None and token.is_cancelled:
         set_stop(run, StopReason.CANCELLED, token.reason)
     elif run.state.queries_used >= run.max_steps:
         set_stop(run, StopReason.MAX_STEPS, f"{run.max_steps} steps used")
-    elif run.trajectory.llm_calls >= run.max_llm_calls:
+    elif trajectory.llm_calls >= run.max_llm_calls:
         set_stop(run, StopReason.MAX_LLM_CALLS, f"{run.max_llm_calls} model calls made")
-    return not run.stopped
+    return trajectory.stop_reason is None
 
 
 def build_request(run: RunState) -> LLMRequest | None:
     """The next model request: the conversation plus this turn's ``pre_prompt`` context."""
-    step = run.next_step
+    step = len(run.trajectory.steps) + 1
     if run.pending_context:
         run.messages.append(Message.user("\n\n".join(run.pending_context)))
         run.pending_context.clear()
     extra: tuple[Message, ...] = ()
-    if run.hooks["pre_prompt"]:
+    if run.hooks.pre_prompt:
         values = run.hook_values
         values["step_num"] = step
         values["messages"] = ConversationView(run.messages)
-        decisions = observe(run.hooks["pre_prompt"], values, step)
+        decisions = observe(run.hooks.pre_prompt, values, step)
         if stop := next((d.stop for d in decisions if d.stop is not None), None):
             set_stop(run, StopReason.HOOK_STOP, stop)
             return None
@@ -177,7 +177,7 @@ def build_request(run: RunState) -> LLMRequest | None:
         temperature=run.config.temperature,
         step=step,
     )
-    if run.observed:
+    if run.hooks.on_event:
         emit(run.hooks, "llm_call", step, request=request)
     return request
 
@@ -195,8 +195,8 @@ def record_reply(run: RunState, reply: LLMResponse | BaseException) -> tuple[Too
         trajectory.usage = trajectory.usage + usage
     calls = _with_call_ids(reply.tool_calls, trajectory.llm_calls)
     run.messages.append(Message("assistant", reply.text, calls))
-    if run.observed:
-        emit(run.hooks, "llm_response", run.next_step, response=reply)
+    if run.hooks.on_event:
+        emit(run.hooks, "llm_response", len(trajectory.steps) + 1, response=reply)
     if not calls:
         trajectory.final_text = reply.text
         set_stop(run, StopReason.FINAL_TEXT, reply.text[:200])
@@ -263,25 +263,26 @@ def screen_call(run: RunState, call: ToolCall) -> ToolCall | ToolResult:
     record instead: a malformed or unknown call, invalid arguments, a refused done, a hook's
     own result, a denial, or "not run" once the run has stopped or the budget is spent.
     """
-    if run.stopped:
+    if run.trajectory.stop_reason is not None:
         return _not_run(call, f"the run stopped ({run.trajectory.stop_reason}) before this call")
     done_tool = run.config.done_tool
     is_done = call.tool == done_tool
-    implicit_done = is_done and done_tool not in run.tools
+    spec = run.tools.get(call.tool)
+    implicit_done = is_done and spec is None
     if not implicit_done and (problem := run.tools.check_call(call)) is not None:
         return ToolResult.failure(call, problem)
-    counts = not is_done and not run.tools.is_free(call.tool)
+    counts = not is_done and spec is not None and not spec.free
     if counts and run.state.queries_used >= run.max_steps:
         set_stop(run, StopReason.MAX_STEPS, f"{run.max_steps} steps used")
         return _not_run(call, f"the step budget (max_steps={run.max_steps}) is used up")
     hooks = run.hooks
     if hooks.any_dispatch_hooks:
-        step = run.next_step
+        step = len(run.trajectory.steps) + 1
         values = run.hook_values
         values["tool_call"] = call
         values["step_num"] = step
-        if is_done and hooks["check_done"]:
-            verdict = decide(hooks["check_done"], values, step)
+        if is_done and hooks.check_done:
+            verdict = decide(hooks.check_done, values, step)
             if verdict is not None and verdict.is_block:
                 reason = verdict.block or "refused by a check_done hook"
                 return ToolResult.failure(call, ToolError(ErrorKind.DONE_REJECTED, reason))
@@ -299,7 +300,7 @@ def screen_call(run: RunState, call: ToolCall) -> ToolCall | ToolResult:
 
 def apply_dispatch_hooks(run: RunState, call: ToolCall, step: int) -> ToolCall | ToolResult:
     """Run ``pre_dispatch`` then ``check_permission`` hooks on ``call``."""
-    decision = decide(run.hooks["pre_dispatch"], run.hook_values, step)
+    decision = decide(run.hooks.pre_dispatch, run.hook_values, step)
     if decision is not None:
         if decision.stop is not None:
             set_stop(run, StopReason.HOOK_STOP, decision.stop)
@@ -312,7 +313,7 @@ def apply_dispatch_hooks(run: RunState, call: ToolCall, step: int) -> ToolCall |
             call = dataclasses.replace(call, args=dict(decision.updated_args))
             if (problem := run.tools.check_call(call)) is not None:
                 return ToolResult.failure(call, problem)
-    for bound in run.hooks["check_permission"]:
+    for bound in run.hooks.check_permission:
         verdict = decide((bound,), run.hook_values, step)
         if verdict is not None and verdict.is_block:
             return _denied(call, verdict, f"{type(bound.hook).__name__}.check_permission")
@@ -321,12 +322,12 @@ def apply_dispatch_hooks(run: RunState, call: ToolCall, step: int) -> ToolCall |
 
 def record_step(run: RunState, call: ToolCall, result: ToolResult) -> Step:
     """Let ``post_dispatch`` hooks see (or replace) the result, then record the step."""
-    step_num = run.next_step
-    if run.hooks["post_dispatch"]:
+    step_num = len(run.trajectory.steps) + 1
+    if run.hooks.post_dispatch:
         values = run.hook_values
         values["tool_call"] = call
         values["step_num"] = step_num
-        for bound in run.hooks["post_dispatch"]:
+        for bound in run.hooks.post_dispatch:
             values["tool_result"] = result
             decisions = observe((bound,), values, step_num)
             for d in decisions:
@@ -345,27 +346,27 @@ def record_step(run: RunState, call: ToolCall, result: ToolResult) -> Step:
     run.messages.append(
         Message("tool", content, (), result.call_id, result.tool, result.error is not None)
     )
-    if run.observed:
+    if run.hooks.on_event:
         emit(run.hooks, "step", step_num, step=step)
     return step
 
 
 def after_step(run: RunState, step: Step) -> None:
     """Decide whether the run ends after ``step``: done, a hook's stop, or cancellation."""
-    if run.stopped:
+    if run.trajectory.stop_reason is not None:
         return
-    if step.tool_call.tool == run.config.done_tool and step.ok:
+    if step.tool_call.tool == run.config.done_tool and step.tool_result.error is None:
         set_stop(run, StopReason.DONE, _done_detail(step.tool_result.data))
         return
     if run.stop_requested is not None:
         set_stop(run, StopReason.HOOK_STOP, run.stop_requested)
         return
-    if run.hooks["should_stop"]:
+    if run.hooks.should_stop:
         values = run.hook_values
         values["step"] = step
         values["step_num"] = step.number
         values["new_entities"] = []
-        verdict = decide(run.hooks["should_stop"], values, step.number)
+        verdict = decide(run.hooks.should_stop, values, step.number)
         if verdict is not None and verdict.is_stop:
             set_stop(run, StopReason.HOOK_STOP, verdict.stop or "")
             return
@@ -382,7 +383,7 @@ def finish_run(run: RunState) -> Trajectory:
     trajectory.elapsed_ms = (time.perf_counter() - run.started) * 1000
     failed_hook = run.error.hook if isinstance(run.error, HookError) else None
     run.hook_values["trajectory"] = trajectory
-    for bound in run.hooks["on_loop_end"]:
+    for bound in run.hooks.on_loop_end:
         if bound.hook is failed_hook:
             continue
         try:
@@ -399,7 +400,7 @@ def finish_run(run: RunState) -> Trajectory:
 
 def emit_safely(run: RunState) -> None:
     """Deliver ``loop_end``; a raising listener is recorded unless an error already is."""
-    if not run.observed:
+    if not run.hooks.on_event:
         return
     try:
         emit(run.hooks, "loop_end", len(run.trajectory.steps), trajectory=run.trajectory)
@@ -436,7 +437,10 @@ def _denied(call: ToolCall, decision: HookDecision, where: str) -> ToolResult:
 
 
 def _with_call_ids(calls: tuple[ToolCall, ...], turn: int) -> tuple[ToolCall, ...]:
-    if all(c.call_id for c in calls):
+    for c in calls:
+        if not c.call_id:
+            break
+    else:
         return calls
     return tuple(
         c if c.call_id else dataclasses.replace(c, call_id=f"call_{turn}_{i}")

@@ -234,15 +234,34 @@ class BoundHook:
 
 @dataclass(frozen=True, slots=True)
 class ResolvedHooks:
-    """The hooks of one run, as a tuple of bound methods per slot."""
+    """The hooks of one run: for each slot, the bound methods that fill it, in order.
 
-    by_slot: Mapping[str, tuple[BoundHook, ...]]
-    hooks: tuple[object, ...]
-    #: Whether any hook decides on tool calls (lets the loop skip that work per call).
-    any_dispatch_hooks: bool = False
+    One attribute per slot, so the loop reads ``hooks.post_dispatch`` with no lookup by name.
+    """
+
+    hooks: tuple[object, ...] = ()
+    pre_loop: tuple[BoundHook, ...] = ()
+    pre_prompt: tuple[BoundHook, ...] = ()
+    pre_dispatch: tuple[BoundHook, ...] = ()
+    check_permission: tuple[BoundHook, ...] = ()
+    post_dispatch: tuple[BoundHook, ...] = ()
+    check_done: tuple[BoundHook, ...] = ()
+    should_stop: tuple[BoundHook, ...] = ()
+    on_loop_end: tuple[BoundHook, ...] = ()
+    on_event: tuple[BoundHook, ...] = ()
+    #: Whether any hook decides on tool calls (else the loop skips that work per call).
+    any_dispatch_hooks: bool = field(init=False, default=False)
+
+    def __post_init__(self) -> None:
+        deciding = bool(self.pre_dispatch or self.check_permission or self.check_done)
+        object.__setattr__(self, "any_dispatch_hooks", deciding)
 
     def __getitem__(self, slot: str) -> tuple[BoundHook, ...]:
-        return self.by_slot[slot]
+        """The bound methods of ``slot`` (by name, for code that is not on the hot path)."""
+        if slot not in SLOT_ARGUMENTS:
+            raise KeyError(slot)
+        hooks: tuple[BoundHook, ...] = getattr(self, slot)
+        return hooks
 
 
 def resolve_hooks(hooks: Iterable[object] | None) -> ResolvedHooks:
@@ -274,12 +293,7 @@ def resolve_hooks(hooks: Iterable[object] | None) -> ResolvedHooks:
             )
         for bound in found:
             by_slot[bound.slot].append(bound)
-    dispatch_slots = ("pre_dispatch", "check_permission", "check_done")
-    return ResolvedHooks(
-        {k: tuple(v) for k, v in by_slot.items()},
-        objects,
-        any_dispatch_hooks=any(by_slot[slot] for slot in dispatch_slots),
-    )
+    return ResolvedHooks(objects, **{slot: tuple(bound) for slot, bound in by_slot.items()})
 
 
 def _bind(hook: object, slot: str) -> BoundHook:
@@ -378,7 +392,7 @@ def observe(
 
 def emit(hooks: ResolvedHooks, kind: str, step_num: int, **data: Any) -> None:
     """Deliver a :class:`LoopEvent` to every ``on_event`` hook."""
-    listeners = hooks.by_slot["on_event"]
+    listeners = hooks.on_event
     if listeners:
         values = {"event": LoopEvent(kind, step_num, data)}
         for bound in listeners:

@@ -125,7 +125,11 @@ class LoopRun(Generator[Step, None, Trajectory]):
                 effect = engine.send(call_model(run.llm, effect.request))
             else:
                 # The engine checked these calls with check_call: do not validate twice.
-                results = run.tools.dispatch_batch(effect.calls, ctx=effect.ctx, validate=False)
+                calls, tools = effect.calls, run.tools
+                if len(calls) == 1:
+                    results = [tools.dispatch(calls[0], ctx=effect.ctx, validate=False)]
+                else:
+                    results = tools.dispatch_batch(calls, ctx=effect.ctx, validate=False)
                 effect = engine.send(results)
 
 
@@ -268,7 +272,6 @@ def new_run(
         max_steps=max_steps,
         max_llm_calls=config.llm_call_cap(max_steps),
         hook_values=hook_values,
-        observed=bool(resolved["on_event"]),
     )
 
 

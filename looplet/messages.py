@@ -16,6 +16,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, overload
 
+from looplet._frozen import fast_init
 from looplet.types import ToolCall, ToolResult, _jsonable
 
 __all__ = ["ConversationView", "Message", "Role", "render_task", "render_tool_result"]
@@ -30,6 +31,7 @@ DEFAULT_MAX_RESULT_CHARS = 20_000
 _ENCODE = json.JSONEncoder(ensure_ascii=False).encode
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Message:
     """One message of the conversation.

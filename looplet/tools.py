@@ -16,7 +16,6 @@ import json
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from looplet.cancel import CancelToken
@@ -83,12 +82,9 @@ def _kind_of(exc: BaseException) -> tuple[ErrorKind, bool]:
 # --------------------------------------------------------------------------- the registry
 
 
-@dataclass(slots=True)
-class _Prepared:
-    """A call that passed every check: the spec to run and the keywords to run it with."""
-
-    spec: ToolSpec
-    kwargs: Mapping[str, Any]
+#: A call that passed every check: the spec to run and the keywords to run it with. A plain
+#: tuple, built on every call.
+_Prepared = tuple[ToolSpec, Mapping[str, Any]]
 
 
 class BaseToolRegistry:
@@ -212,7 +208,7 @@ class BaseToolRegistry:
         prepared = self._prepare(call, ctx, validate)
         if isinstance(prepared, ToolResult):
             return prepared
-        spec = prepared.spec
+        spec, kwargs = prepared
         if spec.is_async and _loop_running():
             return ToolResult.failure(call, _async_in_loop_error(spec.name))
         start = time.perf_counter()
@@ -220,9 +216,9 @@ class BaseToolRegistry:
             if spec.is_async:
                 import asyncio
 
-                data = asyncio.run(spec.execute(**prepared.kwargs))
+                data = asyncio.run(spec.execute(**kwargs))
             else:
-                data = spec.execute(**prepared.kwargs)
+                data = spec.execute(**kwargs)
         except Exception as exc:
             return _failed(call, exc, start)
         except BaseException as exc:  # an async tool's CancelledError is the tool's failure
@@ -244,13 +240,13 @@ class BaseToolRegistry:
         prepared = self._prepare(call, ctx, validate)
         if isinstance(prepared, ToolResult):
             return prepared
-        spec = prepared.spec
+        spec, kwargs = prepared
         start = time.perf_counter()
         try:
             if spec.is_async:
-                data = await spec.execute(**prepared.kwargs)
+                data = await spec.execute(**kwargs)
             else:
-                data = await asyncio.to_thread(spec.execute, **prepared.kwargs)
+                data = await asyncio.to_thread(spec.execute, **kwargs)
         except asyncio.CancelledError as exc:
             task = asyncio.current_task()
             if task is not None and task.cancelling():
@@ -354,7 +350,7 @@ class BaseToolRegistry:
                 break
         if validate and (problems := spec.validate(args)):
             return _validation_error(spec, problems)
-        return _Prepared(spec, args)
+        return spec, args
 
     def _prepare(
         self, call: ToolCall, ctx: ToolContext | None, validate: bool
@@ -363,8 +359,9 @@ class BaseToolRegistry:
         checked = self._check(call, ctx.cancel_token if ctx is not None else None, validate)
         if isinstance(checked, ToolError):
             return ToolResult.failure(call, checked)
-        if checked.spec.takes_ctx:
-            checked.kwargs = {**checked.kwargs, "ctx": ctx if ctx is not None else ToolContext()}
+        spec, kwargs = checked
+        if spec.takes_ctx:
+            return spec, {**kwargs, "ctx": ctx if ctx is not None else ToolContext()}
         return checked
 
     def _groups(self, calls: Sequence[ToolCall]) -> list[list[ToolCall]]:
@@ -448,13 +445,8 @@ def _failed(call: ToolCall, exc: BaseException, start: float) -> ToolResult:
 
 
 def _succeeded(call: ToolCall, data: Any, start: float) -> ToolResult:
-    return ToolResult(
-        call.tool,
-        args_summary=call.args_summary(),
-        data=data,
-        duration_ms=(time.perf_counter() - start) * 1000,
-        call_id=call.call_id,
-    )
+    duration_ms = (time.perf_counter() - start) * 1000
+    return ToolResult(call.tool, call.args_summary(), data, None, None, duration_ms, call.call_id)
 
 
 def _is_cancelled_error(exc: BaseException) -> bool:

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from looplet._frozen import fast_init
 from looplet.errors import ErrorKind, ToolError
 
 if TYPE_CHECKING:
@@ -25,6 +26,7 @@ _TAIL_CHARS = 60
 _ERROR_CHARS = 80
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class ToolCall:
     """One tool call requested by the model.
@@ -69,6 +71,7 @@ class ToolCall:
         return out
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class ToolResult:
     """The outcome of one tool call: its data, or an error.
@@ -128,6 +131,7 @@ class ToolResult:
         }
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Step:
     """One tool call and its result: what ``composable_loop`` yields.
@@ -167,6 +171,7 @@ class Step:
         }
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Usage:
     """Token counts reported by the provider. Add two with ``+``."""

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from looplet._frozen import fast_init
 from looplet.messages import Message
 from looplet.types import ToolCall, Usage
 
@@ -29,6 +30,7 @@ __all__ = [
 ToolSchema = Mapping[str, Any]
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class LLMRequest:
     """Everything one model call needs.
@@ -53,6 +55,7 @@ class LLMRequest:
         return "\n\n".join(m.content for m in self.messages if m.role == "system")
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class LLMResponse:
     """The model's reply, provider-neutral.
@@ -101,6 +104,7 @@ class AsyncLLMBackend(Protocol):
 _RETRIABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 529})
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
     """When and how long to wait before retrying a failed model call.

@@ -1,0 +1,36 @@
+"""fast_init keeps the dataclass contract of the frozen value types it speeds up."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+
+import pytest
+
+from looplet import Step, ToolCall, ToolResult, Usage
+from looplet.backends.base import LLMRequest, LLMResponse
+from looplet.messages import Message
+
+
+@pytest.mark.parametrize(
+    "cls", [ToolCall, ToolResult, Step, Usage, Message, LLMRequest, LLMResponse]
+)
+def test_signature_matches_the_fields(cls: type) -> None:
+    params = list(inspect.signature(cls).parameters)
+    assert params == [f.name for f in dataclasses.fields(cls)]
+
+
+def test_defaults_factories_equality_and_replace_still_work() -> None:
+    a, b = ToolCall("greet"), ToolCall("greet")
+    assert a.args == {} and a.args is not b.args  # default_factory gives each its own dict
+    assert a == b and ToolCall("x", {"n": 1}, call_id="c") == ToolCall("x", {"n": 1}, "", "c")
+    assert LLMResponse().usage == Usage() and LLMResponse().tool_calls == ()
+    assert dataclasses.replace(a, tool="wave") == ToolCall("wave")
+    assert repr(Usage(1, 2)) == "Usage(input_tokens=1, output_tokens=2)"
+
+
+def test_instances_stay_frozen() -> None:
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        Usage(1, 2).input_tokens = 5  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        ToolCall()  # type: ignore[call-arg]
