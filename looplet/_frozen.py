@@ -21,7 +21,11 @@ _NO_VALUE = object()
 
 
 def fast_init(cls: type[T]) -> type[T]:
-    """Give the frozen, slotted dataclass ``cls`` an ``__init__`` that skips ``__setattr__``."""
+    """Give the frozen, slotted dataclass ``cls`` an ``__init__`` that skips ``__setattr__``.
+
+    (The dataclass's own ``__init__`` is still generated first, so that type checkers see
+    the constructor's signature.)
+    """
     params = dataclasses.fields(cls)  # type: ignore[arg-type]
     env: dict[str, Any] = {"_NO_VALUE": _NO_VALUE}
     signature: list[str] = []
@@ -55,6 +59,5 @@ def fast_init(cls: type[T]) -> type[T]:
     exec(source, {}, namespace)
     init = namespace["_make"](**env)
     init.__qualname__ = f"{cls.__qualname__}.__init__"
-    init.__doc__ = cls.__init__.__doc__
     cls.__init__ = init  # type: ignore[method-assign]
     return cls

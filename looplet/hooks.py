@@ -23,7 +23,6 @@ still runs), and the ``HookError`` is raised from the loop with ``.trajectory`` 
 
 from __future__ import annotations
 
-import difflib
 import inspect
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -213,14 +212,23 @@ class LoopHook(Protocol):
         """Every lifecycle event. Return value ignored."""
 
 
-@dataclass(frozen=True, slots=True)
+# BoundHook and ResolvedHooks are internal and built once per run: plain slotted classes,
+# since each dataclass definition adds a fraction of a millisecond to `import looplet`.
 class BoundHook:
     """One hook object's method for one slot, with the argument names it takes."""
 
-    hook: object
-    slot: str
-    fn: Callable[..., Any]
-    argnames: tuple[str, ...] | None  # None: takes **kwargs, so every argument is passed
+    __slots__ = ("argnames", "fn", "hook", "slot")
+
+    def __init__(
+        self, hook: object, slot: str, fn: Callable[..., Any], argnames: tuple[str, ...] | None
+    ) -> None:
+        self.hook = hook
+        self.slot = slot
+        self.fn = fn
+        self.argnames = argnames  # None: takes **kwargs, so every argument is passed
+
+    def __repr__(self) -> str:
+        return f"BoundHook({type(self.hook).__name__}.{self.slot})"
 
     def __call__(self, values: Mapping[str, Any], step: int) -> Any:
         """Call the hook with the arguments it names; wrap anything it raises in HookError."""
@@ -232,29 +240,34 @@ class BoundHook:
             raise HookError(self.hook, self.slot, step, exc) from exc
 
 
-@dataclass(frozen=True, slots=True)
 class ResolvedHooks:
     """The hooks of one run: for each slot, the bound methods that fill it, in order.
 
     One attribute per slot, so the loop reads ``hooks.post_dispatch`` with no lookup by name.
     """
 
-    hooks: tuple[object, ...] = ()
-    pre_loop: tuple[BoundHook, ...] = ()
-    pre_prompt: tuple[BoundHook, ...] = ()
-    pre_dispatch: tuple[BoundHook, ...] = ()
-    check_permission: tuple[BoundHook, ...] = ()
-    post_dispatch: tuple[BoundHook, ...] = ()
-    check_done: tuple[BoundHook, ...] = ()
-    should_stop: tuple[BoundHook, ...] = ()
-    on_loop_end: tuple[BoundHook, ...] = ()
-    on_event: tuple[BoundHook, ...] = ()
-    #: Whether any hook decides on tool calls (else the loop skips that work per call).
-    any_dispatch_hooks: bool = field(init=False, default=False)
+    __slots__ = ("any_dispatch_hooks", "hooks", *SLOTS)
 
-    def __post_init__(self) -> None:
-        deciding = bool(self.pre_dispatch or self.check_permission or self.check_done)
-        object.__setattr__(self, "any_dispatch_hooks", deciding)
+    pre_loop: tuple[BoundHook, ...]
+    pre_prompt: tuple[BoundHook, ...]
+    pre_dispatch: tuple[BoundHook, ...]
+    check_permission: tuple[BoundHook, ...]
+    post_dispatch: tuple[BoundHook, ...]
+    check_done: tuple[BoundHook, ...]
+    should_stop: tuple[BoundHook, ...]
+    on_loop_end: tuple[BoundHook, ...]
+    on_event: tuple[BoundHook, ...]
+
+    def __init__(
+        self, hooks: tuple[object, ...] = (), by_slot: Mapping[str, Sequence[BoundHook]] = {}
+    ) -> None:
+        self.hooks = hooks
+        for slot in SLOTS:
+            setattr(self, slot, tuple(by_slot.get(slot, ())))
+        #: Whether any hook decides on tool calls (else the loop skips that work per call).
+        self.any_dispatch_hooks = bool(
+            self.pre_dispatch or self.check_permission or self.check_done
+        )
 
     def __getitem__(self, slot: str) -> tuple[BoundHook, ...]:
         """The bound methods of ``slot`` (by name, for code that is not on the hot path)."""
@@ -293,7 +306,7 @@ def resolve_hooks(hooks: Iterable[object] | None) -> ResolvedHooks:
             )
         for bound in found:
             by_slot[bound.slot].append(bound)
-    return ResolvedHooks(objects, **{slot: tuple(bound) for slot, bound in by_slot.items()})
+    return ResolvedHooks(objects, by_slot)
 
 
 def _bind(hook: object, slot: str) -> BoundHook:
@@ -324,6 +337,8 @@ def _reject_misspelled_slots(hook: object) -> None:
     for name in dir(type(hook)):
         if name.startswith("_") or name in known or not callable(getattr(hook, name, None)):
             continue
+        import difflib
+
         close = difflib.get_close_matches(name, SLOTS, n=1, cutoff=0.85)
         if close:
             raise HookRegistrationError(

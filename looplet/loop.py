@@ -8,14 +8,12 @@ decision is the engine's, so both loops behave identically.
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 from collections.abc import AsyncGenerator, Generator, Iterable
 from types import TracebackType
 from typing import Any
 
 from looplet.backends.base import LLMRequest, LLMResponse
-from looplet.backends.legacy import LegacyTextBackend
 from looplet.config import LoopConfig
 from looplet.engine import CallModel, Effect, RunState, run_engine
 from looplet.errors import ConfigurationError, LLMError
@@ -209,6 +207,8 @@ async def acall_model(llm: Any, request: LLMRequest) -> LLMResponse | LLMError:
     try:
         if hasattr(llm, "acomplete"):
             return await llm.acomplete(request)  # type: ignore[no-any-return]
+        import asyncio  # imported on first use: it costs ~20 ms at start-up
+
         return await asyncio.to_thread(llm.complete, request)
     except LLMError as err:
         return err
@@ -309,6 +309,8 @@ def _as_backend(llm: Any, need: str) -> Any:
             raise ConfigurationError(
                 f"{type(llm).__name__}.generate is async; use async_composable_loop with it."
             )
+        from looplet.backends.legacy import LegacyTextBackend
+
         return LegacyTextBackend(llm)
     hint = "complete(request) or acomplete(request)" if need == "async" else "complete(request)"
     raise ConfigurationError(

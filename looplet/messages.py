@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, overload
 
@@ -26,9 +25,19 @@ Role = Literal["system", "user", "assistant", "tool"]
 #: How much of a tool's output is sent back to the model by default (characters).
 DEFAULT_MAX_RESULT_CHARS = 20_000
 
-# One encoder for every tool result: json.dumps with non-default options builds a new one
-# per call, which showed up in bench/step_overhead.py.
-_ENCODE = json.JSONEncoder(ensure_ascii=False).encode
+
+def _first_encode(data: Any) -> str:
+    # One encoder for every tool result (json.dumps with non-default options builds a new one
+    # per call, which showed up in bench/step_overhead.py), made on first use so that
+    # `import looplet` does not pay for json.
+    global _encode
+    import json
+
+    _encode = json.JSONEncoder(ensure_ascii=False).encode
+    return _encode(data)
+
+
+_encode: Callable[[Any], str] = _first_encode
 
 
 @fast_init
@@ -155,7 +164,7 @@ def render_task(task: Any) -> str:
     if isinstance(task, Mapping):
         lines = []
         for key, value in task.items():
-            text = value if isinstance(value, str) else json.dumps(_jsonable(value))
+            text = value if isinstance(value, str) else _encode(_jsonable(value))
             lines.append(f"{key}: {text}")
         return "\n".join(lines)
     return str(task)
@@ -180,9 +189,9 @@ def render_tool_result(result: ToolResult, max_chars: int = DEFAULT_MAX_RESULT_C
         text = "null"
     else:
         try:
-            text = _ENCODE(result.data)
+            text = _encode(result.data)
         except (TypeError, ValueError):
-            text = _ENCODE(_jsonable(result.data))
+            text = _encode(_jsonable(result.data))
     if len(text) > max_chars:
         cut = len(text) - max_chars
         text = text[:max_chars] + f"\n[... {cut} more characters cut by looplet]"

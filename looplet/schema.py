@@ -14,7 +14,6 @@ uses only the standard library.
 from __future__ import annotations
 
 import copy
-import difflib
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -131,6 +130,8 @@ def _simple_type(declared: object, tool_name: str, name: str) -> tuple[str | Non
         key = text.removesuffix("?").strip().lower()
         if key in _SIMPLE_TYPES:
             return _SIMPLE_TYPES[key], optional
+        import difflib
+
         close = difflib.get_close_matches(key, _SIMPLE_TYPES, n=1)
         hint = f" Did you mean {close[0] + ('?' if optional else '')!r}?" if close else ""
         raise ToolRegistrationError(
@@ -362,6 +363,8 @@ def _validate_object(
 def _unexpected(
     prefix: str, key: str, properties: Mapping[str, Any], obj: Mapping[str, Any]
 ) -> str:
+    import difflib
+
     # Prefer the names the caller has not given yet: a typo usually stands in for one of them.
     missing = [p for p in properties if p not in obj]
     close = difflib.get_close_matches(str(key), missing, n=1) or difflib.get_close_matches(

@@ -12,7 +12,6 @@ handling lives in :mod:`looplet.schema`; permissions, hooks and the loop live el
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -69,7 +68,8 @@ def _kind_of(exc: BaseException) -> tuple[ErrorKind, bool]:
     if isinstance(exc, ConnectionError):
         return ErrorKind.NETWORK, True
     # Before ValueError: JSONDecodeError is one.
-    if isinstance(exc, json.JSONDecodeError):
+    json = sys.modules.get("json")  # lazily imported: if it is not loaded, it raised nothing
+    if json is not None and isinstance(exc, json.JSONDecodeError):
         return ErrorKind.PARSE, False
     # Provider SDKs (openai, anthropic, httpx wrappers) name theirs RateLimitError.
     if any("RateLimit" in cls.__name__ for cls in type(exc).__mro__):

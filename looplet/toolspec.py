@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import inspect
 import os
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, overload
@@ -17,12 +16,11 @@ from typing import Any, overload
 from looplet.cancel import CancelToken
 from looplet.errors import ToolRegistrationError
 from looplet.schema import compile_validator, describe_parameters, normalize_parameters
-from looplet.signature import schema_from_signature
 
 __all__ = ["ToolContext", "ToolSpec", "tool"]
 
-# The name rule shared by the OpenAI and Anthropic tool APIs.
-_NAME_RE = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+# The name rule shared by the OpenAI and Anthropic tool APIs: 1-64 of [a-zA-Z0-9_-].
+_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
 
 
 @dataclass(slots=True)
@@ -154,13 +152,13 @@ class ToolSpec:
 
 
 def _check_name(name: object) -> None:
-    if isinstance(name, str) and _NAME_RE.match(name):
+    if isinstance(name, str) and 0 < len(name) <= 64 and _NAME_CHARS.issuperset(name):
         return
     if not isinstance(name, str) or not name:
         raise ToolRegistrationError(
             f"a tool name must be a non-empty string, got {name!r}. Pass name='my_tool'."
         )
-    fixed = re.sub(r"[^a-zA-Z0-9_-]", "_", name)[:64]
+    fixed = "".join(c if c in _NAME_CHARS else "_" for c in name)[:64]
     raise ToolRegistrationError(
         f"invalid tool name {name!r}: providers accept 1-64 characters from letters, digits, "
         f"'_' and '-'. Rename it, e.g. {fixed!r}."
@@ -239,6 +237,8 @@ def tool(
                 f"call it. Add a docstring to {getattr(func, '__qualname__', func)!r} or pass "
                 "@tool(description=...)."
             )
+        from looplet.signature import schema_from_signature  # @tool only: typing machinery
+
         schema = parameters if parameters is not None else schema_from_signature(func)
         return ToolSpec(
             name=tool_name,

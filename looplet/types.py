@@ -8,7 +8,6 @@ the conversation and :mod:`looplet.backends` for providers).
 from __future__ import annotations
 
 import enum
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -303,6 +302,8 @@ def _result_tail(result: ToolResult) -> str:
 
 def _jsonable(value: Any) -> Any:
     """``value`` if JSON can encode it, else a JSON-able stand-in (``str`` at the leaves)."""
+    import json  # not at module level: json (and re) would cost every `import looplet`
+
     try:
         json.dumps(value)
         return value

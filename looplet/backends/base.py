@@ -8,7 +8,6 @@ here, shared by every sync and async backend.
 
 from __future__ import annotations
 
-import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -141,4 +140,6 @@ class RetryPolicy:
             except ValueError:
                 pass  # an HTTP date: fall back to our own backoff
         backoff: float = min(self.base_delay * 2.0 ** (attempt - 1), self.max_delay)
+        import random
+
         return backoff * (0.5 + random.random() / 2)
