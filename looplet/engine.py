@@ -108,7 +108,9 @@ def run_engine(run: RunState) -> Generator[Effect, Any, Trajectory]:
                 break
             reply = yield CallModel(request)
             calls = record_reply(run, reply)
-            if calls:
+            if len(calls) == 1:  # the common case, without the grouping machinery
+                yield from run_one_call(run, calls[0])
+            elif calls:
                 yield from run_turn(run, calls)
     except HookError as err:
         fail(run, StopReason.HOOK_ERROR, err)
@@ -170,12 +172,10 @@ def build_request(run: RunState) -> LLMRequest | None:
         texts = [d.additional_context for d in decisions if d.additional_context]
         if texts:
             extra = (Message.user("\n\n".join(texts)),)
+    config = run.config
+    view = ConversationView(run.messages, None, extra)
     request = LLMRequest(
-        messages=ConversationView(run.messages, extra=extra),
-        tools=run.tools.tool_schemas(),
-        max_tokens=run.config.max_tokens,
-        temperature=run.config.temperature,
-        step=step,
+        view, run.tools.tool_schemas(), config.max_tokens, config.temperature, step
     )
     if run.hooks.on_event:
         emit(run.hooks, "llm_call", step, request=request)
@@ -210,9 +210,6 @@ def run_turn(run: RunState, calls: Sequence[ToolCall]) -> Generator[Effect, Any,
     a caller that stops iterating after a step stops the later calls from running. Once the
     run has stopped, the turn's remaining calls are recorded as not run (never dropped).
     """
-    if len(calls) == 1:  # the common case, without the grouping machinery
-        yield from run_one_call(run, calls[0])
-        return
     index = 0
     while index < len(calls):
         group = next_group(run, calls, index)
