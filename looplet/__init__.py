@@ -11,7 +11,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from looplet.backends.base import AsyncLLMBackend, LLMBackend, LLMRequest, LLMResponse
+from looplet.backends.base import (
+    AsyncLLMBackend,
+    LLMBackend,
+    LLMRequest,
+    LLMResponse,
+    StreamChunk,
+)
 from looplet.cancel import CancelToken
 from looplet.config import LoopConfig
 from looplet.errors import (
@@ -35,6 +41,7 @@ from looplet.hooks import (
 )
 from looplet.loop import AsyncLoopRun, LoopRun, async_composable_loop, composable_loop
 from looplet.messages import Message
+from looplet.observe import StreamingHook
 from looplet.state import AgentState, DefaultState
 from looplet.tools import BaseToolRegistry, ToolContext, ToolSpec, tool
 from looplet.types import Step, StopReason, ToolCall, ToolResult, Trajectory, Usage
@@ -76,6 +83,8 @@ __all__ = [
     "Step",
     "Stop",
     "StopReason",
+    "StreamChunk",
+    "StreamingHook",
     "ToolCall",
     "ToolContext",
     "ToolError",

@@ -174,11 +174,15 @@ def build_request(run: RunState) -> LLMRequest | None:
             extra = (Message.user("\n\n".join(texts)),)
     config = run.config
     view = ConversationView(run.messages, None, extra)
+    hooks = run.hooks
+    on_chunk = None
+    if hooks.on_event:  # streamed chunks become "llm_chunk" events (see StreamingHook)
+        on_chunk = lambda chunk: emit(hooks, "llm_chunk", step, chunk=chunk)  # noqa: E731
     request = LLMRequest(
-        view, run.tools.tool_schemas(), config.max_tokens, config.temperature, step
+        view, run.tools.tool_schemas(), config.max_tokens, config.temperature, step, on_chunk
     )
-    if run.hooks.on_event:
-        emit(run.hooks, "llm_call", step, request=request)
+    if hooks.on_event:
+        emit(hooks, "llm_call", step, request=request)
     return request
 
 
@@ -187,6 +191,9 @@ def record_reply(run: RunState, reply: LLMResponse | BaseException) -> tuple[Too
     trajectory = run.trajectory
     trajectory.llm_calls += 1
     if isinstance(reply, BaseException):
+        if isinstance(reply, HookError):  # raised by a hook receiving a streamed chunk
+            fail(run, StopReason.HOOK_ERROR, reply)
+            return ()
         error = reply if isinstance(reply, LoopletError) else LLMError("backend", repr(reply))
         fail(run, StopReason.LLM_ERROR, error)
         return ()

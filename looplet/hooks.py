@@ -149,8 +149,10 @@ def InjectContext(text: str) -> HookDecision:
 class LoopEvent:
     """A lifecycle event delivered to ``on_event``.
 
-    ``kind`` is one of ``loop_start``, ``llm_call``, ``llm_response``, ``step``,
-    ``loop_end``; ``data`` holds the event's facts (the request, the step, the stop reason).
+    ``kind`` is one of ``loop_start`` (data: ``task``), ``llm_call`` (``request``),
+    ``llm_chunk`` (``chunk``: a :class:`~looplet.backends.base.StreamChunk`, from a streaming
+    backend), ``llm_response`` (``response``), ``step`` (``step``) and ``loop_end``
+    (``trajectory``).
     """
 
     kind: str

@@ -40,6 +40,8 @@ PUBLIC = {
     "Step",
     "Stop",
     "StopReason",
+    "StreamChunk",
+    "StreamingHook",
     "ToolCall",
     "ToolContext",
     "ToolError",

@@ -330,3 +330,49 @@ def test_on_event_sees_the_lifecycle_in_order() -> None:
         "step",
         "loop_end",
     ]
+
+
+def test_streaming_hook_receives_chunks_from_a_streaming_backend() -> None:
+    from looplet import StreamChunk, StreamingHook
+    from looplet.backends.base import LLMRequest, LLMResponse
+
+    class Streamer:
+        def __init__(self) -> None:
+            self.replies = [GREET, DONE]
+
+        def complete(self, request: LLMRequest) -> LLMResponse:
+            call = self.replies.pop(0)
+            if request.on_chunk is not None:
+                request.on_chunk(StreamChunk(text="Let me "))
+                request.on_chunk(StreamChunk(text="do that."))
+                request.on_chunk(StreamChunk(tool_index=0, tool_name=call.tool, arguments="{"))
+            return LLMResponse(text="Let me do that.", tool_calls=(call,))
+
+    texts: list[str] = []
+    chunks: list[StreamChunk] = []
+    hook = StreamingHook(chunks.append, on_text=texts.append)
+    _, traj = run_sync(llm=Streamer(), tools=make_tools(), task="t", hooks=[hook])
+    assert texts == ["Let me ", "do that."] * 2
+    assert [c.tool_name for c in chunks if c.tool_index is not None] == ["greet", "done"]
+    assert traj.stop_reason is StopReason.DONE
+
+
+def test_a_streaming_hook_that_raises_ends_the_run_as_hook_error() -> None:
+    from looplet import StreamChunk, StreamingHook
+    from looplet.backends.base import LLMRequest, LLMResponse
+
+    class Streamer:
+        def complete(self, request: LLMRequest) -> LLMResponse:
+            if request.on_chunk is not None:
+                request.on_chunk(StreamChunk(text="x"))
+            return LLMResponse(tool_calls=(DONE,))
+
+    def explode(text: str) -> None:
+        raise RuntimeError("terminal gone")
+
+    with pytest.raises(HookError, match="StreamingHook.on_event") as info:
+        run_sync(
+            llm=Streamer(), tools=make_tools(), task="t", hooks=[StreamingHook(on_text=explode)]
+        )
+    assert info.value.trajectory is not None
+    assert info.value.trajectory.stop_reason is StopReason.HOOK_ERROR

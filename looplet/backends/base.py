@@ -8,7 +8,7 @@ here, shared by every sync and async backend.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -18,15 +18,41 @@ from looplet.types import ToolCall, Usage
 
 __all__ = [
     "AsyncLLMBackend",
+    "ChunkCallback",
     "LLMBackend",
     "LLMRequest",
     "LLMResponse",
     "RetryPolicy",
+    "StreamChunk",
     "ToolSchema",
 ]
 
 #: A tool as offered to the model: ``{"name", "description", "parameters": <JSON Schema>}``.
 ToolSchema = Mapping[str, Any]
+
+
+@fast_init
+@dataclass(frozen=True, slots=True)
+class StreamChunk:
+    """One piece of a streamed reply, as a streaming backend receives it.
+
+    Attributes:
+        text: new reply text (empty for a tool-call piece).
+        tool_index: for a tool-call piece, the call's position in the reply.
+        tool_name: for a tool-call piece, the tool's name (usually only on its first piece).
+        call_id: for a tool-call piece, the provider's call id (usually only on its first).
+        arguments: for a tool-call piece, the next fragment of the arguments' JSON text.
+    """
+
+    text: str = ""
+    tool_index: int | None = None
+    tool_name: str = ""
+    call_id: str = ""
+    arguments: str = ""
+
+
+#: Receives each :class:`StreamChunk` of a streamed reply as it arrives.
+ChunkCallback = Callable[[StreamChunk], None]
 
 
 @fast_init
@@ -40,6 +66,9 @@ class LLMRequest:
         max_tokens: the output token limit.
         temperature: sampling temperature (``None`` for the provider's default).
         step: the number of the next step (for logging and recording).
+        on_chunk: called with each :class:`StreamChunk` by a backend that streams; the loop
+            sets it when a hook listens (``StreamingHook``). Backends that do not stream
+            ignore it.
     """
 
     messages: Sequence[Message]
@@ -47,6 +76,7 @@ class LLMRequest:
     max_tokens: int = 2000
     temperature: float | None = None
     step: int = 0
+    on_chunk: ChunkCallback | None = field(default=None, compare=False, repr=False)
 
     @property
     def system_prompt(self) -> str:
