@@ -370,7 +370,7 @@ def test_a_streaming_hook_that_raises_ends_the_run_as_hook_error() -> None:
     def explode(text: str) -> None:
         raise RuntimeError("terminal gone")
 
-    with pytest.raises(HookError, match="StreamingHook.on_event") as info:
+    with pytest.raises(HookError, match=r"StreamingHook\.on_event") as info:
         run_sync(
             llm=Streamer(), tools=make_tools(), task="t", hooks=[StreamingHook(on_text=explode)]
         )
