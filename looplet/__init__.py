@@ -42,6 +42,13 @@ from looplet.hooks import (
 from looplet.loop import AsyncLoopRun, LoopRun, async_composable_loop, composable_loop
 from looplet.messages import Message
 from looplet.observe import StreamingHook
+from looplet.permissions import (
+    PermissionDecision,
+    PermissionEngine,
+    PermissionHook,
+    PermissionOutcome,
+    PermissionRule,
+)
 from looplet.state import AgentState, DefaultState
 from looplet.tools import BaseToolRegistry, ToolContext, ToolSpec, tool
 from looplet.types import Step, StopReason, ToolCall, ToolResult, Trajectory, Usage
@@ -80,6 +87,11 @@ __all__ = [
     "Message",
     "MockLLMBackend",
     "OpenAIBackend",
+    "PermissionDecision",
+    "PermissionEngine",
+    "PermissionHook",
+    "PermissionOutcome",
+    "PermissionRule",
     "Step",
     "Stop",
     "StopReason",

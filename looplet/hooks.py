@@ -49,20 +49,19 @@ __all__ = [
     "resolve_hooks",
 ]
 
+# What every slot but on_event may ask for, by name: the run's shared objects.
+_COMMON = frozenset({"state", "session_log", "context", "task", "config", "llm", "trajectory"})
+
 #: The arguments each slot offers; a hook method may name any subset of them.
 SLOT_ARGUMENTS: Mapping[str, frozenset[str]] = {
-    "pre_loop": frozenset({"state", "session_log", "context", "task", "config"}),
-    "pre_prompt": frozenset({"state", "session_log", "context", "step_num", "messages"}),
-    "pre_dispatch": frozenset({"state", "session_log", "context", "tool_call", "step_num"}),
-    "check_permission": frozenset({"state", "context", "tool_call", "step_num"}),
-    "post_dispatch": frozenset(
-        {"state", "session_log", "context", "tool_call", "tool_result", "step_num"}
-    ),
-    "check_done": frozenset({"state", "session_log", "context", "tool_call", "step_num"}),
-    "should_stop": frozenset(
-        {"state", "session_log", "context", "step", "step_num", "new_entities"}
-    ),
-    "on_loop_end": frozenset({"state", "session_log", "context", "llm", "trajectory"}),
+    "pre_loop": _COMMON,
+    "pre_prompt": _COMMON | {"step_num", "messages"},
+    "pre_dispatch": _COMMON | {"tool_call", "step_num"},
+    "check_permission": _COMMON | {"tool_call", "step_num"},
+    "post_dispatch": _COMMON | {"tool_call", "tool_result", "step_num"},
+    "check_done": _COMMON | {"tool_call", "step_num"},
+    "should_stop": _COMMON | {"step", "step_num", "new_entities"},
+    "on_loop_end": _COMMON,
     "on_event": frozenset({"event"}),
 }
 SLOTS = tuple(SLOT_ARGUMENTS)

@@ -8,7 +8,7 @@ the conversation and :mod:`looplet.backends` for providers).
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +16,7 @@ from looplet._frozen import fast_init
 from looplet.errors import ErrorKind, ToolError
 
 if TYPE_CHECKING:
+    from looplet.assertions import StepSpec
     from looplet.messages import Message
 
 __all__ = ["Step", "StopReason", "ToolCall", "ToolResult", "Trajectory", "Usage"]
@@ -233,6 +234,8 @@ class Trajectory:
         elapsed_ms: wall time of the run.
         final_text: the model's last plain-text reply, if any.
         error: the exception that ended the run, if any.
+        permission_decisions: every permission decision taken during the run, in order
+            (:class:`~looplet.permissions.PermissionOutcome`, added by ``PermissionHook``).
     """
 
     task: Any = None
@@ -245,6 +248,7 @@ class Trajectory:
     elapsed_ms: float = 0.0
     final_text: str = ""
     error: BaseException | None = None
+    permission_decisions: list[Any] = field(default_factory=list)
 
     @property
     def tools(self) -> list[str]:
@@ -255,6 +259,70 @@ class Trajectory:
     def errors(self) -> list[Step]:
         """The steps that failed."""
         return [s for s in self.steps if s.tool_result.error is not None]
+
+    # The queries below live in looplet.assertions, imported when first used: that module
+    # imports this one, and `import looplet` should not pay for the matchers.
+
+    def called(self, tool: str, /, **args: Any) -> bool:
+        """Whether some step called ``tool`` with arguments matching every matcher given.
+
+        Unnamed arguments are not checked; a value may be a matcher (``ANY``, ``Regex``, a
+        compiled regex, a predicate, a nested dict; see :mod:`looplet.assertions`).
+        ``traj.called("greet", name="Alice")``, ``traj.called("greet", name=ANY)``.
+        """
+        from looplet.assertions import _called
+
+        return _called(self, tool, args)
+
+    def not_called(self, tool: str, /) -> bool:
+        """Whether no step called ``tool``: ``assert traj.not_called("delete_file")``."""
+        from looplet.assertions import _calls
+
+        return not _calls(self, tool)
+
+    def called_before(self, first: str, then: str, /) -> bool:
+        """Whether ``first`` was first called before ``then`` was; ``False`` if either never was.
+
+        ``assert traj.called_before("get_order", "refund_order")``
+        """
+        from looplet.assertions import _called_before
+
+        return _called_before(self, first, then)
+
+    def count(self, tool: str, /) -> int:
+        """How many steps called ``tool``: ``assert traj.count("search") <= 3``."""
+        from looplet.assertions import _calls
+
+        return len(_calls(self, tool))
+
+    def calls(self, tool: str, /) -> list[Step]:
+        """The steps that called ``tool``, in order: ``traj.calls("greet")[0].tool_call.args``."""
+        from looplet.assertions import _calls
+
+        return _calls(self, tool)
+
+    def denied(self) -> list[Step]:
+        """The steps refused by a permission check or hook (error kind ``permission_denied``)."""
+        from looplet.assertions import _denied
+
+        return _denied(self)
+
+    def failed(self) -> list[Step]:
+        """The steps whose tool call failed, for any reason (the same as :attr:`errors`)."""
+        from looplet.assertions import _failed
+
+        return _failed(self)
+
+    def matches(self, expected: Sequence[StepSpec], /, **options: Any) -> bool:
+        """Whether the steps match ``expected``; the ``bool`` form of ``assert_trajectory``.
+
+        Takes the same options (``order``, ``args``, ``stop_reason``, ``max_steps``,
+        ``max_tokens``): ``assert traj.matches(["greet", "done"], args="ignore")``. For the
+        step-by-step diff on failure, call :func:`looplet.assertions.assert_trajectory`.
+        """
+        from looplet.assertions import trajectory_matches
+
+        return trajectory_matches(self, expected, **options)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able form of the whole record."""
@@ -269,6 +337,7 @@ class Trajectory:
             "elapsed_ms": round(self.elapsed_ms, 3),
             "final_text": self.final_text,
             "error": f"{type(self.error).__name__}: {self.error}" if self.error else None,
+            "permission_decisions": [d.to_dict() for d in self.permission_decisions],
         }
 
     def pretty(self) -> str:

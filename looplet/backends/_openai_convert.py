@@ -24,11 +24,13 @@ if TYPE_CHECKING:
     from looplet.messages import Message
 
 __all__ = [
+    "as_str",
     "build_request_kwargs",
     "from_openai_completion",
     "to_llm_error",
     "to_openai_messages",
     "to_openai_tools",
+    "usage_from_openai",
 ]
 
 _EMPTY_PARAMETERS: Mapping[str, Any] = {"type": "object", "properties": {}}
@@ -125,26 +127,36 @@ def from_openai_completion(completion: ChatCompletion) -> LLMResponse:
     that are not valid JSON give a :class:`ToolCall` with ``parse_error`` and
     ``raw_arguments`` set instead of raising, so the loop can tell the model.
     """
-    usage = completion.usage
-    tokens = Usage(_int(usage.prompt_tokens), _int(usage.completion_tokens)) if usage else Usage()
-    model = _str(completion.model)
+    tokens = usage_from_openai(completion.usage)
+    model = as_str(completion.model)
     if not completion.choices:
         return LLMResponse(usage=tokens, model=model)
     choice = completion.choices[0]
     message = choice.message
     calls = tuple(_looplet_tool_call(tc) for tc in message.tool_calls or ())
     return LLMResponse(
-        text=_str(message.content),
+        text=as_str(message.content),
         tool_calls=calls,
         usage=tokens,
-        finish_reason=_str(choice.finish_reason),
+        finish_reason=as_str(choice.finish_reason),
         model=model,
     )
 
 
+def usage_from_openai(usage: Any) -> Usage:
+    """An OpenAI ``usage`` object (of a completion or of a stream's last chunk) as a Usage.
+
+    ``None`` (a server that reports no usage) gives zero tokens.
+    """
+    if usage is None:
+        return Usage()
+    return Usage(_int(usage.prompt_tokens), _int(usage.completion_tokens))
+
+
 # The SDK builds replies without validating them, so a field an OpenAI-compatible server sends
 # as null (or leaves out) arrives as None whatever its declared type.
-def _str(value: object) -> str:
+def as_str(value: object) -> str:
+    """``value`` if it is a string, else ``""`` (a field sent as null or left out)."""
     return value if isinstance(value, str) else ""
 
 

@@ -4,8 +4,10 @@ Both wrap an ``openai`` SDK client and speak the Chat Completions API, so they a
 OpenAI-compatible servers (Ollama, vLLM, LM Studio...) given a ``base_url`` and a
 ``provider`` name. They make their own bounded retries (the SDK's are turned off) so that the
 retry policy, the attempt count and the final :class:`~looplet.errors.LLMError` are
-looplet's. The translation to and from OpenAI JSON lives in
-:mod:`looplet.backends._openai_convert` and is re-exported here; streaming is not here.
+looplet's. With ``stream=True`` they stream the reply, handing text and tool-call pieces to
+callbacks as they arrive, and return the same :class:`LLMResponse` as without. The translation
+to and from OpenAI JSON lives in :mod:`looplet.backends._openai_convert` (re-exported here),
+the assembling of streamed chunks in :mod:`looplet.backends._openai_stream`.
 
 The ``openai`` package is imported only when a backend is built, so this module can be
 imported (and a missing extra reported) without it.
@@ -26,6 +28,7 @@ from looplet.backends._openai_convert import (
     to_openai_messages,
     to_openai_tools,
 )
+from looplet.backends._openai_stream import StreamAssembler, TokenCallback
 from looplet.backends.base import LLMRequest, LLMResponse, RetryPolicy
 from looplet.errors import ConfigurationError, MissingExtraError
 from looplet.messages import Message
@@ -60,6 +63,8 @@ class _OpenAIBackendBase:
         default_max_tokens: int,
         retry: RetryPolicy,
         provider: str,
+        stream: bool,
+        on_token: TokenCallback | None,
         request_defaults: dict[str, Any],
     ) -> None:
         feature = type(self).__name__
@@ -71,26 +76,54 @@ class _OpenAIBackendBase:
                 f"{feature} needs a model name, got {model!r}: pass model='gpt-4o-mini' "
                 "(or the model your server serves)."
             )
+        _check_streaming(feature, stream, on_token)
         self.model = model
         self.provider = provider
         self.retry = retry
         self.default_max_tokens = default_max_tokens
         self.request_defaults = request_defaults
+        self.stream = stream
+        self.on_token = on_token
         #: The token usage of the last successful call (``None`` before the first).
         self.last_usage: Usage | None = None
         self._sdk_error: type[Exception] = openai.APIError
 
     def _request_kwargs(self, request: LLMRequest) -> dict[str, Any]:
-        return build_request_kwargs(
+        kwargs = build_request_kwargs(
             request,
             self.model,
             default_max_tokens=self.default_max_tokens,
             **self.request_defaults,
         )
+        if self.stream:
+            kwargs["stream"] = True
+            kwargs["stream_options"] = {
+                **(kwargs.get("stream_options") or {}),
+                "include_usage": True,
+            }
+        return kwargs
 
-    def _wait_or_raise(self, exc: Exception, attempts: int) -> float:
-        """Seconds to wait before retrying after ``exc``; raises the LLMError when giving up."""
+    def _assembler(self, request: LLMRequest) -> StreamAssembler | None:
+        """A fresh assembler for one streamed attempt; ``None`` when not streaming."""
+        if not self.stream:
+            return None
+        return StreamAssembler(
+            on_chunk=request.on_chunk, on_token=self.on_token, provider=self.provider
+        )
+
+    def _wait_or_raise(
+        self, exc: Exception, attempts: int, stream: StreamAssembler | None = None
+    ) -> float:
+        """Seconds to wait before retrying after ``exc``; raises the LLMError when giving up.
+
+        A stream that failed after its callbacks received pieces is never retried (they would
+        receive them twice): that raises ``LLMError(kind="stream_interrupted")``.
+        """
         error = to_llm_error(exc, attempts, provider=self.provider)
+        if stream is not None and stream.delivered:
+            raise stream.interrupted(
+                error.provider_message, attempts=attempts, status=error.status
+            ) from exc
         wait = (
             self.retry.delay(attempts, error.status, _retry_after(exc)) if error.retriable else None
         )
@@ -98,13 +131,17 @@ class _OpenAIBackendBase:
             raise error from exc
         return wait
 
-    def _finish(self, completion: ChatCompletion) -> LLMResponse:
-        response = from_openai_completion(completion)
+    def _finish(self, reply: ChatCompletion | StreamAssembler, attempts: int) -> LLMResponse:
+        if isinstance(reply, StreamAssembler):
+            response = reply.response(attempts=attempts)
+        else:
+            response = from_openai_completion(reply)
         self.last_usage = response.usage
         return response
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(model={self.model!r}, provider={self.provider!r})"
+        streamed = ", stream=True" if self.stream else ""
+        return f"{type(self).__name__}(model={self.model!r}, provider={self.provider!r}{streamed})"
 
 
 class OpenAIBackend(_OpenAIBackendBase):
@@ -114,10 +151,19 @@ class OpenAIBackend(_OpenAIBackendBase):
     honouring ``Retry-After``; anything else raises :class:`~looplet.errors.LLMError` after
     one request. The client's own retries are disabled so that only ``retry`` applies.
 
+    With ``stream=True`` the reply is streamed: each piece of text or tool-call arguments goes
+    to ``request.on_chunk`` (set by the loop when a hook such as
+    :class:`~looplet.observe.StreamingHook` listens) and each text piece to ``on_token``, and
+    :meth:`complete` returns the same :class:`LLMResponse` as without streaming. A failure
+    before any piece reached a callback is retried as usual; a failure after, or a stream
+    that ends without a ``finish_reason``, raises ``LLMError(kind="stream_interrupted")`` at
+    once, since a retry would hand the callbacks the same pieces again.
+
     Example::
 
         llm = OpenAIBackend(openai.OpenAI(), model="gpt-4o-mini")
         reply = llm.complete(LLMRequest([Message.user("Say hi")]))
+        talker = OpenAIBackend(openai.OpenAI(), model="gpt-4o-mini", stream=True, on_token=print)
 
     Args:
         client: an ``openai.OpenAI`` client (for a compatible server, built with its
@@ -126,11 +172,15 @@ class OpenAIBackend(_OpenAIBackendBase):
         default_max_tokens: the output limit used when a request sets none.
         retry: when and how long to wait before retrying.
         provider: the name shown in errors (``"ollama"``, ``"vllm"``...).
+        stream: stream the reply (``stream=True`` with ``include_usage``) instead of waiting
+            for it whole.
+        on_token: with ``stream=True``, called with each piece of reply text as it arrives.
         **request_defaults: extra arguments for every ``chat.completions.create`` call
             (``top_p``, ``tool_choice``, ``timeout``...).
 
     Raises:
         MissingExtraError: the ``openai`` package is not installed.
+        ConfigurationError: ``on_token`` is given without ``stream=True``, or is not callable.
     """
 
     def __init__(
@@ -141,6 +191,8 @@ class OpenAIBackend(_OpenAIBackendBase):
         default_max_tokens: int = 2000,
         retry: RetryPolicy = RetryPolicy(),  # noqa: B008 (frozen, so sharing it is safe)
         provider: str = "openai",
+        stream: bool = False,
+        on_token: TokenCallback | None = None,
         **request_defaults: Any,
     ) -> None:
         super().__init__(
@@ -148,6 +200,8 @@ class OpenAIBackend(_OpenAIBackendBase):
             default_max_tokens=default_max_tokens,
             retry=retry,
             provider=provider,
+            stream=stream,
+            on_token=on_token,
             request_defaults=request_defaults,
         )
         self._client = client.with_options(max_retries=0)
@@ -175,17 +229,22 @@ class OpenAIBackend(_OpenAIBackendBase):
 
         Raises:
             LLMError: the provider failed; ``.attempts`` says how many requests were sent.
+                ``kind="stream_interrupted"``: a streamed reply broke off.
         """
         kwargs = self._request_kwargs(request)
         attempts = 0
         while True:
             attempts += 1
+            stream = self._assembler(request)
             try:
-                completion = self._client.chat.completions.create(**kwargs)
+                if stream is None:
+                    return self._finish(self._client.chat.completions.create(**kwargs), attempts)
+                with self._client.chat.completions.create(**kwargs) as chunks:
+                    for chunk in chunks:
+                        stream.feed(chunk)
+                return self._finish(stream, attempts)
             except self._sdk_error as exc:
-                time.sleep(self._wait_or_raise(exc, attempts))
-            else:
-                return self._finish(completion)
+                time.sleep(self._wait_or_raise(exc, attempts, stream))
 
     def generate(
         self,
@@ -224,7 +283,8 @@ class OpenAIBackend(_OpenAIBackendBase):
 class AsyncOpenAIBackend(_OpenAIBackendBase):
     """The asynchronous twin of :class:`OpenAIBackend`, wrapping an ``openai.AsyncOpenAI``.
 
-    It makes the same requests, retry decisions and errors; only the waiting is awaited.
+    It makes the same requests, retry decisions and errors, and streams the same way; only
+    the waiting is awaited. ``on_token`` and ``request.on_chunk`` stay plain functions.
 
     Example::
 
@@ -233,11 +293,12 @@ class AsyncOpenAIBackend(_OpenAIBackendBase):
 
     Args:
         client: an ``openai.AsyncOpenAI`` client.
-        model, default_max_tokens, retry, provider, **request_defaults: as for
-            :class:`OpenAIBackend`.
+        model, default_max_tokens, retry, provider, stream, on_token, **request_defaults: as
+            for :class:`OpenAIBackend`.
 
     Raises:
         MissingExtraError: the ``openai`` package is not installed.
+        ConfigurationError: ``on_token`` is given without ``stream=True``, or is not callable.
     """
 
     def __init__(
@@ -248,6 +309,8 @@ class AsyncOpenAIBackend(_OpenAIBackendBase):
         default_max_tokens: int = 2000,
         retry: RetryPolicy = RetryPolicy(),  # noqa: B008 (frozen, so sharing it is safe)
         provider: str = "openai",
+        stream: bool = False,
+        on_token: TokenCallback | None = None,
         **request_defaults: Any,
     ) -> None:
         super().__init__(
@@ -255,6 +318,8 @@ class AsyncOpenAIBackend(_OpenAIBackendBase):
             default_max_tokens=default_max_tokens,
             retry=retry,
             provider=provider,
+            stream=stream,
+            on_token=on_token,
             request_defaults=request_defaults,
         )
         self._client = client.with_options(max_retries=0)
@@ -278,17 +343,23 @@ class AsyncOpenAIBackend(_OpenAIBackendBase):
 
         Raises:
             LLMError: the provider failed; ``.attempts`` says how many requests were sent.
+                ``kind="stream_interrupted"``: a streamed reply broke off.
         """
         kwargs = self._request_kwargs(request)
         attempts = 0
         while True:
             attempts += 1
+            stream = self._assembler(request)
             try:
-                completion = await self._client.chat.completions.create(**kwargs)
+                if stream is None:
+                    completion = await self._client.chat.completions.create(**kwargs)
+                    return self._finish(completion, attempts)
+                async with await self._client.chat.completions.create(**kwargs) as chunks:
+                    async for chunk in chunks:
+                        stream.feed(chunk)
+                return self._finish(stream, attempts)
             except self._sdk_error as exc:
-                await asyncio.sleep(self._wait_or_raise(exc, attempts))
-            else:
-                return self._finish(completion)
+                await asyncio.sleep(self._wait_or_raise(exc, attempts, stream))
 
     async def aclose(self) -> None:
         """Close the client's connections; the backend (and the client) cannot be used after."""
@@ -311,6 +382,21 @@ def _require_openai(feature: str) -> None:
         import openai  # noqa: F401
     except ImportError as exc:
         raise MissingExtraError("openai", "openai", feature) from exc
+
+
+def _check_streaming(feature: str, stream: bool, on_token: object) -> None:
+    if on_token is None:
+        return
+    if not callable(on_token):
+        raise ConfigurationError(
+            f"{feature}(on_token=...) must be a function taking the text of each piece, got "
+            f"{type(on_token).__name__} {on_token!r}"
+        )
+    if not stream:
+        raise ConfigurationError(
+            f"{feature}(on_token=...) is only called for a streamed reply, and stream is "
+            f"{stream!r}: pass stream=True as well."
+        )
 
 
 def _check_env(feature: str, kw: dict[str, Any]) -> None:
