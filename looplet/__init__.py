@@ -11,6 +11,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from looplet.assertions import (
+    ANY,
+    ExpectedStep,
+    Predicate,
+    Regex,
+    TrajectoryMismatch,
+    assert_trajectory,
+    explain_mismatch,
+    trajectory_matches,
+)
 from looplet.backends.base import (
     AsyncLLMBackend,
     LLMBackend,
@@ -58,6 +68,7 @@ if TYPE_CHECKING:
     from looplet.testing.mock import AsyncMockLLMBackend, MockLLMBackend
 
 __all__ = [
+    "ANY",
     "AgentState",
     "Allow",
     "AsyncLLMBackend",
@@ -72,6 +83,7 @@ __all__ = [
     "DefaultState",
     "Deny",
     "ErrorKind",
+    "ExpectedStep",
     "HookDecision",
     "HookError",
     "InjectContext",
@@ -92,6 +104,8 @@ __all__ = [
     "PermissionHook",
     "PermissionOutcome",
     "PermissionRule",
+    "Predicate",
+    "Regex",
     "Step",
     "Stop",
     "StopReason",
@@ -103,11 +117,15 @@ __all__ = [
     "ToolResult",
     "ToolSpec",
     "Trajectory",
+    "TrajectoryMismatch",
     "Usage",
     "__version__",
+    "assert_trajectory",
     "async_composable_loop",
     "composable_loop",
+    "explain_mismatch",
     "tool",
+    "trajectory_matches",
 ]
 
 # Loaded on first access so that `import looplet` pulls in no provider SDK and no server code.

@@ -10,6 +10,8 @@ The hierarchy::
     │   └── ScriptExhaustedError  a scripted test backend ran out of replies
     ├── HookError                 a hook raised; names the hook object, slot and step
     ├── MissingExtraError         an optional dependency is not installed
+    ├── TrajectoryMismatch        (looplet.assertions; also an AssertionError) a run differs
+    │                             from the expected steps
     └── ToolError                 the structured failure of one tool call (kind, retriable)
 
 ``ToolError`` is never raised out of the loop: a tool may raise it (or any exception, which is

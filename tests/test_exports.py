@@ -8,6 +8,7 @@ import sys
 import looplet
 
 PUBLIC = {
+    "ANY",
     "AgentState",
     "Allow",
     "AsyncLLMBackend",
@@ -22,6 +23,7 @@ PUBLIC = {
     "DefaultState",
     "Deny",
     "ErrorKind",
+    "ExpectedStep",
     "HookDecision",
     "HookError",
     "InjectContext",
@@ -42,6 +44,8 @@ PUBLIC = {
     "PermissionHook",
     "PermissionOutcome",
     "PermissionRule",
+    "Predicate",
+    "Regex",
     "Step",
     "Stop",
     "StopReason",
@@ -53,11 +57,15 @@ PUBLIC = {
     "ToolResult",
     "ToolSpec",
     "Trajectory",
+    "TrajectoryMismatch",
     "Usage",
     "__version__",
+    "assert_trajectory",
     "async_composable_loop",
     "composable_loop",
+    "explain_mismatch",
     "tool",
+    "trajectory_matches",
 }
 
 
