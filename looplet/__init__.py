@@ -11,16 +11,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from looplet.assertions import (
-    ANY,
-    ExpectedStep,
-    Predicate,
-    Regex,
-    TrajectoryMismatch,
-    assert_trajectory,
-    explain_mismatch,
-    trajectory_matches,
-)
 from looplet.backends.base import (
     AsyncLLMBackend,
     LLMBackend,
@@ -52,19 +42,29 @@ from looplet.hooks import (
 from looplet.loop import AsyncLoopRun, LoopRun, async_composable_loop, composable_loop
 from looplet.messages import Message
 from looplet.observe import StreamingHook
-from looplet.permissions import (
-    PermissionDecision,
-    PermissionEngine,
-    PermissionHook,
-    PermissionOutcome,
-    PermissionRule,
-)
 from looplet.state import AgentState, DefaultState
 from looplet.tools import BaseToolRegistry, ToolContext, ToolSpec, tool
 from looplet.types import Step, StopReason, ToolCall, ToolResult, Trajectory, Usage
 
 if TYPE_CHECKING:
+    from looplet.assertions import (
+        ANY,
+        ExpectedStep,
+        Predicate,
+        Regex,
+        TrajectoryMismatch,
+        assert_trajectory,
+        explain_mismatch,
+        trajectory_matches,
+    )
     from looplet.backends.openai import AsyncOpenAIBackend, OpenAIBackend
+    from looplet.permissions import (
+        PermissionDecision,
+        PermissionEngine,
+        PermissionHook,
+        PermissionOutcome,
+        PermissionRule,
+    )
     from looplet.testing.mock import AsyncMockLLMBackend, MockLLMBackend
 
 __all__ = [
@@ -128,8 +128,32 @@ __all__ = [
     "trajectory_matches",
 ]
 
-# Loaded on first access so that `import looplet` pulls in no provider SDK and no server code.
+# Loaded on first access so that `import looplet` pulls in no provider SDK, no server code,
+# and nothing a run does not need (assertions, permissions): see bench/import_time.py.
 _LAZY = {
+    **dict.fromkeys(
+        (
+            "ANY",
+            "ExpectedStep",
+            "Predicate",
+            "Regex",
+            "TrajectoryMismatch",
+            "assert_trajectory",
+            "explain_mismatch",
+            "trajectory_matches",
+        ),
+        "looplet.assertions",
+    ),
+    **dict.fromkeys(
+        (
+            "PermissionDecision",
+            "PermissionEngine",
+            "PermissionHook",
+            "PermissionOutcome",
+            "PermissionRule",
+        ),
+        "looplet.permissions",
+    ),
     "OpenAIBackend": "looplet.backends.openai",
     "AsyncOpenAIBackend": "looplet.backends.openai",
     "MockLLMBackend": "looplet.testing.mock",
