@@ -19,9 +19,12 @@ from looplet.backends.base import (
 from looplet.errors import LLMError
 
 if TYPE_CHECKING:
+    from looplet.backends.anthropic import AnthropicBackend, AsyncAnthropicBackend
     from looplet.backends.openai import AsyncOpenAIBackend, OpenAIBackend
 
 __all__ = [
+    "AnthropicBackend",
+    "AsyncAnthropicBackend",
     "AsyncLLMBackend",
     "AsyncOpenAIBackend",
     "LLMBackend",
@@ -34,6 +37,8 @@ __all__ = [
 ]
 
 _LAZY = {
+    "AnthropicBackend": "looplet.backends.anthropic",
+    "AsyncAnthropicBackend": "looplet.backends.anthropic",
     "OpenAIBackend": "looplet.backends.openai",
     "AsyncOpenAIBackend": "looplet.backends.openai",
 }

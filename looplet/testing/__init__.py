@@ -1,10 +1,11 @@
-"""Test helpers: scripted model backends, and a loopback OpenAI-compatible server.
+"""Test helpers: scripted model backends, and a loopback OpenAI- and Anthropic-compatible server.
 
 :class:`MockLLMBackend` / :class:`AsyncMockLLMBackend` answer the loop in-process from a
 script, for unit tests of the loop itself. :class:`ScriptedOpenAIServer` serves a script over
-real HTTP on ``127.0.0.1``, so provider code runs with the real SDK; build its script with
-:func:`text_reply`, :func:`tool_reply` and :func:`call`, :func:`error_reply` and
-:func:`slow_reply`. Standard library only.
+real HTTP on ``127.0.0.1``, so provider code runs with the real SDK: the ``openai`` SDK at
+``server.base_url`` (Chat Completions), the ``anthropic`` SDK at ``server.url`` (Messages).
+Build its script with :func:`text_reply`, :func:`tool_reply` and :func:`call`,
+:func:`error_reply` and :func:`slow_reply`. Standard library only.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """The script of the loopback server: what each request is answered with.
 
-A script is a list of items, served one per ``POST /v1/chat/completions`` in order. Items are
+A script is a list of items, served one per ``POST /v1/chat/completions`` (or Anthropic's
+``POST /v1/messages``: one script drives either SDK) in order. Items are
 built with :func:`text_reply`, :func:`tool_reply` (made of :func:`call`), :func:`error_reply`
 and :func:`slow_reply`; a plain ``str`` is shorthand for a text reply, a ``dict`` is the JSON
 form below, and a callable receives the :class:`RecordedRequest` and returns an item. The
@@ -93,7 +94,7 @@ class ScriptedReply:
 
 @dataclass(frozen=True, slots=True)
 class ScriptedError:
-    """An OpenAI-style error response; see :func:`error_reply`."""
+    """An error response (OpenAI- or Anthropic-style by endpoint); see :func:`error_reply`."""
 
     status: int
     message: str
@@ -158,7 +159,7 @@ def call(
 
 
 def text_reply(text: str, *, usage: _UsageLike = None) -> ScriptedReply:
-    """A plain-text completion (``finish_reason`` ``"stop"``).
+    """A plain-text completion (``finish_reason`` ``"stop"``; Anthropic: ``"end_turn"``).
 
     Args:
         text: the assistant's content.
@@ -170,7 +171,8 @@ def text_reply(text: str, *, usage: _UsageLike = None) -> ScriptedReply:
 
 
 def tool_reply(*calls: ScriptedCall, text: str = "", usage: _UsageLike = None) -> ScriptedReply:
-    """A completion that calls tools (``finish_reason`` ``"tool_calls"``).
+    """A completion that calls tools (``finish_reason`` ``"tool_calls"``; Anthropic:
+    ``tool_use`` blocks and ``stop_reason`` ``"tool_use"``).
 
     Example::
 
@@ -199,13 +201,16 @@ def error_reply(
     param: str | None = None,
     retry_after: float | str | None = None,
 ) -> ScriptedError:
-    """An error response with an OpenAI-style body ``{"error": {"message", "type", ...}}``.
+    """An error response with an OpenAI-style body ``{"error": {"message", "type", ...}}``,
+    or on ``/v1/messages`` Anthropic's ``{"type": "error", "error": {"type", "message"}}``.
 
     Args:
         status: the HTTP status, 400 to 599 (401, 429 and 500 map to the SDK's
             ``AuthenticationError``, ``RateLimitError`` and ``InternalServerError``).
         message: the ``error.message`` text.
         type: the ``error.type`` (``"rate_limit_error"``, ``"invalid_request_error"``...).
+            On ``/v1/messages`` the default becomes Anthropic's type for ``status``
+            (``"overloaded_error"`` for 529, ``"api_error"`` for other 5xx...).
         code: the ``error.code``, if any.
         param: the ``error.param``, if any.
         retry_after: sent as the ``Retry-After`` header when given (seconds).

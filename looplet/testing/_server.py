@@ -1,42 +1,33 @@
-"""The loopback OpenAI-compatible server: a thread serving a script over real HTTP.
+"""The loopback model server: a thread serving a script over real HTTP.
 
 :class:`ScriptedOpenAIServer` binds ``127.0.0.1`` on a free port and answers
 ``POST /v1/chat/completions`` (plain and streamed) and ``GET /v1/models`` the way the OpenAI
-API does, taking one script item per completion, and records every request. It exists so
-that provider code is tested with the real SDK over real HTTP. The script items are in
-:mod:`looplet.testing._script`, the JSON it sends in :mod:`looplet.testing._wire`; the command
-line is in :mod:`looplet.testing.server`.
+API does, and ``POST /v1/messages`` the way Anthropic's Messages API does, taking one script
+item per completion, and records every request. It exists so that provider code is tested
+with the real SDKs over real HTTP. This module holds the lifecycle (port, thread, shutdown);
+the request handling is in :mod:`looplet.testing._handler`, the script items in
+:mod:`looplet.testing._script`, the JSON it sends in :mod:`looplet.testing._wire` (OpenAI) and
+:mod:`looplet.testing._anthropic_wire`; the command line is in :mod:`looplet.testing.server`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import socket
 import sys
 import threading
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Any, cast, final
+from typing import Any, final
 
 from looplet.errors import ConfigurationError
-from looplet.testing import _wire
-from looplet.testing._script import (
-    RecordedRequest,
-    ScriptedError,
-    ScriptedReply,
-    ScriptItem,
-    SlowReply,
-    normalize_item,
-)
+from looplet.testing._handler import Handler, Item
+from looplet.testing._script import RecordedRequest, ScriptItem, normalize_item
 
 __all__ = ["ScriptedOpenAIServer"]
 
-_Item = ScriptedReply | ScriptedError | SlowReply | Callable[[RecordedRequest], Any]
-_CHAT_PATH = "/v1/chat/completions"
-_MODELS_PATH = "/v1/models"
 # serve_forever checks for shutdown this often; it bounds how long stop() takes.
 _POLL_SECONDS = 0.05
 # How long stop() waits for the handlers of open connections to finish.
@@ -45,19 +36,28 @@ _STOP_GRACE_SECONDS = 5.0
 
 @final
 class ScriptedOpenAIServer:
-    """A loopback OpenAI-compatible server that answers from a script, for tests.
+    """A loopback OpenAI-compatible (and Anthropic-compatible) server that answers from a
+    script, for tests.
 
-    Each ``POST /v1/chat/completions`` takes the next script item; requests rejected before
-    that (wrong API key, a malformed conversation: 401/400) do not use one. Every request is
-    recorded in :attr:`requests`. The server runs in a background thread until
-    :meth:`stop` (or the end of the ``with`` block).
+    Each ``POST /v1/chat/completions`` or ``POST /v1/messages`` takes the next script item,
+    answered in that API's format; requests rejected before that (wrong API key, a malformed
+    conversation: 401/400) do not use one. Every request is recorded in :attr:`requests`. The
+    server runs in a background thread until :meth:`stop` (or the end of the ``with`` block).
+
+    One class serves both APIs, so there is no separate Anthropic server: point the
+    ``openai`` SDK at :attr:`base_url` (which ends in ``/v1``) and the ``anthropic`` SDK,
+    which adds ``/v1/messages`` itself, at :attr:`url`. Script items are the same for both:
+    an :func:`~looplet.testing.error_reply` keeps its status, and its default type
+    (``"server_error"``) becomes Anthropic's type for that status (``"overloaded_error"``
+    for 529, ``"rate_limit_error"`` for 429...).
 
     Args:
         script: the replies, in order: :func:`~looplet.testing.text_reply`,
             :func:`~looplet.testing.tool_reply`, :func:`~looplet.testing.error_reply`,
             :func:`~looplet.testing.slow_reply`, a ``str`` (a text reply), a ``dict`` in the
             JSON form, or a callable taking the :class:`RecordedRequest` and returning one.
-        api_key: when set, requests must send ``Authorization: Bearer <api_key>`` or get 401.
+        api_key: when set, requests must send ``Authorization: Bearer <api_key>`` (or, to
+            ``/v1/messages``, ``x-api-key: <api_key>``) or get 401.
         host: the address to bind; keep the loopback default.
         port: the port; 0 picks a free one.
 
@@ -65,6 +65,7 @@ class ScriptedOpenAIServer:
 
         with ScriptedOpenAIServer([tool_reply(call("greet", {"name": "Alice"}))]) as server:
             client = openai.OpenAI(base_url=server.base_url, api_key="test-key")
+            claude = anthropic.Anthropic(base_url=server.url, api_key="test-key")
     """
 
     def __init__(
@@ -94,7 +95,7 @@ class ScriptedOpenAIServer:
                 "this ScriptedOpenAIServer was already started; create a new one (a stopped "
                 "server cannot be restarted), or call reset(script) to serve a new script"
             )
-        self._httpd = _HTTPServer(self._address, _Handler, self)
+        self._httpd = _HTTPServer(self._address, Handler, self)
         self._thread = threading.Thread(
             target=self._httpd.serve_forever,
             kwargs={"poll_interval": _POLL_SECONDS},
@@ -148,7 +149,7 @@ class ScriptedOpenAIServer:
 
     @property
     def url(self) -> str:
-        """The server's root, ``http://127.0.0.1:<port>``."""
+        """The server's root, ``http://127.0.0.1:<port>``: the Anthropic SDK's ``base_url``."""
         return f"http://{self._address[0]}:{self.port}"
 
     @property
@@ -195,7 +196,7 @@ class ScriptedOpenAIServer:
             self._requests.append(request)
             return len(self._requests)
 
-    def _take(self) -> tuple[int, _Item | None]:
+    def _take(self) -> tuple[int, Item | None]:
         """The next item's 1-based number and the item, or ``None`` when used up."""
         with self._lock:
             if self._served >= len(self._script):
@@ -253,207 +254,7 @@ class _HTTPServer(ThreadingHTTPServer):
                 conn.shutdown(socket.SHUT_RDWR)
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server_version = "looplet-scripted-openai"
-
-    def do_GET(self) -> None:
-        self._handle()
-
-    def do_POST(self) -> None:
-        self._handle()
-
-    def do_PUT(self) -> None:
-        self._handle()
-
-    def do_DELETE(self) -> None:
-        self._handle()
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Silence the per-request log on stderr: tests read :attr:`requests` instead."""
-
-    @property
-    def _owner(self) -> ScriptedOpenAIServer:
-        return cast(_HTTPServer, self.server).owner
-
-    def _handle(self) -> None:
-        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        try:
-            body = json.loads(raw) if raw else None
-        except ValueError:
-            body = None
-        headers = {k.lower(): v for k, v in self.headers.items()}
-        request = RecordedRequest(self.command, self.path, headers, body, raw)
-        self._number = self._owner._record(request)
-        path = self.path.split("?", 1)[0].rstrip("/")
-        if not self._authorised(headers):
-            return
-        if path == _CHAT_PATH and self.command == "POST":
-            self._chat(request, raw)
-        elif path == _MODELS_PATH and self.command == "GET":
-            self._send_json(200, _wire.models_object())
-        elif path in (_CHAT_PATH, _MODELS_PATH):
-            self._send_error(
-                405,
-                f"Method {self.command} is not allowed on {path}.",
-                type="invalid_request_error",
-            )
-        else:
-            self._send_error(
-                404,
-                f"Unknown path {self.command} {path!r}. This scripted server serves POST "
-                f"{_CHAT_PATH} and GET {_MODELS_PATH}; pass server.base_url (which ends in "
-                "/v1) as the client's base_url.",
-                type="invalid_request_error",
-                code="unknown_url",
-            )
-
-    def _authorised(self, headers: dict[str, str]) -> bool:
-        key = self._owner.api_key
-        if key is None or headers.get("authorization") == f"Bearer {key}":
-            return True
-        sent = headers.get("authorization")
-        detail = "no Authorization header was sent" if sent is None else f"got {sent[:20]!r}..."
-        self._send_error(
-            401,
-            f"Incorrect API key provided: expected 'Authorization: Bearer <the api_key given "
-            f"to ScriptedOpenAIServer>', {detail}.",
-            type="invalid_request_error",
-            code="invalid_api_key",
-        )
-        return False
-
-    def _chat(self, request: RecordedRequest, raw: bytes) -> None:
-        body = request.body
-        if body is None and raw:
-            self._send_error(
-                400,
-                "The request body is not valid JSON. Send Content-Type: application/json.",
-                type="invalid_request_error",
-            )
-            return
-        invalid = _wire.validate_chat_body(body)
-        if invalid is not None:
-            self._send_error(
-                400,
-                invalid.message,
-                type="invalid_request_error",
-                param=invalid.param,
-                code=invalid.code,
-            )
-            return
-        number, item = self._owner._take()
-        if item is None:
-            used = number - 1
-            self._send_error(
-                500,
-                f"The scripted server's script is used up: its {used} replies were served and "
-                f"request {number} asked for another. Add items to the script (or reset() it).",
-            )
-            return
-        self._serve(item, number, request)
-
-    def _serve(self, item: _Item, number: int, request: RecordedRequest) -> None:
-        if callable(item) and not isinstance(item, ScriptedReply | ScriptedError | SlowReply):
-            try:
-                item = _resolve(item, request, number)
-            except Exception as exc:  # the test's own callable failed: tell it over HTTP
-                self._send_error(500, f"{type(exc).__name__}: {exc}")
-                return
-        if isinstance(item, SlowReply):
-            if self._owner._stopping.wait(item.seconds):
-                self.close_connection = True  # stopped while waiting: leave unanswered
-                return
-            item = item.then
-        if isinstance(item, ScriptedError):
-            self._send_error(
-                item.status,
-                item.message,
-                type=item.type,
-                param=item.param,
-                code=item.code,
-                retry_after=item.retry_after,
-            )
-            return
-        assert isinstance(item, ScriptedReply)
-        body = request.body
-        usage = item.usage or _wire.estimate_usage(body, item)
-        model = str(body["model"])
-        if body.get("stream"):
-            options = body.get("stream_options") or {}
-            chunks = _wire.completion_chunks(
-                item,
-                number=number,
-                model=model,
-                usage=usage,
-                include_usage=bool(options.get("include_usage")),
-            )
-            self._send_stream(chunks)
-        else:
-            self._send_json(
-                200, _wire.completion_object(item, number=number, model=model, usage=usage)
-            )
-
-    # -- writing -----------------------------------------------------------------------------
-
-    def _send_error(
-        self,
-        status: int,
-        message: str,
-        *,
-        type: str = "server_error",
-        param: str | None = None,
-        code: str | None = None,
-        retry_after: str | None = None,
-    ) -> None:
-        extra = {"Retry-After": retry_after} if retry_after is not None else {}
-        body = _wire.error_body(message, type, param=param, code=code)
-        self._send_json(status, body, extra)
-
-    def _send_json(
-        self, status: int, obj: Any, extra_headers: dict[str, str] | None = None
-    ) -> None:
-        data = json.dumps(obj, ensure_ascii=False).encode()
-        headers = {"Content-Type": "application/json", "Content-Length": str(len(data))}
-        headers.update(extra_headers or {})
-        self._write(status, headers, [data])
-
-    def _send_stream(self, chunks: list[dict[str, Any]]) -> None:
-        events = [f"data: {json.dumps(c, ensure_ascii=False)}\n\n".encode() for c in chunks]
-        events.append(b"data: [DONE]\n\n")
-        headers = {
-            "Content-Type": "text/event-stream; charset=utf-8",
-            "Cache-Control": "no-cache",
-            "Transfer-Encoding": "chunked",
-        }
-        framed = [b"%x\r\n%s\r\n" % (len(e), e) for e in events] + [b"0\r\n\r\n"]
-        self._write(200, headers, framed)
-
-    def _write(self, status: int, headers: dict[str, str], parts: list[bytes]) -> None:
-        try:
-            self.send_response(status)
-            for name, value in headers.items():
-                self.send_header(name, value)
-            self.send_header("x-request-id", f"req_scripted_{self._number}")
-            self.end_headers()
-            for part in parts:
-                self.wfile.write(part)
-                self.wfile.flush()
-        except (BrokenPipeError, ConnectionResetError):
-            self.close_connection = True  # the client gave up (time-out); nothing to tell
-
-
-def _resolve(fn: Callable[[RecordedRequest], Any], request: RecordedRequest, number: int) -> _Item:
-    result = normalize_item(fn(request), f"the value returned by script item {number}")
-    if callable(result) and not isinstance(result, ScriptedReply | ScriptedError | SlowReply):
-        raise ConfigurationError(
-            f"script item {number} is a callable that returned another callable; return a "
-            "reply (text_reply, tool_reply, error_reply, slow_reply, a str or a dict)"
-        )
-    return result
-
-
-def _normalise_script(script: Iterable[ScriptItem]) -> list[_Item]:
+def _normalise_script(script: Iterable[ScriptItem]) -> list[Item]:
     if isinstance(script, str | bytes) or not isinstance(script, Iterable):
         raise ConfigurationError(
             f"the script must be a list of items, got {type(script).__name__} {script!r}; "

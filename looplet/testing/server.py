@@ -1,7 +1,8 @@
-"""A loopback OpenAI-compatible server that answers from a script: the public API and the CLI.
+"""A loopback model server that answers from a script: the public API and the CLI.
 
 Start it in a test, point the real ``openai`` SDK (or any OpenAI-compatible client) at
-``server.base_url``, and assert on what the client did and on ``server.requests``::
+``server.base_url``, or the real ``anthropic`` SDK at ``server.url``, and assert on what the
+client did and on ``server.requests``::
 
     from looplet.testing import ScriptedOpenAIServer, call, text_reply, tool_reply
 
@@ -15,14 +16,21 @@ It speaks ``POST /v1/chat/completions`` (plain, and ``"stream": true`` as server
 with the arguments of each tool call split over several chunks) and ``GET /v1/models``,
 returns OpenAI-style error bodies, and rejects a conversation the real API would reject (a
 ``tool`` message that answers no pending call, an assistant's calls left unanswered) with 400.
-The standard library only; nothing here is imported by ``import looplet``.
+It also speaks Anthropic's ``POST /v1/messages`` from the same script: ``message`` objects
+with ``text``/``tool_use`` blocks, the named events of a stream, Anthropic-style errors, and
+the Messages API's 400s (roles that do not alternate, a ``tool_use`` without its
+``tool_result``, a missing ``max_tokens``, a ``system`` message). The standard library only;
+nothing here is imported by ``import looplet``.
 
 From a shell (the script file holds a JSON array in the form described in
 :mod:`looplet.testing._script`, e.g. ``[{"text": "Hello!"}]``)::
 
     python -m looplet.testing.server --script replies.json [--port 8123] [--api-key K]
+                                     [--api anthropic]
 
-prints the base URL as its first line and serves until SIGINT or SIGTERM.
+prints the base URL as its first line (``--api anthropic``: the root, for
+``ANTHROPIC_BASE_URL``; by default the OpenAI one, ending in ``/v1``) and serves until SIGINT
+or SIGTERM.
 """
 
 from __future__ import annotations
@@ -83,8 +91,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the server from the command line until SIGINT/SIGTERM; returns the exit code."""
     parser = argparse.ArgumentParser(
         prog="python -m looplet.testing.server",
-        description="Serve a scripted OpenAI-compatible API on the loopback interface. "
-        "Prints the base URL (ending in /v1) as the first line of output.",
+        description="Serve a scripted OpenAI-compatible (and Anthropic Messages) API on the "
+        "loopback interface. Prints the base URL as the first line of output: for OpenAI "
+        "clients (ending in /v1) or, with --api anthropic, for Anthropic ones (the root).",
     )
     parser.add_argument(
         "--script",
@@ -99,7 +108,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--port", type=int, default=0, help="port to bind (default: a free one)")
     parser.add_argument(
-        "--api-key", default=None, help="require 'Authorization: Bearer KEY' (default: no check)"
+        "--api-key",
+        default=None,
+        help="require 'Authorization: Bearer KEY' (or 'x-api-key: KEY' on /v1/messages; "
+        "default: no check)",
+    )
+    parser.add_argument(
+        "--api",
+        choices=("openai", "anthropic"),
+        default="openai",
+        help="which client's base URL to print: openai (ending in /v1) or anthropic (the "
+        "root, which the SDK extends with /v1/messages); both APIs are served either way "
+        "(default: %(default)s)",
     )
     args = parser.parse_args(argv)
     try:
@@ -121,7 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     previous = signal.signal(signal.SIGTERM, on_signal)
     try:
-        print(server.base_url, flush=True)
+        print(server.url if args.api == "anthropic" else server.base_url, flush=True)
         # A timed wait, so that the signal handler runs promptly on every platform.
         while not stop.wait(0.1):
             pass

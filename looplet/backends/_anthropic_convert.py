@@ -1,0 +1,328 @@
+"""Pure translation between looplet's neutral types and Anthropic's Messages format.
+
+Messages and tool schemas go out as Messages API request JSON; a ``Message`` comes back as an
+:class:`~looplet.backends.base.LLMResponse`; an SDK exception becomes an
+:class:`~looplet.errors.LLMError`. Nothing here performs I/O or sleeps, so the sync and async
+backends in :mod:`looplet.backends.anthropic` share every line of it; the assembling of a
+streamed reply is in :mod:`looplet.backends._anthropic_stream`. These functions are public
+through :mod:`looplet.backends.anthropic`; import them from there.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from looplet.backends.base import LLMRequest, LLMResponse, RetryPolicy, ToolSchema
+from looplet.errors import LLMError
+from looplet.parse import tool_call_from_openai
+from looplet.types import ToolCall, Usage
+
+if TYPE_CHECKING:
+    from anthropic.types import Message as AnthropicMessage
+
+    from looplet.messages import Message
+
+__all__ = [
+    "build_request_kwargs",
+    "from_anthropic_message",
+    "retry_after",
+    "to_anthropic_messages",
+    "to_anthropic_tools",
+    "to_llm_error",
+    "tool_call_from_anthropic",
+    "usage_from_anthropic",
+]
+
+_EMPTY_SCHEMA: Mapping[str, Any] = {"type": "object", "properties": {}}
+# An error sent inside a stream (``event: error``) arrives on a 200 response; its type says
+# which HTTP status it stands for, and so whether it is worth retrying.
+_STATUS_OF_ERROR_TYPE = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "request_too_large": 413,
+    "rate_limit_error": 429,
+    "api_error": 500,
+    "overloaded_error": 529,
+}
+
+
+def to_anthropic_messages(messages: Sequence[Message]) -> list[dict[str, Any]]:
+    """The conversation (without its system messages) as Anthropic ``messages``.
+
+    The Messages API wants user and assistant turns strictly alternating, so consecutive
+    messages that map to one role are merged into one message of several content blocks:
+    the ``tool`` results of a turn become ONE user message of ``tool_result`` blocks
+    (``is_error: true`` for a failure), and a user message that follows them (the context a
+    hook adds) joins it as a text block after the results, where the API wants them. An
+    assistant turn's calls become ``tool_use`` blocks after its text, with ``input`` = the
+    call's arguments (``{}`` for a call whose arguments could not be parsed). Empty text is
+    left out (the API rejects empty text blocks), and a message left with no content at
+    all is dropped. A message of a single text block is sent as a plain string.
+    """
+    turns: list[dict[str, Any]] = []
+    for message in messages:
+        if message.role == "system":
+            continue
+        role = "assistant" if message.role == "assistant" else "user"
+        blocks = _content_blocks(message)
+        if not blocks:
+            continue
+        if turns and turns[-1]["role"] == role:
+            turns[-1]["content"].extend(blocks)
+        else:
+            turns.append({"role": role, "content": blocks})
+    for turn in turns:
+        content = turn["content"]
+        # tool_result blocks must open a user message; sorted() keeps each group's order.
+        content.sort(key=lambda block: block["type"] != "tool_result")
+        if len(content) == 1 and content[0]["type"] == "text":
+            turn["content"] = content[0]["text"]
+    return turns
+
+
+def _content_blocks(message: Message) -> list[dict[str, Any]]:
+    if message.role == "tool":
+        block: dict[str, Any] = {
+            "type": "tool_result",
+            "tool_use_id": message.tool_call_id,
+            "content": message.content,
+        }
+        if message.is_error:
+            block["is_error"] = True
+        return [block]
+    blocks: list[dict[str, Any]] = []
+    if message.content:
+        blocks.append({"type": "text", "text": message.content})
+    if message.role == "assistant":
+        blocks += [
+            {
+                "type": "tool_use",
+                "id": call.call_id,
+                "name": call.tool,
+                "input": {} if call.parse_error is not None else dict(call.args),
+            }
+            for call in message.tool_calls
+        ]
+    return blocks
+
+
+def to_anthropic_tools(schemas: Sequence[ToolSchema]) -> list[dict[str, Any]]:
+    """Tool schemas (``{"name", "description", "parameters"}``) as Anthropic tools
+    (``{"name", "description", "input_schema"}``); no ``parameters`` means no arguments."""
+    return [
+        {
+            "name": schema["name"],
+            "description": schema.get("description", ""),
+            "input_schema": dict(schema.get("parameters") or _EMPTY_SCHEMA),
+        }
+        for schema in schemas
+    ]
+
+
+def build_request_kwargs(
+    request: LLMRequest,
+    model: str,
+    *,
+    default_max_tokens: int = 2000,
+    send_temperature: bool = True,
+    **defaults: Any,
+) -> dict[str, Any]:
+    """The keyword arguments for ``client.messages.create`` for ``request``.
+
+    The system messages, joined, become the top-level ``system`` (left out when there are
+    none). ``defaults`` (``tool_choice``, ``metadata``, ``timeout``...) are passed through
+    as given; the request's own values win over them. The request's ``temperature`` is sent
+    only when it sets one and ``send_temperature`` is true: the ``messages.create`` of the
+    ``anthropic`` 2.x SDK has no such parameter, and the backends pass ``False`` for it.
+
+    Example::
+
+        kwargs = build_request_kwargs(LLMRequest([Message.user("hi")]), "claude-sonnet-5-5")
+        message = client.messages.create(**kwargs)
+    """
+    kwargs: dict[str, Any] = dict(defaults)
+    kwargs["model"] = model
+    kwargs["max_tokens"] = request.max_tokens or default_max_tokens
+    kwargs["messages"] = to_anthropic_messages(request.messages)
+    system = request.system_prompt
+    if system:
+        kwargs["system"] = system
+    if request.temperature is not None and send_temperature:
+        kwargs["temperature"] = request.temperature
+    if request.tools:
+        kwargs["tools"] = to_anthropic_tools(request.tools)
+    return kwargs
+
+
+def from_anthropic_message(message: AnthropicMessage) -> LLMResponse:
+    """An Anthropic ``Message`` as an :class:`LLMResponse`.
+
+    The text is the text blocks joined; each ``tool_use`` block becomes a :class:`ToolCall`
+    with ``args`` = its ``input``. Blocks of other kinds (thinking, server tools) are not
+    part of the neutral reply and are skipped.
+    """
+    texts: list[str] = []
+    calls: list[ToolCall] = []
+    for block in message.content or ():
+        kind = getattr(block, "type", None)
+        if kind == "text":
+            texts.append(_str(getattr(block, "text", "")))
+        elif kind == "tool_use":
+            calls.append(
+                tool_call_from_anthropic(
+                    _str(getattr(block, "name", "")),
+                    getattr(block, "input", None),
+                    _str(getattr(block, "id", "")),
+                )
+            )
+    return LLMResponse(
+        text="".join(texts),
+        tool_calls=tuple(calls),
+        usage=usage_from_anthropic(message.usage),
+        finish_reason=_str(message.stop_reason),
+        model=_str(message.model),
+    )
+
+
+def tool_call_from_anthropic(name: str, arguments: object, call_id: str) -> ToolCall:
+    """A :class:`ToolCall` from a ``tool_use``'s ``input``: an object, or the JSON text of a
+    streamed one. Anything that is not (or does not decode to) an object gives a call with
+    ``parse_error`` set and ``raw_arguments`` holding what was sent, which is never run.
+
+    A call decoded from text equals the one built from the same object, so a streamed reply
+    and a whole one give equal responses.
+    """
+    if isinstance(arguments, Mapping):
+        return tool_call_from_openai(name, arguments, call_id)
+    if isinstance(arguments, str):
+        call = tool_call_from_openai(name, arguments, call_id)
+        if call.parse_error is None:
+            return tool_call_from_openai(name, call.args, call_id)
+        return call
+    raw = json.dumps(arguments, default=repr)
+    return ToolCall(
+        name,
+        call_id=call_id,
+        raw_arguments=raw,
+        parse_error=f"input must be a JSON object, got {type(arguments).__name__}: {raw[:80]}",
+    )
+
+
+def usage_from_anthropic(usage: Any) -> Usage:
+    """Anthropic ``usage`` as a :class:`Usage`. The input side adds the cached tokens
+    (``cache_creation_input_tokens``, ``cache_read_input_tokens``), which Anthropic counts
+    apart from ``input_tokens``; ``None`` gives zero tokens."""
+    if usage is None:
+        return Usage()
+    cached = _int(getattr(usage, "cache_creation_input_tokens", 0))
+    cached += _int(getattr(usage, "cache_read_input_tokens", 0))
+    return Usage(_int(usage.input_tokens) + cached, _int(usage.output_tokens))
+
+
+def to_llm_error(exc: Exception, attempts: int, *, provider: str = "anthropic") -> LLMError:
+    """The :class:`LLMError` for an exception raised while calling the ``anthropic`` SDK.
+
+    An HTTP error keeps its status and Anthropic's own message (``error.message`` of the
+    body) and is retriable when :meth:`RetryPolicy.is_retriable` says so (429, 5xx, 529
+    overloaded). An error event inside a stream is given the status its type stands for
+    (``overloaded_error``: 529). A time-out has ``kind="timeout"``, a failed connection
+    ``kind="connection_error"``, both retriable and without a status. A reply the SDK cannot
+    read is ``kind="invalid_response"``, not retriable. Any other exception is one raised
+    while the stream was being read (the connection broke): a retriable connection error.
+
+    Args:
+        exc: the exception.
+        attempts: how many requests were sent, this one included.
+        provider: the name shown in the error.
+    """
+    import anthropic
+
+    if isinstance(exc, anthropic.APIStatusError):
+        status: int | None = exc.status_code
+        if status is None or status < 400:
+            status = _STATUS_OF_ERROR_TYPE.get(_error_field(exc.body, "type"), 500)
+        return LLMError(
+            provider,
+            _provider_message(exc),
+            status=status,
+            retriable=RetryPolicy.is_retriable(status),
+            attempts=attempts,
+        )
+    if isinstance(exc, anthropic.APITimeoutError):
+        return LLMError(
+            provider, _with_cause(exc), retriable=True, attempts=attempts, kind="timeout"
+        )
+    if isinstance(exc, anthropic.APIConnectionError):
+        return LLMError(
+            provider, _with_cause(exc), retriable=True, attempts=attempts, kind="connection_error"
+        )
+    if isinstance(exc, anthropic.APIError):
+        return LLMError(
+            provider,
+            f"{type(exc).__name__}: {exc}",
+            retriable=False,
+            attempts=attempts,
+            kind="invalid_response",
+        )
+    return LLMError(
+        provider,
+        f"the connection broke while the reply was being read ({type(exc).__name__}: {exc})",
+        retriable=True,
+        attempts=attempts,
+        kind="connection_error",
+    )
+
+
+def retry_after(exc: Exception) -> str | None:
+    """The wait the server asked for, in seconds as text (``retry-after-ms`` first, as the
+    SDK reads it), or ``None``."""
+    response = getattr(exc, "response", None)
+    if response is None:
+        return None
+    millis = response.headers.get("retry-after-ms")
+    if millis is not None:
+        try:
+            return str(float(millis) / 1000)
+        except ValueError:
+            pass  # malformed: fall back to retry-after
+    value = response.headers.get("retry-after")
+    return str(value) if value is not None else None
+
+
+def _provider_message(exc: Any) -> str:
+    # The body is {"type": "error", "error": {"type", "message"}} from Anthropic; a proxy may
+    # send plain text instead, which the SDK keeps as a string.
+    message = _error_field(exc.body, "message")
+    if message:
+        return message
+    body = exc.body
+    if isinstance(body, str) and body.strip():
+        return body.strip()
+    return str(exc.message)
+
+
+def _error_field(body: object, name: str) -> str:
+    if isinstance(body, Mapping):
+        inner = body.get("error", body)
+        if isinstance(inner, Mapping):
+            return _str(inner.get(name))
+    return ""
+
+
+def _with_cause(exc: BaseException) -> str:
+    cause = exc.__cause__
+    return f"{exc} ({type(cause).__name__}: {cause})" if cause is not None else str(exc)
+
+
+# The SDK builds replies without validating them, so a field a compatible server leaves out
+# (or sends as null) arrives as None whatever its declared type.
+def _str(value: object) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _int(value: object) -> int:
+    return value if isinstance(value, int) else 0

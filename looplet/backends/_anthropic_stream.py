@@ -1,0 +1,244 @@
+"""Assembling a streamed Anthropic reply: events in, one :class:`LLMResponse` out.
+
+:class:`AnthropicStreamAssembler` is fed the SDK's raw stream events (``message_start``,
+``content_block_start``/``_delta``/``_stop``, ``message_delta``, ``message_stop``) one at a
+time. It hands each piece of text and of tool input JSON to the callbacks as it arrives and
+at the end builds the same :class:`~looplet.backends.base.LLMResponse` that
+:func:`~looplet.backends._anthropic_convert.from_anthropic_message` builds from the whole
+reply. No I/O: the sync and async backends in :mod:`looplet.backends.anthropic` share all of
+it and differ only in how they read the events; opening the stream and retrying are theirs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from looplet.backends._anthropic_convert import (
+    to_llm_error,
+    tool_call_from_anthropic,
+    usage_from_anthropic,
+)
+from looplet.backends.base import ChunkCallback, LLMResponse, StreamChunk
+from looplet.errors import ConfigurationError, LLMError
+from looplet.types import Usage
+
+__all__ = ["STREAM_INTERRUPTED", "AnthropicStreamAssembler", "TokenCallback", "check_on_token"]
+
+#: Receives each piece of streamed reply text (the backends' ``on_token``).
+TokenCallback = Callable[[str], None]
+
+#: The :attr:`LLMError.kind <looplet.errors.LLMError.kind>` of a stream that broke mid-way.
+STREAM_INTERRUPTED = "stream_interrupted"
+
+
+@dataclass(slots=True)
+class _Block:
+    """One content block of the reply, as its pieces arrive."""
+
+    kind: str
+    parts: list[str] = field(default_factory=list)  # text, or the input's JSON text
+    call_index: int = -1  # for tool_use: the call's position among the reply's calls
+    call_id: str = ""
+    name: str = ""
+    start_input: object = None  # for tool_use: the input sent with content_block_start
+
+
+class AnthropicStreamAssembler:
+    """Builds one :class:`LLMResponse` from the events of a streamed Messages reply.
+
+    Text blocks are joined in order; each ``tool_use`` block becomes a call whose input is
+    its ``input_json_delta`` pieces joined and decoded (or, with no pieces, the ``input`` it
+    started with). Usage and the model come from ``message_start``, the stop reason and the
+    final output tokens from ``message_delta``. Events and blocks of other kinds (``ping``,
+    thinking) are skipped.
+
+    Example::
+
+        assembler = AnthropicStreamAssembler(on_token=print)
+        for event in client.messages.create(**kwargs, stream=True):
+            assembler.feed(event)
+        reply = assembler.response()
+
+    Args:
+        on_chunk: called with a :class:`StreamChunk` for each piece of text or of a call:
+            first ``tool_index``, ``tool_name`` and ``call_id``, then ``arguments`` pieces.
+        on_token: called with the text of each text piece.
+        provider: the name shown in errors.
+    """
+
+    def __init__(
+        self,
+        *,
+        on_chunk: ChunkCallback | None = None,
+        on_token: TokenCallback | None = None,
+        provider: str = "anthropic",
+    ) -> None:
+        self.provider = provider
+        #: How many pieces the callbacks received. Once above 0, a failed stream must not be
+        #: retried: the callbacks would see those pieces twice.
+        self.delivered = 0
+        #: Whether ``message_stop`` arrived: without it the reply may be cut short.
+        self.complete = False
+        self._on_chunk = on_chunk
+        self._on_token = on_token
+        self._blocks: dict[int, _Block] = {}
+        self._calls = 0
+        self._usage = Usage()
+        self._stop_reason = ""
+        self._model = ""
+
+    def feed(self, event: Any) -> None:
+        """Take in the next event and pass its pieces to the callbacks.
+
+        Raises:
+            Exception: whatever a callback raises, unchanged.
+        """
+        kind = getattr(event, "type", None)
+        if kind == "content_block_delta":
+            self._delta(event.index, event.delta)
+        elif kind == "content_block_start":
+            self._start(event.index, event.content_block)
+        elif kind == "message_start":
+            message = event.message
+            self._model = _str(getattr(message, "model", ""))
+            self._usage = usage_from_anthropic(getattr(message, "usage", None))
+        elif kind == "message_delta":
+            self._stop_reason = _str(getattr(event.delta, "stop_reason", "")) or self._stop_reason
+            self._update_usage(getattr(event, "usage", None))
+        elif kind == "message_stop":
+            self.complete = True
+
+    def response(self) -> LLMResponse:
+        """The reply assembled from the events fed so far."""
+        blocks = [self._blocks[i] for i in sorted(self._blocks)]
+        calls = tuple(
+            tool_call_from_anthropic(
+                b.name, "".join(b.parts) if b.parts else b.start_input, b.call_id
+            )
+            for b in blocks
+            if b.kind == "tool_use"
+        )
+        return LLMResponse(
+            text="".join("".join(b.parts) for b in blocks if b.kind == "text"),
+            tool_calls=calls,
+            usage=self._usage,
+            finish_reason=self._stop_reason,
+            model=self._model,
+        )
+
+    def failure(self, exc: Exception | None, attempts: int) -> LLMError:
+        """The error for a stream that broke (``exc``) or ended before ``message_stop``
+        (``None``).
+
+        Before any piece reached a callback it is the plain error (retriable or not, as for
+        an unstreamed call). After, it is ``kind="stream_interrupted"`` and not retriable,
+        since a retry would hand the callbacks those pieces again.
+
+        Args:
+            exc: what the SDK (or the HTTP library under it) raised while the stream was read.
+            attempts: how many requests were sent.
+        """
+        if exc is not None:
+            error = to_llm_error(exc, attempts, provider=self.provider)
+        else:
+            error = LLMError(
+                self.provider,
+                "the stream ended before its message_stop event; the reply may be cut short",
+                retriable=True,
+                attempts=attempts,
+                kind="connection_error",
+            )
+        seen = self.delivered
+        if not seen:
+            return error
+        return LLMError(
+            self.provider,
+            f"the stream broke after {seen} chunk{'' if seen == 1 else 's'}: "
+            f"{error.provider_message} (not retried: the callbacks had already received "
+            "those chunks)",
+            status=error.status,
+            retriable=False,
+            attempts=attempts,
+            kind=STREAM_INTERRUPTED,
+        )
+
+    def _start(self, index: int, content: Any) -> None:
+        kind = _str(getattr(content, "type", ""))
+        block = self._blocks[index] = _Block(kind)
+        if kind == "text":
+            self._add_text(block, _str(getattr(content, "text", "")))
+        elif kind == "tool_use":
+            block.call_index = self._calls
+            self._calls += 1
+            block.call_id = _str(getattr(content, "id", ""))
+            block.name = _str(getattr(content, "name", ""))
+            block.start_input = getattr(content, "input", None)
+            chunk = StreamChunk(
+                tool_index=block.call_index, tool_name=block.name, call_id=block.call_id
+            )
+            self._deliver(chunk)
+
+    def _delta(self, index: int, delta: Any) -> None:
+        block = self._blocks.get(index)
+        if block is None:
+            return  # a delta for a block that never started: nothing to attach it to
+        kind = getattr(delta, "type", None)
+        if kind == "text_delta" and block.kind == "text":
+            self._add_text(block, _str(getattr(delta, "text", "")))
+        elif kind == "input_json_delta" and block.kind == "tool_use":
+            piece = _str(getattr(delta, "partial_json", ""))
+            if piece:
+                block.parts.append(piece)
+                self._deliver(StreamChunk(tool_index=block.call_index, arguments=piece))
+
+    def _add_text(self, block: _Block, text: str) -> None:
+        if text:
+            block.parts.append(text)
+            self._deliver(StreamChunk(text=text))
+
+    def _update_usage(self, usage: Any) -> None:
+        # message_delta counts are cumulative; input_tokens is there only in newer API versions.
+        if usage is None:
+            return
+        output = getattr(usage, "output_tokens", None)
+        if getattr(usage, "input_tokens", None) is not None:
+            self._usage = Usage(usage_from_anthropic(usage).input_tokens, self._usage.output_tokens)
+        if isinstance(output, int):
+            self._usage = Usage(self._usage.input_tokens, output)
+
+    def _deliver(self, piece: StreamChunk) -> None:
+        to_token = self._on_token is not None and bool(piece.text)
+        if self._on_chunk is None and not to_token:
+            return  # nobody saw it, so it does not stand in the way of a retry
+        self.delivered += 1
+        if self._on_chunk is not None:
+            self._on_chunk(piece)
+        if to_token:
+            assert self._on_token is not None
+            self._on_token(piece.text)
+
+
+def _str(value: object) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def check_on_token(feature: str, stream: bool, on_token: object) -> None:
+    """Reject an ``on_token`` that is not callable, or given to a backend that does not stream.
+
+    Raises:
+        ConfigurationError: naming ``feature`` (the backend class) and the fix.
+    """
+    if on_token is None:
+        return
+    if not callable(on_token):
+        raise ConfigurationError(
+            f"{feature}(on_token=...) must be a function taking each piece of text, got "
+            f"{type(on_token).__name__} {on_token!r}"
+        )
+    if not stream:
+        raise ConfigurationError(
+            f"{feature}(on_token=...) is only called while a reply streams, and stream is "
+            f"{stream!r}: pass stream=True as well."
+        )
