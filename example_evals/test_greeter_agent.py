@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from example_evals.agents.greeter import run_greeter
 from example_evals.conftest import ScriptedModel
-from example_evals.greeter import run_greeter
 from looplet import ErrorKind, StopReason
 from looplet.testing import call, text_reply, tool_reply
 

@@ -57,6 +57,7 @@ if TYPE_CHECKING:
         explain_mismatch,
         trajectory_matches,
     )
+    from looplet.backends.anthropic import AnthropicBackend, AsyncAnthropicBackend
     from looplet.backends.openai import AsyncOpenAIBackend, OpenAIBackend
     from looplet.permissions import (
         PermissionDecision,
@@ -71,6 +72,8 @@ __all__ = [
     "ANY",
     "AgentState",
     "Allow",
+    "AnthropicBackend",
+    "AsyncAnthropicBackend",
     "AsyncLLMBackend",
     "AsyncLoopRun",
     "AsyncMockLLMBackend",
@@ -155,6 +158,8 @@ _LAZY = {
         "looplet.permissions",
     ),
     "OpenAIBackend": "looplet.backends.openai",
+    "AnthropicBackend": "looplet.backends.anthropic",
+    "AsyncAnthropicBackend": "looplet.backends.anthropic",
     "AsyncOpenAIBackend": "looplet.backends.openai",
     "MockLLMBackend": "looplet.testing.mock",
     "AsyncMockLLMBackend": "looplet.testing.mock",

@@ -11,6 +11,8 @@ PUBLIC = {
     "ANY",
     "AgentState",
     "Allow",
+    "AnthropicBackend",
+    "AsyncAnthropicBackend",
     "AsyncLLMBackend",
     "AsyncLoopRun",
     "AsyncMockLLMBackend",
