@@ -1,0 +1,1 @@
+"""The example agents under test: each is a set of tools, hooks and a system prompt."""
