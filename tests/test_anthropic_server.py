@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import signal
@@ -20,6 +21,7 @@ from looplet.testing import (
     RecordedRequest,
     ScriptedOpenAIServer,
     call,
+    cut_stream,
     error_reply,
     text_reply,
     tool_reply,
@@ -183,6 +185,78 @@ def test_sdk_stream_accumulates_to_the_same_message_as_a_plain_reply() -> None:
     assert shape(streamed) == shape(plain)
     assert streamed.usage.output_tokens == plain.usage.output_tokens
     assert streamed.usage.input_tokens == plain.usage.input_tokens
+
+
+# -- streams cut short (cut_stream) -----------------------------------------------------------
+
+LONG = tool_reply(call("greet", {"name": "Alice"}), text="Greeting Alice now, then done.")
+STREAMED = {"model": MODEL, "max_tokens": 50, "messages": HELLO_PARAMS, "stream": True}
+
+
+def _raw_stream(server: ScriptedOpenAIServer) -> tuple[list[tuple[str, Any]], bool]:
+    """POST STREAMED without the SDK; its events, and whether the body was whole."""
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+    try:
+        conn.request(
+            "POST", "/v1/messages", body=json.dumps(STREAMED), headers={"anthropic-version": "1"}
+        )
+        resp = conn.getresponse()
+        try:
+            return _sse_events(resp.read()), True
+        except http.client.IncompleteRead as exc:  # the connection closed mid-body
+            return _sse_events(exc.partial), False
+    finally:
+        conn.close()
+
+
+def _whole_events() -> list[tuple[str, Any]]:
+    with ScriptedOpenAIServer([LONG]) as server:
+        events, whole = _raw_stream(server)
+    assert whole
+    return events
+
+
+@pytest.mark.parametrize(("after", "ending"), [(4, "cut"), (6, "error"), (1000, "no_finish")])
+def test_cut_stream_sends_the_first_events_then_its_ending(after: int, ending: str) -> None:
+    with ScriptedOpenAIServer([cut_stream(after, LONG, ending=ending)]) as server:
+        events, whole = _raw_stream(server)
+
+    full = _whole_events()
+    assert whole is (ending != "cut")
+    if ending == "cut":
+        assert events == full[:4]
+    elif ending == "error":
+        assert events[:-1] == full[:6]
+        name, data = events[-1]
+        assert (name, data["error"]["type"]) == ("error", "overloaded_error")
+        assert "cut_stream after 6 events" in data["error"]["message"]
+    else:  # the whole stream but its message_stop: the message_delta is still there
+        assert [name for name, _ in full][-2:] == ["message_delta", "message_stop"]
+        assert events == full[:-1]
+
+
+def test_cut_stream_through_the_sdk_fails_after_the_events_it_sent() -> None:
+    script = [cut_stream(4, LONG, ending="error"), cut_stream(4, LONG, ending="no_finish")]
+    with ScriptedOpenAIServer(script) as server, client_for(server, max_retries=0) as client:
+        seen: list[str] = []
+        with pytest.raises(anthropic.APIStatusError, match="overloaded_error"):
+            for event in create(client, stream=True):
+                seen.append(event.type)
+        ended = [event.type for event in create(client, stream=True)]
+
+    # message_start, (ping: the SDK skips it), the text block's start, one text piece.
+    assert seen == ended == ["message_start", "content_block_start", "content_block_delta"]
+
+
+def test_cut_stream_answers_a_request_that_does_not_stream_whole() -> None:
+    with (
+        ScriptedOpenAIServer([cut_stream(1, LONG)]) as server,
+        client_for(server, max_retries=0) as client,
+    ):
+        message = create(client)
+
+    assert message.content[0].text == LONG.text
+    assert message.stop_reason == "tool_use"
 
 
 # -- errors -----------------------------------------------------------------------------------

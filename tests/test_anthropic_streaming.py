@@ -1,16 +1,12 @@
-"""The Anthropic backends streaming: the assembled reply, the chunks, and a stream that breaks."""
+"""The Anthropic backends streaming: the assembled reply, the chunks, and a stream that breaks
+(the server's :func:`cut_stream`: a cut connection, an error event, no ``message_stop``)."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import threading
 import typing
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-import anthropic
 import pytest
 
 from looplet import StreamChunk
@@ -25,12 +21,12 @@ from looplet.testing import _anthropic_wire
 from looplet.testing.server import (
     ScriptedOpenAIServer,
     call,
+    cut_stream,
     text_reply,
     tool_reply,
 )
 from looplet.types import Usage
 from tests._anthropic import (
-    API_KEY,
     FAST,
     HELLO,
     MODEL,
@@ -115,115 +111,90 @@ def test_async_stream_equals_the_sync_stream() -> None:
     assert run_sync()[0].tool_calls[0].args == {"name": "Alice, the one from accounting"}
 
 
-class _CutStreamServer:
-    """Answers each POST with the next list of SSE events, then cuts the connection before
-    the body ends (``cut=True``) or ends it properly; for the stream failures the loopback
-    server cannot script."""
-
-    def __init__(self, plans: list[tuple[list[bytes], bool]]) -> None:
-        self.plans = list(plans)
-        self.requests = 0
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self) -> None:
-                self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                owner.requests += 1
-                events, cut = owner.plans.pop(0)
-                self.send_response(200)
-                self.send_header("Content-Type", "text/event-stream")
-                self.send_header("Transfer-Encoding", "chunked")
-                self.end_headers()
-                for event in events:
-                    self.wfile.write(b"%x\r\n%s\r\n" % (len(event), event))
-                if cut:
-                    self.close_connection = True
-                else:
-                    self.wfile.write(b"0\r\n\r\n")
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-
-    @contextlib.contextmanager
-    def running(self) -> Iterator[_CutStreamServer]:
-        thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.01})
-        thread.start()
-        try:
-            yield self
-        finally:
-            self.httpd.shutdown()
-            self.httpd.server_close()
-            thread.join()
-
-
-def _events(reply: Any) -> list[bytes]:
-    events = _anthropic_wire.stream_events(reply, number=1, model=MODEL, usage=Usage(3, 4))
-    return _anthropic_wire.encode_events(events)
-
-
 GREETING = text_reply("Hello there, Alice, nice to meet you.")
-ERROR_EVENT = b'event: error\ndata: {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}\n\n'  # noqa: E501
+# message_start, ping, the text block's start and two text pieces: two reach the callbacks.
+CUT_AFTER = 5
+MODES = pytest.mark.parametrize("mode", ["sync", "async"])
 
 
+def _stream(
+    mode: str, server: ScriptedOpenAIServer, on_chunk: Any = None, on_token: Any = None
+) -> LLMResponse:
+    """One streamed ``complete`` (``mode="sync"``) or ``acomplete`` (``"async"``) of HELLO."""
+    request = LLMRequest(HELLO.messages, on_chunk=on_chunk)
+    kw: dict[str, Any] = {"model": MODEL, "retry": FAST, "stream": True, "on_token": on_token}
+    if mode == "sync":
+        with client_for(server) as client:
+            return AnthropicBackend(client, **kw).complete(request)
+
+    async def run() -> LLMResponse:
+        async with async_client_for(server) as client:
+            return await AsyncAnthropicBackend(client, **kw).acomplete(request)
+
+    return asyncio.run(run())
+
+
+@MODES
 @pytest.mark.parametrize(
-    ("tail", "cut", "detail"),
+    ("ending", "detail"),
     [
-        ([], True, "the connection broke"),
-        ([ERROR_EVENT], False, "Overloaded"),
-        ([], False, "ended before its message_stop"),
+        ("cut", "the connection broke"),
+        ("error", "Overloaded"),
+        ("no_finish", "ended before its message_stop"),
     ],
 )
 def test_stream_failing_after_chunks_is_interrupted_and_not_retried(
-    tail: list[bytes], cut: bool, detail: str
+    mode: str, ending: str, detail: str
 ) -> None:
     chunks: list[StreamChunk] = []
-    partial = _events(GREETING)[:5]  # message_start, ping, block start, two text pieces
-    server = _CutStreamServer([(partial + tail, cut), (_events(GREETING), False)])
-    with server.running(), client_for(server.url) as client:
-        backend = AnthropicBackend(client, model=MODEL, retry=FAST, stream=True)
-        with pytest.raises(LLMError) as info:
-            backend.complete(LLMRequest(HELLO.messages, on_chunk=chunks.append))
+    tokens: list[str] = []
+    cut = cut_stream(CUT_AFTER, GREETING, ending=ending)
+    with ScriptedOpenAIServer([cut, GREETING]) as server, pytest.raises(LLMError) as info:
+        _stream(mode, server, on_chunk=chunks.append, on_token=tokens.append)
 
     error = info.value
-    assert server.requests == 1
+    assert len(server.requests) == 1
     assert (error.kind, error.retriable, error.attempts) == ("stream_interrupted", False, 1)
-    assert "after 2 chunks" in str(error) and detail in str(error)
-    assert "".join(c.text for c in chunks) == "Hello there, Alice, nice to meet you."[:32]
+    assert "the stream broke after 2 chunks" in str(error) and detail in str(error)
+    assert "not retried: the callbacks had already received those chunks" in str(error)
+    assert "".join(c.text for c in chunks) == "".join(tokens) == GREETING.text[:32]
 
 
+@MODES
 @pytest.mark.parametrize("listening", [False, True])
-def test_stream_failing_before_any_chunk_reached_a_callback_is_retried(listening: bool) -> None:
+def test_stream_failing_before_any_chunk_reached_a_callback_is_retried(
+    mode: str, listening: bool
+) -> None:
     chunks: list[StreamChunk] = []
     # With nobody listening, text already read does not stand in the way of a retry.
-    partial = _events(GREETING)[: 5 if not listening else 2]
-    server = _CutStreamServer([(partial, True), (_events(GREETING), False)])
-    with server.running(), client_for(server.url) as client:
-        backend = AnthropicBackend(client, model=MODEL, retry=FAST, stream=True)
-        on_chunk = chunks.append if listening else None
-        reply = backend.complete(LLMRequest(HELLO.messages, on_chunk=on_chunk))
+    cut = cut_stream(2 if listening else CUT_AFTER, GREETING)
+    with ScriptedOpenAIServer([cut, GREETING]) as server:
+        reply = _stream(mode, server, on_chunk=chunks.append if listening else None)
 
-    assert server.requests == 2
+    assert len(server.requests) == 2
     assert reply.text == GREETING.text
     assert "".join(c.text for c in chunks) == (GREETING.text if listening else "")
 
 
-def test_async_stream_cut_after_chunks_is_interrupted() -> None:
-    server = _CutStreamServer([(_events(GREETING)[:5], True)])
+@MODES
+def test_error_event_before_any_chunk_is_retried_as_overloaded(mode: str) -> None:
+    tokens: list[str] = []
+    with ScriptedOpenAIServer([cut_stream(2, GREETING, ending="error"), GREETING]) as server:
+        reply = _stream(mode, server, on_token=tokens.append)
 
-    async def run() -> LLMError:
-        async with anthropic.AsyncAnthropic(base_url=server.url, api_key=API_KEY) as client:
-            backend = AsyncAnthropicBackend(
-                client, model=MODEL, retry=FAST, stream=True, on_token=lambda text: None
-            )
-            with pytest.raises(LLMError) as info:
-                await backend.acomplete(HELLO)
-            return info.value
+    assert len(server.requests) == 2
+    assert reply.text == "".join(tokens) == GREETING.text
 
-    with server.running():
-        error = asyncio.run(run())
-    assert (error.kind, error.attempts, server.requests) == ("stream_interrupted", 1, 1)
+
+@MODES
+def test_a_raising_callback_propagates_unchanged_without_a_retry(mode: str) -> None:
+    class Stop(Exception):
+        pass
+
+    def explode(text: str) -> None:
+        raise Stop(text)
+
+    with ScriptedOpenAIServer([GREETING, GREETING]) as server, pytest.raises(Stop):
+        _stream(mode, server, on_token=explode)
+
+    assert len(server.requests) == 1

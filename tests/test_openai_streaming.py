@@ -2,20 +2,14 @@
 
 A streamed reply must come back as exactly the :class:`LLMResponse` of the non-streamed one,
 its pieces must reach ``on_chunk``/``on_token`` as they arrive, and a stream that breaks after
-pieces were handed out must fail without a retry. ScriptedOpenAIServer cannot break a stream
-mid-way, so those tests use :class:`_BreakingServer`, a raw loopback handler that sends the
-first chunks of a scripted stream and then hangs up (or sends an error event, or ``[DONE]``).
+pieces were handed out must fail without a retry: the server's :func:`cut_stream` sends the
+first chunks of a scripted stream and then hangs up, sends an error event, or ``[DONE]``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import openai
@@ -28,7 +22,14 @@ from looplet.backends.base import LLMRequest, LLMResponse, RetryPolicy, StreamCh
 from looplet.backends.openai import AsyncOpenAIBackend, OpenAIBackend, from_openai_completion
 from looplet.errors import ConfigurationError, LLMError
 from looplet.messages import Message
-from looplet.testing import ScriptedOpenAIServer, call, error_reply, text_reply, tool_reply
+from looplet.testing import (
+    ScriptedOpenAIServer,
+    call,
+    cut_stream,
+    error_reply,
+    text_reply,
+    tool_reply,
+)
 from looplet.testing._script import ScriptedReply
 from looplet.testing._wire import completion_chunks, completion_object
 from looplet.types import Usage
@@ -223,8 +224,8 @@ def test_last_usage_is_set_by_a_streamed_call() -> None:
 
 @MODES
 def test_rate_limit_before_the_first_chunk_is_retried(mode: str) -> None:
-    script = [error_reply(429, "Rate limit reached.", type="rate_limit_error"), CALLS]
-    with ScriptedOpenAIServer(script) as server:
+    limited = error_reply(429, "Rate limit reached.", type="rate_limit_error")
+    with ScriptedOpenAIServer([limited, CALLS]) as server:
         seen = stream(mode, server.base_url)
 
     assert len(server.requests) == 2
@@ -288,70 +289,6 @@ def test_a_raising_callback_propagates_unchanged_without_a_retry(mode: str) -> N
 # --- over HTTP: a stream that breaks ---------------------------------------------------------
 
 
-class _BreakingHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: _BreakingHTTPServer
-
-    def do_POST(self) -> None:
-        self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        self.close_connection = True
-        with self.server.lock:
-            number = len(self.server.requests) + 1
-            self.server.requests.append(self.path)
-        sent, ending = self.server.plans[min(number, len(self.server.plans)) - 1]
-        chunks = completion_chunks(
-            CALLS, number=number, model="gpt-test", usage=Usage(12, 5), include_usage=True
-        )
-        events = [f"data: {json.dumps(c)}\n\n" for c in chunks[:sent]]
-        if ending == "error":
-            events.append('data: {"error": {"message": "The model crashed.", "type": "x"}}\n\n')
-        if ending != "cut":
-            events.append("data: [DONE]\n\n")
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream")
-        self.send_header("Transfer-Encoding", "chunked")
-        self.end_headers()
-        for event in events:
-            data = event.encode()
-            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
-        if ending != "cut":  # "cut": hang up without the chunked body's last, empty chunk
-            self.wfile.write(b"0\r\n\r\n")
-        self.wfile.flush()
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-class _BreakingHTTPServer(ThreadingHTTPServer):
-    daemon_threads = False  # so server_close() waits for every handler
-
-    def __init__(self, plans: list[tuple[int, str]]) -> None:
-        super().__init__(("127.0.0.1", 0), _BreakingHandler)
-        self.plans = plans
-        self.requests: list[str] = []
-        self.lock = threading.Lock()
-
-
-@contextmanager
-def _breaking_server(*plans: tuple[int, str]) -> Iterator[_BreakingHTTPServer]:
-    """Request ``n`` gets the first ``sent`` chunks of CALLS' stream, then its ``ending``:
-    ``"cut"`` (hang up mid-body), ``"error"`` (an error event) or ``"done"`` (``[DONE]``)."""
-    httpd = _BreakingHTTPServer(list(plans))
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.01})
-    thread.start()
-    try:
-        yield httpd
-    finally:
-        httpd.shutdown()
-        thread.join()
-        httpd.server_close()
-
-
-def _url(httpd: _BreakingHTTPServer) -> str:
-    return f"http://127.0.0.1:{httpd.server_address[1]}/v1"
-
-
-WHOLE = (99, "done")  # every chunk, finish_reason and usage included
 # The role chunk (nothing for the callbacks), both text pieces, call 0's head and its first
 # argument fragment: four pieces reach the callbacks.
 CUT_AFTER = 5
@@ -359,11 +296,11 @@ CUT_AFTER = 5
 
 @MODES
 def test_stream_cut_after_pieces_were_delivered_is_not_retried(mode: str) -> None:
-    with _breaking_server((CUT_AFTER, "cut"), WHOLE) as httpd:
-        seen = stream(mode, _url(httpd))
+    with ScriptedOpenAIServer([cut_stream(CUT_AFTER, CALLS), CALLS]) as server:
+        seen = stream(mode, server.base_url)
 
     error = seen.error
-    assert len(httpd.requests) == 1
+    assert len(server.requests) == 1
     assert (error.kind, error.attempts, error.retriable, error.status) == (
         "stream_interrupted",
         1,
@@ -377,21 +314,22 @@ def test_stream_cut_after_pieces_were_delivered_is_not_retried(mode: str) -> Non
 
 @MODES
 def test_error_event_mid_stream_keeps_the_providers_message(mode: str) -> None:
-    with _breaking_server((CUT_AFTER, "error"), WHOLE) as httpd:
-        seen = stream(mode, _url(httpd))
+    with ScriptedOpenAIServer([cut_stream(CUT_AFTER, CALLS, ending="error"), CALLS]) as server:
+        seen = stream(mode, server.base_url)
 
-    assert len(httpd.requests) == 1
+    assert len(server.requests) == 1
     assert seen.error.kind == "stream_interrupted"
     assert seen.error.provider_message.startswith("the stream broke after 4 chunks: ")
-    assert "The model crashed." in seen.error.provider_message
+    assert "The server had an error while streaming" in seen.error.provider_message
 
 
 @MODES
 def test_stream_ending_without_a_finish_reason_is_interrupted(mode: str) -> None:
-    with _breaking_server((CUT_AFTER, "done"), WHOLE) as httpd:
-        seen = stream(mode, _url(httpd))
+    no_finish = cut_stream(CUT_AFTER, CALLS, ending="no_finish")
+    with ScriptedOpenAIServer([no_finish, CALLS]) as server:
+        seen = stream(mode, server.base_url)
 
-    assert len(httpd.requests) == 1
+    assert len(server.requests) == 1
     assert seen.error.kind == "stream_interrupted"
     assert "after 4 chunks: it ended without a finish_reason" in str(seen.error)
 
@@ -399,20 +337,53 @@ def test_stream_ending_without_a_finish_reason_is_interrupted(mode: str) -> None
 @MODES
 def test_cut_before_any_piece_reached_a_callback_is_retried(mode: str) -> None:
     # The first chunk only carries the role: nothing for the callbacks yet.
-    with _breaking_server((1, "cut"), WHOLE) as httpd:
-        seen = stream(mode, _url(httpd))
+    with ScriptedOpenAIServer([cut_stream(1, CALLS), CALLS]) as server:
+        seen = stream(mode, server.base_url)
 
-    assert len(httpd.requests) == 2
+    assert len(server.requests) == 2
     assert seen.reply.text == CALLS.text
     assert "".join(seen.tokens) == CALLS.text  # no piece twice
 
 
 def test_cut_is_retried_when_no_callback_listens() -> None:
-    with _breaking_server((CUT_AFTER, "cut"), WHOLE) as httpd:
-        seen = stream("sync", _url(httpd), callbacks=False)
+    with ScriptedOpenAIServer([cut_stream(CUT_AFTER, CALLS), CALLS]) as server:
+        seen = stream("sync", server.base_url, callbacks=False)
 
-    assert len(httpd.requests) == 2
+    assert len(server.requests) == 2
     assert seen.reply.tool_calls[0].call_id == "call_2_0"
+
+
+@pytest.fixture
+def unwrapped_transport_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the SDK let the HTTP library's errors through while a stream is read, as the
+    ``openai`` 1.x SDKs (which looplet supports) do; newer ones wrap them."""
+    import openai._streaming
+
+    if hasattr(openai._streaming, "request_exceptions"):
+        monkeypatch.setattr(openai._streaming, "request_exceptions", lambda: ())
+
+
+@MODES
+@pytest.mark.usefixtures("unwrapped_transport_errors")
+def test_raw_transport_error_mid_stream_becomes_an_llm_error(mode: str) -> None:
+    with ScriptedOpenAIServer([cut_stream(CUT_AFTER, CALLS), CALLS]) as server:
+        seen = stream(mode, server.base_url)
+
+    error = seen.error
+    assert len(server.requests) == 1
+    assert (error.kind, error.retriable, error.attempts) == ("stream_interrupted", False, 1)
+    assert "the stream broke after 4 chunks: the connection broke while the reply" in str(error)
+    assert "RemoteProtocolError" in str(error)  # the HTTP library's own exception, named
+
+
+@MODES
+@pytest.mark.usefixtures("unwrapped_transport_errors")
+def test_raw_transport_error_before_any_piece_is_retried(mode: str) -> None:
+    with ScriptedOpenAIServer([cut_stream(1, CALLS), CALLS]) as server:
+        seen = stream(mode, server.base_url)
+
+    assert len(server.requests) == 2
+    assert seen.reply.text == CALLS.text
 
 
 # --- the assembler on hand-built chunks ------------------------------------------------------

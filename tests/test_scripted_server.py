@@ -25,11 +25,13 @@ from looplet.testing import (
     RecordedRequest,
     ScriptedOpenAIServer,
     call,
+    cut_stream,
     error_reply,
     slow_reply,
     text_reply,
     tool_reply,
 )
+from looplet.testing.server import load_script
 from looplet.types import Usage
 
 API_KEY = "test-key"
@@ -52,6 +54,20 @@ def _raw_post(server: ScriptedOpenAIServer, body: Any) -> tuple[int, dict[str, s
         )
         resp = conn.getresponse()
         return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+    finally:
+        conn.close()
+
+
+def _raw_stream(server: ScriptedOpenAIServer, body: Any) -> tuple[bytes, bool]:
+    """POST a streamed chat request without the SDK; the body read, and whether it was whole."""
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+    try:
+        conn.request("POST", "/v1/chat/completions", body=json.dumps(body))
+        resp = conn.getresponse()
+        try:
+            return resp.read(), True
+        except http.client.IncompleteRead as exc:  # the connection closed mid-body
+            return exc.partial, False
     finally:
         conn.close()
 
@@ -274,6 +290,113 @@ def test_stream_splits_text_into_several_chunks() -> None:
     assert "".join(parts) == text
     assert len([p for p in parts if p]) >= 2
     assert all(isinstance(c, str) or "usage" not in c for c in _sse_chunks(raw))
+
+
+# -- streams cut short (cut_stream) -----------------------------------------------------------
+
+LONG = tool_reply(call("greet", {"name": "Alice"}), text="Greeting Alice now, then done.")
+STREAMED = {"model": "m", "messages": HELLO, "stream": True}
+
+
+def _whole_stream(item: Any, body: Any = STREAMED) -> list[Any]:
+    with ScriptedOpenAIServer([item]) as server:
+        raw, whole = _raw_stream(server, body)
+    assert whole
+    return _sse_chunks(raw)
+
+
+def test_cut_stream_sends_its_first_chunks_then_closes_the_connection_mid_body() -> None:
+    with ScriptedOpenAIServer([cut_stream(3, LONG)]) as server:
+        raw, whole = _raw_stream(server, STREAMED)
+
+    assert not whole, "the chunked body should stop short"
+    chunks = _sse_chunks(raw)
+    assert chunks == _whole_stream(LONG)[:3]  # the same chunks, and no [DONE]
+
+
+def test_cut_stream_error_ending_sends_an_error_object_after_the_chunks() -> None:
+    with ScriptedOpenAIServer([cut_stream(2, LONG, ending="error")]) as server:
+        raw, whole = _raw_stream(server, STREAMED)
+
+    assert whole
+    *chunks, error = _sse_chunks(raw)
+    assert chunks == _whole_stream(LONG)[:2]
+    assert error["error"]["type"] == "server_error"
+    assert "cut_stream after 2 chunks" in error["error"]["message"]
+
+
+def test_cut_stream_no_finish_ends_with_done_but_no_finish_reason() -> None:
+    body = {**STREAMED, "stream_options": {"include_usage": True}}
+    with ScriptedOpenAIServer([cut_stream(1000, LONG, ending="no_finish")]) as server:
+        raw, whole = _raw_stream(server, body)
+
+    assert whole
+    *chunks, done = _sse_chunks(raw)
+    whole_stream = _whole_stream(LONG, body)
+    assert done == "[DONE]"
+    # Everything before the finish_reason chunk; it and the usage chunk after it are left out.
+    assert chunks == whole_stream[:-3]
+    assert whole_stream[-3]["choices"][0]["finish_reason"] == "tool_calls"
+
+
+def test_cut_stream_through_the_sdk_fails_after_the_chunks_it_sent() -> None:
+    script = [cut_stream(3, LONG), cut_stream(3, LONG, ending="error")]
+    texts: list[str] = []
+    with ScriptedOpenAIServer(script) as server, _client(server) as client:
+        for exception, match in [
+            (openai.APIConnectionError, "Connection error"),
+            (openai.APIError, "had an error while streaming"),
+        ]:
+            with (
+                pytest.raises(exception, match=match),
+                client.chat.completions.create(model="m", messages=HELLO, stream=True) as chunks,
+            ):
+                for chunk in chunks:
+                    texts.append(chunk.choices[0].delta.content or "")
+
+    assert "".join(texts) == 2 * LONG.text  # the role chunk, then both text pieces
+
+
+def test_cut_stream_answers_a_request_that_does_not_stream_whole() -> None:
+    with ScriptedOpenAIServer([cut_stream(1, LONG)]) as server, _client(server) as client:
+        reply = client.chat.completions.create(model="m", messages=HELLO)
+
+    message = reply.choices[0].message
+    assert message.content == LONG.text
+    assert reply.choices[0].finish_reason == "tool_calls"
+
+
+def test_cut_stream_json_form_is_served_and_read_from_a_script_file(tmp_path: Path) -> None:
+    path = tmp_path / "script.json"
+    item = {"cut_after": 2, "then": {"text": "Hello Alice, nice to meet you."}, "ending": "error"}
+    path.write_text(json.dumps([item, {"cut_after": 2, "then": "plain text"}]))
+    script = load_script(str(path))
+
+    assert script == [
+        cut_stream(2, text_reply("Hello Alice, nice to meet you."), ending="error"),
+        cut_stream(2, text_reply("plain text")),
+    ]
+    with ScriptedOpenAIServer(script) as server:
+        raw, whole = _raw_stream(server, STREAMED)
+    assert whole and "error" in _sse_chunks(raw)[-1]
+
+
+@pytest.mark.parametrize(
+    ("make", "expected"),
+    [
+        (lambda: cut_stream(-1, "hi"), r"an int >= 0, got -1"),
+        (lambda: cut_stream(2, "hi", ending="hang"), r"ending='hang'.*'cut', 'error', 'no_finish'"),
+        (lambda: cut_stream(2, error_reply(500, "x")), r"must be a reply .*got ScriptedError"),
+        (lambda: ScriptedOpenAIServer([{"cut_after": 2}]), r'item 0: "cut_after" needs a "then"'),
+        (
+            lambda: ScriptedOpenAIServer([{"cut_after": 2, "then": "x", "ending": "late"}]),
+            r"script item 0: cut_stream\(ending='late'\)",
+        ),
+    ],
+)
+def test_malformed_cut_stream_is_rejected_naming_the_fix(make: Any, expected: str) -> None:
+    with pytest.raises(ConfigurationError, match=expected):
+        make()
 
 
 # -- errors -----------------------------------------------------------------------------------

@@ -11,7 +11,6 @@ it and differ only in how they read the events; opening the stream and retrying 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,17 +19,12 @@ from looplet.backends._anthropic_convert import (
     tool_call_from_anthropic,
     usage_from_anthropic,
 )
+from looplet.backends._streaming import TokenCallback, interrupted_error
 from looplet.backends.base import ChunkCallback, LLMResponse, StreamChunk
-from looplet.errors import ConfigurationError, LLMError
+from looplet.errors import LLMError
 from looplet.types import Usage
 
-__all__ = ["STREAM_INTERRUPTED", "AnthropicStreamAssembler", "TokenCallback", "check_on_token"]
-
-#: Receives each piece of streamed reply text (the backends' ``on_token``).
-TokenCallback = Callable[[str], None]
-
-#: The :attr:`LLMError.kind <looplet.errors.LLMError.kind>` of a stream that broke mid-way.
-STREAM_INTERRUPTED = "stream_interrupted"
+__all__ = ["AnthropicStreamAssembler"]
 
 
 @dataclass(slots=True)
@@ -150,18 +144,14 @@ class AnthropicStreamAssembler:
                 attempts=attempts,
                 kind="connection_error",
             )
-        seen = self.delivered
-        if not seen:
+        if not self.delivered:
             return error
-        return LLMError(
+        return interrupted_error(
             self.provider,
-            f"the stream broke after {seen} chunk{'' if seen == 1 else 's'}: "
-            f"{error.provider_message} (not retried: the callbacks had already received "
-            "those chunks)",
-            status=error.status,
-            retriable=False,
+            error.provider_message,
+            self.delivered,
             attempts=attempts,
-            kind=STREAM_INTERRUPTED,
+            status=error.status,
         )
 
     def _start(self, index: int, content: Any) -> None:
@@ -222,23 +212,3 @@ class AnthropicStreamAssembler:
 
 def _str(value: object) -> str:
     return value if isinstance(value, str) else ""
-
-
-def check_on_token(feature: str, stream: bool, on_token: object) -> None:
-    """Reject an ``on_token`` that is not callable, or given to a backend that does not stream.
-
-    Raises:
-        ConfigurationError: naming ``feature`` (the backend class) and the fix.
-    """
-    if on_token is None:
-        return
-    if not callable(on_token):
-        raise ConfigurationError(
-            f"{feature}(on_token=...) must be a function taking each piece of text, got "
-            f"{type(on_token).__name__} {on_token!r}"
-        )
-    if not stream:
-        raise ConfigurationError(
-            f"{feature}(on_token=...) is only called while a reply streams, and stream is "
-            f"{stream!r}: pass stream=True as well."
-        )

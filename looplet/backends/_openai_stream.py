@@ -11,26 +11,19 @@ stream are theirs.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from looplet.backends._openai_convert import as_str, usage_from_openai
+from looplet.backends._streaming import TokenCallback, interrupted_error
 from looplet.backends.base import ChunkCallback, LLMResponse, StreamChunk
-from looplet.errors import LLMError
 from looplet.parse import tool_call_from_openai
 from looplet.types import Usage
 
 if TYPE_CHECKING:
     from openai.types.chat import ChatCompletionChunk
 
-__all__ = ["STREAM_INTERRUPTED", "StreamAssembler", "TokenCallback"]
-
-#: Receives each piece of streamed reply text (the backends' ``on_token``).
-TokenCallback = Callable[[str], None]
-
-#: The :attr:`LLMError.kind <looplet.errors.LLMError.kind>` of a stream that broke mid-way.
-STREAM_INTERRUPTED = "stream_interrupted"
+__all__ = ["StreamAssembler"]
 
 
 @dataclass(slots=True)
@@ -121,7 +114,9 @@ class StreamAssembler:
                 the stream ended early and the reply may be cut short.
         """
         if not self._finish_reason:
-            raise self.interrupted("it ended without a finish_reason", attempts=attempts)
+            raise interrupted_error(
+                self.provider, "it ended without a finish_reason", self.delivered, attempts=attempts
+            )
         calls = tuple(
             tool_call_from_openai(call.name, "".join(call.arguments), call.call_id)
             for _, call in sorted(self._calls.items())
@@ -132,29 +127,6 @@ class StreamAssembler:
             usage=self._usage,
             finish_reason=self._finish_reason,
             model=self._model,
-        )
-
-    def interrupted(self, detail: str, *, attempts: int, status: int | None = None) -> LLMError:
-        """The error for a stream that broke after :attr:`delivered` pieces.
-
-        It is not retriable: a retry would send the callbacks those pieces again.
-
-        Args:
-            detail: what went wrong (the provider's message, when it sent one).
-            attempts: how many requests were sent.
-            status: the HTTP status, when the failure had one.
-        """
-        seen = self.delivered
-        message = f"the stream broke after {seen} chunk{'' if seen == 1 else 's'}: {detail}"
-        if seen:
-            message += " (not retried: the callbacks had already received those chunks)"
-        return LLMError(
-            self.provider,
-            message,
-            status=status,
-            retriable=False,
-            attempts=attempts,
-            kind=STREAM_INTERRUPTED,
         )
 
     def _add_fragment(self, fragment: Any) -> None:

@@ -4,9 +4,10 @@ Both wrap an ``anthropic`` SDK client and speak the Messages API with native too
 make their own bounded retries (the SDK's are turned off), so the retry policy, the attempt
 count and the final :class:`~looplet.errors.LLMError` are looplet's, and can stream. The
 translation to and from Anthropic JSON is in :mod:`looplet.backends._anthropic_convert`
-(re-exported here), the assembling of stream events in :mod:`looplet.backends._anthropic_stream`.
-The ``anthropic`` package is imported only when a backend is built, so this module can be
-imported (and a missing extra reported) without it.
+(re-exported here), the assembling of stream events in :mod:`looplet.backends._anthropic_stream`,
+and what every streaming backend shares (a broken stream's error, the ``on_token`` check) in
+:mod:`looplet.backends._streaming`. The ``anthropic`` package is imported only when a backend
+is built, so this module can be imported (and a missing extra reported) without it.
 """
 
 from __future__ import annotations
@@ -26,11 +27,8 @@ from looplet.backends._anthropic_convert import (
     to_anthropic_tools,
     to_llm_error,
 )
-from looplet.backends._anthropic_stream import (
-    AnthropicStreamAssembler,
-    TokenCallback,
-    check_on_token,
-)
+from looplet.backends._anthropic_stream import AnthropicStreamAssembler
+from looplet.backends._streaming import TokenCallback, check_on_token
 from looplet.backends.base import LLMRequest, LLMResponse, RetryPolicy
 from looplet.errors import ConfigurationError, LLMError, MissingExtraError
 from looplet.messages import Message

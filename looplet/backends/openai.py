@@ -7,7 +7,9 @@ retry policy, the attempt count and the final :class:`~looplet.errors.LLMError` 
 looplet's. With ``stream=True`` they stream the reply, handing text and tool-call pieces to
 callbacks as they arrive, and return the same :class:`LLMResponse` as without. The translation
 to and from OpenAI JSON lives in :mod:`looplet.backends._openai_convert` (re-exported here),
-the assembling of streamed chunks in :mod:`looplet.backends._openai_stream`.
+the assembling of streamed chunks in :mod:`looplet.backends._openai_stream`, and what every
+streaming backend shares (a broken stream's error, the ``on_token`` check) in
+:mod:`looplet.backends._streaming`.
 
 The ``openai`` package is imported only when a backend is built, so this module can be
 imported (and a missing extra reported) without it.
@@ -28,9 +30,15 @@ from looplet.backends._openai_convert import (
     to_openai_messages,
     to_openai_tools,
 )
-from looplet.backends._openai_stream import StreamAssembler, TokenCallback
+from looplet.backends._openai_stream import StreamAssembler
+from looplet.backends._streaming import (
+    TokenCallback,
+    broken_connection_error,
+    check_on_token,
+    interrupted_error,
+)
 from looplet.backends.base import LLMRequest, LLMResponse, RetryPolicy
-from looplet.errors import ConfigurationError, MissingExtraError
+from looplet.errors import ConfigurationError, LLMError, MissingExtraError
 from looplet.messages import Message
 from looplet.types import Usage
 
@@ -76,7 +84,7 @@ class _OpenAIBackendBase:
                 f"{feature} needs a model name, got {model!r}: pass model='gpt-4o-mini' "
                 "(or the model your server serves)."
             )
-        _check_streaming(feature, stream, on_token)
+        check_on_token(feature, stream, on_token)
         self.model = model
         self.provider = provider
         self.retry = retry
@@ -103,26 +111,41 @@ class _OpenAIBackendBase:
             }
         return kwargs
 
-    def _assembler(self, request: LLMRequest) -> StreamAssembler | None:
-        """A fresh assembler for one streamed attempt; ``None`` when not streaming."""
-        if not self.stream:
-            return None
+    def _assembler(self, request: LLMRequest) -> StreamAssembler:
+        """A fresh assembler for one streamed attempt."""
         return StreamAssembler(
             on_chunk=request.on_chunk, on_token=self.on_token, provider=self.provider
         )
 
+    def _after_stream(
+        self, assembler: StreamAssembler, failure: Exception | None, attempts: int
+    ) -> LLMResponse | float:
+        """The reply of a stream that ended, or the seconds to wait before retrying it.
+
+        Raises:
+            LLMError: giving up (``kind="stream_interrupted"`` once callbacks saw pieces, or
+                when the stream ended without a ``finish_reason``).
+        """
+        if failure is None:
+            return self._finish(assembler, attempts)
+        return self._wait_or_raise(failure, attempts, assembler)
+
     def _wait_or_raise(
-        self, exc: Exception, attempts: int, stream: StreamAssembler | None = None
+        self, exc: Exception, attempts: int, assembler: StreamAssembler | None = None
     ) -> float:
         """Seconds to wait before retrying after ``exc``; raises the LLMError when giving up.
 
         A stream that failed after its callbacks received pieces is never retried (they would
         receive them twice): that raises ``LLMError(kind="stream_interrupted")``.
         """
-        error = to_llm_error(exc, attempts, provider=self.provider)
-        if stream is not None and stream.delivered:
-            raise stream.interrupted(
-                error.provider_message, attempts=attempts, status=error.status
+        error = self._to_llm_error(exc, attempts)
+        if assembler is not None and assembler.delivered:
+            raise interrupted_error(
+                self.provider,
+                error.provider_message,
+                assembler.delivered,
+                attempts=attempts,
+                status=error.status,
             ) from exc
         wait = (
             self.retry.delay(attempts, error.status, _retry_after(exc)) if error.retriable else None
@@ -130,6 +153,13 @@ class _OpenAIBackendBase:
         if wait is None:
             raise error from exc
         return wait
+
+    def _to_llm_error(self, exc: Exception, attempts: int) -> LLMError:
+        if isinstance(exc, self._sdk_error):
+            return to_llm_error(exc, attempts, provider=self.provider)
+        # Only reading a stream catches more than the SDK's errors: what else it raised is
+        # the HTTP library's (or a garbled event's) and means the stream broke.
+        return broken_connection_error(self.provider, exc, attempts)
 
     def _finish(self, reply: ChatCompletion | StreamAssembler, attempts: int) -> LLMResponse:
         if isinstance(reply, StreamAssembler):
@@ -235,16 +265,43 @@ class OpenAIBackend(_OpenAIBackendBase):
         attempts = 0
         while True:
             attempts += 1
-            stream = self._assembler(request)
+            if self.stream:
+                outcome = self._stream_once(kwargs, request, attempts)
+                if isinstance(outcome, LLMResponse):
+                    return outcome
+                time.sleep(outcome)
+                continue
             try:
-                if stream is None:
-                    return self._finish(self._client.chat.completions.create(**kwargs), attempts)
-                with self._client.chat.completions.create(**kwargs) as chunks:
-                    for chunk in chunks:
-                        stream.feed(chunk)
-                return self._finish(stream, attempts)
+                completion = self._client.chat.completions.create(**kwargs)
             except self._sdk_error as exc:
-                time.sleep(self._wait_or_raise(exc, attempts, stream))
+                time.sleep(self._wait_or_raise(exc, attempts))
+            else:
+                return self._finish(completion, attempts)
+
+    def _stream_once(
+        self, kwargs: dict[str, Any], request: LLMRequest, attempts: int
+    ) -> LLMResponse | float:
+        """One streamed attempt: the reply, or the seconds to wait before the next one."""
+        assembler = self._assembler(request)
+        try:
+            chunks = self._client.chat.completions.create(**kwargs)
+        except self._sdk_error as exc:
+            return self._wait_or_raise(exc, attempts)
+        failure: Exception | None = None
+        with chunks:
+            while True:
+                try:
+                    chunk = next(chunks)
+                except StopIteration:
+                    break
+                # Whatever breaks the reading (an error event, a cut connection: older SDKs let
+                # the HTTP library's own errors through) ends this attempt; a callback's
+                # exception, raised by feed(), is not caught and ends the call unchanged.
+                except Exception as exc:
+                    failure = exc
+                    break
+                assembler.feed(chunk)
+        return self._after_stream(assembler, failure, attempts)
 
     def generate(
         self,
@@ -349,17 +406,40 @@ class AsyncOpenAIBackend(_OpenAIBackendBase):
         attempts = 0
         while True:
             attempts += 1
-            stream = self._assembler(request)
+            if self.stream:
+                outcome = await self._stream_once(kwargs, request, attempts)
+                if isinstance(outcome, LLMResponse):
+                    return outcome
+                await asyncio.sleep(outcome)
+                continue
             try:
-                if stream is None:
-                    completion = await self._client.chat.completions.create(**kwargs)
-                    return self._finish(completion, attempts)
-                async with await self._client.chat.completions.create(**kwargs) as chunks:
-                    async for chunk in chunks:
-                        stream.feed(chunk)
-                return self._finish(stream, attempts)
+                completion = await self._client.chat.completions.create(**kwargs)
             except self._sdk_error as exc:
-                await asyncio.sleep(self._wait_or_raise(exc, attempts, stream))
+                await asyncio.sleep(self._wait_or_raise(exc, attempts))
+            else:
+                return self._finish(completion, attempts)
+
+    async def _stream_once(
+        self, kwargs: dict[str, Any], request: LLMRequest, attempts: int
+    ) -> LLMResponse | float:
+        """One streamed attempt: the reply, or the seconds to wait before the next one."""
+        assembler = self._assembler(request)
+        try:
+            chunks = await self._client.chat.completions.create(**kwargs)
+        except self._sdk_error as exc:
+            return self._wait_or_raise(exc, attempts)
+        failure: Exception | None = None
+        async with chunks:
+            while True:
+                try:
+                    chunk = await anext(chunks)
+                except StopAsyncIteration:
+                    break
+                except Exception as exc:  # as in OpenAIBackend._stream_once
+                    failure = exc
+                    break
+                assembler.feed(chunk)
+        return self._after_stream(assembler, failure, attempts)
 
     async def aclose(self) -> None:
         """Close the client's connections; the backend (and the client) cannot be used after."""
@@ -382,21 +462,6 @@ def _require_openai(feature: str) -> None:
         import openai  # noqa: F401
     except ImportError as exc:
         raise MissingExtraError("openai", "openai", feature) from exc
-
-
-def _check_streaming(feature: str, stream: bool, on_token: object) -> None:
-    if on_token is None:
-        return
-    if not callable(on_token):
-        raise ConfigurationError(
-            f"{feature}(on_token=...) must be a function taking the text of each piece, got "
-            f"{type(on_token).__name__} {on_token!r}"
-        )
-    if not stream:
-        raise ConfigurationError(
-            f"{feature}(on_token=...) is only called for a streamed reply, and stream is "
-            f"{stream!r}: pass stream=True as well."
-        )
 
 
 def _check_env(feature: str, kw: dict[str, Any]) -> None:

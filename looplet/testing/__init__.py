@@ -5,7 +5,8 @@ script, for unit tests of the loop itself. :class:`ScriptedOpenAIServer` serves 
 real HTTP on ``127.0.0.1``, so provider code runs with the real SDK: the ``openai`` SDK at
 ``server.base_url`` (Chat Completions), the ``anthropic`` SDK at ``server.url`` (Messages).
 Build its script with :func:`text_reply`, :func:`tool_reply` and :func:`call`,
-:func:`error_reply` and :func:`slow_reply`. Standard library only.
+:func:`error_reply`, :func:`slow_reply`, and :func:`cut_stream` for a stream that breaks off
+part-way. Standard library only.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 from looplet.testing._script import (
     RecordedRequest,
     call,
+    cut_stream,
     error_reply,
     slow_reply,
     text_reply,
@@ -27,6 +29,7 @@ __all__ = [
     "RecordedRequest",
     "ScriptedOpenAIServer",
     "call",
+    "cut_stream",
     "error_reply",
     "slow_reply",
     "text_reply",

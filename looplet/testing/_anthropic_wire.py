@@ -1,11 +1,12 @@
 """The Anthropic Messages wire format, as the loopback server speaks it.
 
 Pure functions from a request body and a scripted reply to the JSON the real Messages API
-would send: the ``message`` object, the named server-sent events of a stream, error bodies, a
-deterministic usage estimate, and the validation of a request (the 400s the real API returns
-for a conversation that does not alternate, a ``tool_use`` left unanswered, a missing
-``max_tokens``...). No sockets here; the OpenAI twin is :mod:`looplet.testing._wire`, the
-server :mod:`looplet.testing._server`.
+would send: the ``message`` object, the named server-sent events of a stream (whole, or broken
+off as a :func:`~looplet.testing.cut_stream` asks), error bodies, a deterministic usage
+estimate, and the validation of a request (the 400s the real API returns for a conversation
+that does not alternate, a ``tool_use`` left unanswered, a missing ``max_tokens``...). No
+sockets here; the OpenAI twin is :mod:`looplet.testing._wire`, the server
+:mod:`looplet.testing._server`.
 
 A scripted call whose arguments are not a JSON object (``call("greet", '{"name": "Al')``) is
 sent with the raw string as its ``input`` (and, streamed, as its ``partial_json`` pieces): the
@@ -21,7 +22,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from looplet.testing._script import ScriptedCall, ScriptedReply
+from looplet.testing._script import ScriptedCall, ScriptedReply, StreamCut
 from looplet.testing._wire import Invalid, pieces
 from looplet.types import Usage
 
@@ -32,6 +33,7 @@ __all__ = [
     "error_type",
     "estimate_usage",
     "message_object",
+    "stream_body",
     "stream_events",
     "tool_use_ids",
     "validate_messages_body",
@@ -162,6 +164,27 @@ def encode_events(events: Sequence[Mapping[str, Any]]) -> list[bytes]:
         f"event: {e['type']}\ndata: {json.dumps(e, ensure_ascii=False)}\n\n".encode()
         for e in events
     ]
+
+
+def stream_body(events: Sequence[Mapping[str, Any]], cut: StreamCut | None = None) -> list[bytes]:
+    """The server-sent events of a stream, encoded (:func:`encode_events`).
+
+    With ``cut``, what a :func:`~looplet.testing.cut_stream` sends instead: its first
+    ``cut.after`` events, then for ``"error"`` an ``event: error`` (an ``overloaded_error``,
+    the error a real stream most often ends with), for ``"no_finish"`` nothing more (the
+    ``message_stop`` is left out), for ``"cut"`` nothing: closing the connection is the
+    server's part.
+    """
+    if cut is None:
+        return encode_events(events)
+    if cut.ending == "no_finish":
+        sent = [e for e in events if e["type"] != "message_stop"][: cut.after]
+        return encode_events(sent)
+    sent = list(events[: cut.after])
+    if cut.ending == "error":
+        message = f"Overloaded (scripted: cut_stream after {len(sent)} events)"
+        sent.append({"type": "error", "error": {"type": "overloaded_error", "message": message}})
+    return encode_events(sent)
 
 
 def validate_messages_body(body: Any) -> Invalid | None:

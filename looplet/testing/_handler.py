@@ -18,10 +18,12 @@ from looplet.errors import ConfigurationError
 from looplet.testing import _anthropic_wire as _anthropic
 from looplet.testing import _wire
 from looplet.testing._script import (
+    SERVED_TYPES,
     RecordedRequest,
     ScriptedError,
     ScriptedReply,
     SlowReply,
+    StreamCut,
     normalize_item,
 )
 
@@ -31,7 +33,9 @@ if TYPE_CHECKING:
 __all__ = ["Handler", "Item"]
 
 #: A normalised script item, as the server keeps it.
-Item: TypeAlias = ScriptedReply | ScriptedError | SlowReply | Callable[[RecordedRequest], Any]
+Item: TypeAlias = (
+    ScriptedReply | ScriptedError | SlowReply | StreamCut | Callable[[RecordedRequest], Any]
+)
 
 _CHAT_PATH = "/v1/chat/completions"
 _MODELS_PATH = "/v1/models"
@@ -166,7 +170,7 @@ class Handler(BaseHTTPRequestHandler):
         self._serve(item, number, request)
 
     def _serve(self, item: Item, number: int, request: RecordedRequest) -> None:
-        if callable(item) and not isinstance(item, ScriptedReply | ScriptedError | SlowReply):
+        if callable(item) and not isinstance(item, SERVED_TYPES):
             try:
                 item = _resolve(item, request, number)
             except Exception as exc:  # the test's own callable failed: tell it over HTTP
@@ -187,13 +191,17 @@ class Handler(BaseHTTPRequestHandler):
                 retry_after=item.retry_after,
             )
             return
-        assert isinstance(item, ScriptedReply)
+        cut = item if isinstance(item, StreamCut) else None
+        reply = item.then if isinstance(item, StreamCut) else item
+        assert isinstance(reply, ScriptedReply)
         if self._anthropic:
-            self._reply_anthropic(item, number, request.body)
+            self._reply_anthropic(reply, number, request.body, cut)
         else:
-            self._reply_openai(item, number, request.body)
+            self._reply_openai(reply, number, request.body, cut)
 
-    def _reply_openai(self, item: ScriptedReply, number: int, body: Any) -> None:
+    def _reply_openai(
+        self, item: ScriptedReply, number: int, body: Any, cut: StreamCut | None
+    ) -> None:
         usage = item.usage or _wire.estimate_usage(body, item)
         model = str(body["model"])
         if body.get("stream"):
@@ -205,19 +213,20 @@ class Handler(BaseHTTPRequestHandler):
                 usage=usage,
                 include_usage=bool(options.get("include_usage")),
             )
-            events = [f"data: {json.dumps(c, ensure_ascii=False)}\n\n".encode() for c in chunks]
-            self._send_stream([*events, b"data: [DONE]\n\n"])
+            self._send_stream(_wire.stream_body(chunks, cut), cut=_cuts(cut))
         else:
             self._send_json(
                 200, _wire.completion_object(item, number=number, model=model, usage=usage)
             )
 
-    def _reply_anthropic(self, item: ScriptedReply, number: int, body: Any) -> None:
+    def _reply_anthropic(
+        self, item: ScriptedReply, number: int, body: Any, cut: StreamCut | None
+    ) -> None:
         usage = item.usage or _anthropic.estimate_usage(body, item)
         model = str(body["model"])
         if body.get("stream"):
             events = _anthropic.stream_events(item, number=number, model=model, usage=usage)
-            self._send_stream(_anthropic.encode_events(events))
+            self._send_stream(_anthropic.stream_body(events, cut), cut=_cuts(cut))
         else:
             self._send_json(
                 200, _anthropic.message_object(item, number=number, model=model, usage=usage)
@@ -251,13 +260,23 @@ class Handler(BaseHTTPRequestHandler):
         headers.update(extra_headers or {})
         self._write(status, headers, [data])
 
-    def _send_stream(self, events: list[bytes]) -> None:
+    def _send_stream(self, events: list[bytes], *, cut: bool = False) -> None:
+        """Send ``events`` as a chunked body; ``cut``: hang up before the body's last chunk.
+
+        The connection is closed (FIN) after the bytes already sent, so the client reads
+        every event and then a body that stops short: its HTTP library reports an
+        incomplete chunked read, as for a connection lost mid-reply.
+        """
         headers = {
             "Content-Type": "text/event-stream; charset=utf-8",
             "Cache-Control": "no-cache",
             "Transfer-Encoding": "chunked",
         }
-        framed = [b"%x\r\n%s\r\n" % (len(e), e) for e in events] + [b"0\r\n\r\n"]
+        framed = [b"%x\r\n%s\r\n" % (len(e), e) for e in events]
+        if cut:
+            self.close_connection = True
+        else:
+            framed.append(b"0\r\n\r\n")
         self._write(200, headers, framed)
 
     @property
@@ -282,9 +301,15 @@ class Handler(BaseHTTPRequestHandler):
 
 def _resolve(fn: Callable[[RecordedRequest], Any], request: RecordedRequest, number: int) -> Item:
     result = normalize_item(fn(request), f"the value returned by script item {number}")
-    if callable(result) and not isinstance(result, ScriptedReply | ScriptedError | SlowReply):
+    if callable(result) and not isinstance(result, SERVED_TYPES):
         raise ConfigurationError(
             f"script item {number} is a callable that returned another callable; return a "
-            "reply (text_reply, tool_reply, error_reply, slow_reply, a str or a dict)"
+            "reply (text_reply, tool_reply, error_reply, slow_reply, cut_stream, a str or a "
+            "dict)"
         )
     return result
+
+
+def _cuts(cut: StreamCut | None) -> bool:
+    """Whether the connection is to be closed before the stream's body ends."""
+    return cut is not None and cut.ending == "cut"

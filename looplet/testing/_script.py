@@ -2,10 +2,10 @@
 
 A script is a list of items, served one per ``POST /v1/chat/completions`` (or Anthropic's
 ``POST /v1/messages``: one script drives either SDK) in order. Items are
-built with :func:`text_reply`, :func:`tool_reply` (made of :func:`call`), :func:`error_reply`
-and :func:`slow_reply`; a plain ``str`` is shorthand for a text reply, a ``dict`` is the JSON
-form below, and a callable receives the :class:`RecordedRequest` and returns an item. The
-server and its wire format live in :mod:`looplet.testing._server` and
+built with :func:`text_reply`, :func:`tool_reply` (made of :func:`call`), :func:`error_reply`,
+:func:`slow_reply` and :func:`cut_stream`; a plain ``str`` is shorthand for a text reply, a
+``dict`` is the JSON form below, and a callable receives the :class:`RecordedRequest` and
+returns an item. The server and its wire format live in :mod:`looplet.testing._server` and
 :mod:`looplet.testing._wire`.
 
 The JSON form (``--script FILE.json`` of the command line, or a ``dict`` item)::
@@ -16,6 +16,7 @@ The JSON form (``--script FILE.json`` of the command line, or a ``dict`` item)::
     {"error": {"status": 429, "message": "slow down", "type": "rate_limit_error",
                "retry_after": 1}}
     {"delay": 2.5, "then": {"text": "late"}}
+    {"cut_after": 5, "then": {"text": "Hello there"}, "ending": "error"}
 
 ``text_reply``/``tool_calls`` items may also carry ``"usage": {"prompt_tokens": 12,
 "completion_tokens": 3}``.
@@ -39,7 +40,9 @@ __all__ = [
     "ScriptedError",
     "ScriptedReply",
     "SlowReply",
+    "StreamCut",
     "call",
+    "cut_stream",
     "error_reply",
     "normalize_item",
     "script_from_json",
@@ -104,12 +107,25 @@ class ScriptedError:
     retry_after: str | None = None
 
 
+#: How a :func:`cut_stream` stream ends, after its first chunks.
+STREAM_ENDINGS = ("cut", "error", "no_finish")
+
+
+@dataclass(frozen=True, slots=True)
+class StreamCut:
+    """A streamed reply that breaks off after ``after`` chunks; see :func:`cut_stream`."""
+
+    after: int
+    then: ScriptedReply
+    ending: str = "cut"
+
+
 @dataclass(frozen=True, slots=True)
 class SlowReply:
     """Wait ``seconds`` (less if the server stops), then answer with ``then``."""
 
     seconds: float
-    then: ScriptedReply | ScriptedError
+    then: ScriptedReply | ScriptedError | StreamCut
 
 
 #: What a script item may be before it is normalised.
@@ -117,17 +133,21 @@ ScriptItem: TypeAlias = (
     ScriptedReply
     | ScriptedError
     | SlowReply
+    | StreamCut
     | str
     | Mapping[str, Any]
     | Callable[[RecordedRequest], Any]
 )
-_Served: TypeAlias = ScriptedReply | ScriptedError | SlowReply
+_Served: TypeAlias = ScriptedReply | ScriptedError | SlowReply | StreamCut
+#: The normalised items that are not callables (a callable item is resolved per request).
+SERVED_TYPES = (ScriptedReply, ScriptedError, SlowReply, StreamCut)
 _UsageLike: TypeAlias = Usage | Mapping[str, int] | None
 
 _FORMS = (
-    "text_reply(...), tool_reply(call(...)), error_reply(...), slow_reply(...), a str, a dict "
-    'in the JSON form ({"text": ...}, {"tool_calls": [...]}, {"error": {...}}, '
-    '{"delay": s, "then": {...}}), or a callable taking the RecordedRequest'
+    "text_reply(...), tool_reply(call(...)), error_reply(...), slow_reply(...), "
+    'cut_stream(...), a str, a dict in the JSON form ({"text": ...}, {"tool_calls": [...]}, '
+    '{"error": {...}}, {"delay": s, "then": {...}}, {"cut_after": n, "then": {...}}), or a '
+    "callable taking the RecordedRequest"
 )
 
 
@@ -227,26 +247,73 @@ def slow_reply(seconds: float, then: ScriptItem) -> SlowReply:
     """Answer with ``then`` after ``seconds``, to test client time-outs.
 
     The wait ends early when the server stops, and the connection is then closed unanswered,
-    so a test never waits for the full delay.
+    so a test never waits for the full delay. ``then`` may be a reply, an error or a
+    :func:`cut_stream`.
     """
     if not isinstance(seconds, int | float) or not math.isfinite(seconds) or seconds < 0:
         raise ConfigurationError(f"slow_reply() needs a delay in seconds >= 0, got {seconds!r}")
     inner = normalize_item(then, "slow_reply(then=...)")
     if isinstance(inner, SlowReply) or callable(inner):
         raise ConfigurationError(
-            "slow_reply(then=...) must be a reply or an error, not another slow_reply or a "
-            "callable; a callable item may itself return slow_reply(...)"
+            "slow_reply(then=...) must be a reply, an error or a cut_stream, not another "
+            "slow_reply or a callable; a callable item may itself return slow_reply(...)"
         )
     return SlowReply(float(seconds), inner)
 
 
+def cut_stream(after: int, then: ScriptItem, *, ending: str = "cut") -> StreamCut:
+    """A streamed reply that breaks off after its first ``after`` chunks, to test how a client
+    copes with a stream that fails part-way.
+
+    When the request streams, the server sends the first ``after`` chunks of ``then``'s stream
+    (OpenAI: ``chat.completion.chunk`` objects, the first one carrying only the role;
+    Anthropic: events, ``message_start`` and ``ping`` first), then ends it as ``ending`` says:
+
+    - ``"cut"``: closes the connection in the middle of the response body.
+    - ``"error"``: sends an error event and ends the body (OpenAI: a ``data:`` line holding an
+      ``{"error": {...}}`` object; Anthropic: ``event: error`` with an ``overloaded_error``).
+    - ``"no_finish"``: ends the body cleanly but without the stream's finish (OpenAI: ``data:
+      [DONE]`` with no chunk carrying a ``finish_reason``; Anthropic: no ``message_stop``).
+
+    An ``after`` past the end of the stream sends all of it (for ``"no_finish"``, all that
+    comes before its finish). A request that does not stream is answered with ``then`` whole.
+
+    Example::
+
+        cut_stream(5, text_reply("Hello there, Alice."), ending="error")
+
+    Args:
+        after: how many chunks (or events) to send before the ending, 0 or more.
+        then: the reply whose stream is cut: a :func:`text_reply`, a :func:`tool_reply`, a
+            ``str`` or their JSON form.
+        ending: ``"cut"``, ``"error"`` or ``"no_finish"``.
+    """
+    if isinstance(after, bool) or not isinstance(after, int) or after < 0:
+        raise ConfigurationError(
+            f"cut_stream() needs the number of chunks to send before the break, an int >= 0, "
+            f"got {after!r}"
+        )
+    if ending not in STREAM_ENDINGS:
+        raise ConfigurationError(
+            f"cut_stream(ending={ending!r}): expected one of {', '.join(map(repr, STREAM_ENDINGS))}"
+        )
+    reply = normalize_item(then, "cut_stream(then=...)")
+    if not isinstance(reply, ScriptedReply):
+        raise ConfigurationError(
+            "cut_stream(then=...) must be a reply (text_reply(...), tool_reply(...), a str), "
+            f"got {type(reply).__name__}; a callable item may itself return cut_stream(...)"
+        )
+    return StreamCut(after, reply, ending)
+
+
 def normalize_item(item: Any, where: str) -> _Served | Callable[[RecordedRequest], Any]:
-    """``item`` as a reply, an error, a slow reply, or a callable left to call per request.
+    """``item`` as a reply, an error, a slow reply, a cut stream, or a callable left to call
+    per request.
 
     Raises:
         ConfigurationError: ``item`` is none of the accepted forms; ``where`` says which.
     """
-    if isinstance(item, ScriptedReply | ScriptedError | SlowReply):
+    if isinstance(item, SERVED_TYPES):
         return item
     if isinstance(item, str):
         return ScriptedReply(text=item)
@@ -303,6 +370,14 @@ def _from_json_form(obj: Mapping[str, Any], where: str) -> _Served:
         if "then" not in obj:
             raise ConfigurationError(f'{where}: "delay" needs a "then" item to answer with')
         return slow_reply(obj["delay"], obj["then"])
+    if "cut_after" in keys:
+        _only(obj, {"cut_after", "then", "ending"}, where)
+        if "then" not in obj:
+            raise ConfigurationError(f'{where}: "cut_after" needs a "then" reply to stream')
+        try:
+            return cut_stream(obj["cut_after"], obj["then"], ending=obj.get("ending", "cut"))
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"{where}: {exc}") from None
     if "text" in keys or "tool_calls" in keys:
         _only(obj, {"text", "tool_calls", "usage"}, where)
         text = obj.get("text", "")
@@ -317,7 +392,7 @@ def _from_json_form(obj: Mapping[str, Any], where: str) -> _Served:
         return ScriptedReply(text, calls, _usage(obj.get("usage")))
     raise ConfigurationError(
         f"{where}: {dict(obj)!r} has none of the keys "
-        '"text", "tool_calls", "error" or "delay"; expected ' + _FORMS
+        '"text", "tool_calls", "error", "delay" or "cut_after"; expected ' + _FORMS
     )
 
 

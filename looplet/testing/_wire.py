@@ -1,21 +1,22 @@
 """The OpenAI Chat Completions wire format, as the loopback server speaks it.
 
 Pure functions from a request body and a scripted reply to the JSON the real API would send:
-the ``chat.completion`` object, the ``chat.completion.chunk`` sequence of a stream, error
-bodies, a deterministic usage estimate, and the validation of the ``messages`` list (the
-400s the real API returns for a broken conversation). No sockets here; see
-:mod:`looplet.testing._server`.
+the ``chat.completion`` object, the ``chat.completion.chunk`` sequence of a stream (whole, or
+broken off as a :func:`~looplet.testing.cut_stream` asks), error bodies, a deterministic usage
+estimate, and the validation of the ``messages`` list (the 400s the real API returns for a
+broken conversation). No sockets here; see :mod:`looplet.testing._server`.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from looplet.testing._script import ScriptedReply
+from looplet.testing._script import ScriptedReply, StreamCut
 from looplet.types import Usage
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "estimate_usage",
     "models_object",
     "pieces",
+    "stream_body",
     "validate_chat_body",
 ]
 
@@ -37,6 +39,7 @@ CREATED = 1_700_000_000
 #: The one model ``GET /v1/models`` lists.
 MODEL_ID = "looplet-scripted"
 
+_DONE = b"data: [DONE]\n\n"
 _ROLES = ("system", "developer", "user", "assistant", "tool")
 _CHARS_PER_TOKEN = 4
 _MAX_PIECE = 16
@@ -158,6 +161,30 @@ def completion_chunks(
     if include_usage:
         chunks.append({**base, "choices": [], "usage": _usage_object(usage)})
     return chunks
+
+
+def stream_body(chunks: Sequence[Mapping[str, Any]], cut: StreamCut | None = None) -> list[bytes]:
+    """The server-sent events of a stream: each chunk on a ``data:`` line, then ``[DONE]``.
+
+    With ``cut``, what a :func:`~looplet.testing.cut_stream` sends instead: its first
+    ``cut.after`` chunks, then for ``"error"`` an ``{"error": {...}}`` object on a ``data:``
+    line, for ``"no_finish"`` ``[DONE]`` (the chunk with the ``finish_reason``, and the
+    usage chunk after it, left out), for ``"cut"`` nothing: closing the connection is the
+    server's part.
+    """
+    if cut is None:
+        return [*map(_data_line, chunks), _DONE]
+    if cut.ending == "no_finish":
+        before_finish = list(itertools.takewhile(lambda c: not _finishes(c), chunks))
+        return [*map(_data_line, before_finish[: cut.after]), _DONE]
+    events = [_data_line(c) for c in chunks[: cut.after]]
+    if cut.ending == "error":
+        message = (
+            "The server had an error while streaming the reply (scripted: cut_stream after "
+            f"{len(events)} chunks)."
+        )
+        events.append(_data_line(error_body(message, "server_error")))
+    return events
 
 
 def pieces(text: str) -> list[str]:
@@ -361,6 +388,14 @@ def _check_stream(stream: Any, options: Any) -> Invalid | None:
 
 def _finish_reason(reply: ScriptedReply) -> str:
     return "tool_calls" if reply.tool_calls else "stop"
+
+
+def _data_line(obj: Mapping[str, Any]) -> bytes:
+    return f"data: {json.dumps(obj, ensure_ascii=False)}\n\n".encode()
+
+
+def _finishes(chunk: Mapping[str, Any]) -> bool:
+    return any(choice.get("finish_reason") for choice in chunk.get("choices") or ())
 
 
 def _chunk_choice(delta: dict[str, Any], finish: str | None) -> dict[str, Any]:

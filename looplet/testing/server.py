@@ -48,6 +48,7 @@ from looplet.testing._script import (
     RecordedRequest,
     ScriptItem,
     call,
+    cut_stream,
     error_reply,
     script_from_json,
     slow_reply,
@@ -61,6 +62,7 @@ __all__ = [
     "ScriptItem",
     "ScriptedOpenAIServer",
     "call",
+    "cut_stream",
     "error_reply",
     "load_script",
     "main",
@@ -101,7 +103,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="FILE.json",
         help='a JSON array of replies, e.g. [{"text": "hi"}, {"tool_calls": [{"name": '
         '"greet", "arguments": {"name": "Alice"}}]}, {"error": {"status": 429, '
-        '"message": "slow down"}}, {"delay": 2, "then": {"text": "late"}}]',
+        '"message": "slow down"}}, {"delay": 2, "then": {"text": "late"}}, {"cut_after": 3, '
+        '"then": {"text": "cut short"}, "ending": "cut"}] (ending: cut, error or no_finish)',
     )
     parser.add_argument(
         "--host", default="127.0.0.1", help="address to bind (default: %(default)s)"
