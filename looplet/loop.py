@@ -16,7 +16,7 @@ from typing import Any
 from looplet.backends.base import LLMRequest, LLMResponse
 from looplet.config import LoopConfig
 from looplet.engine import CallModel, Effect, RunState, run_engine
-from looplet.errors import ConfigurationError, HookError, LLMError
+from looplet.errors import ConfigurationError, LLMError, LoopletError
 from looplet.hooks import resolve_hooks
 from looplet.state import AgentState, DefaultState
 from looplet.tools import BaseToolRegistry, ToolContext, ToolSpec
@@ -192,17 +192,17 @@ class AsyncLoopRun(AsyncGenerator[Step, None]):
 # -- I/O: the only thing the drivers do -------------------------------------------------------
 
 
-def call_model(llm: Any, request: LLMRequest) -> LLMResponse | LLMError | HookError:
+def call_model(llm: Any, request: LLMRequest) -> LLMResponse | LoopletError:
     """Call a sync backend; a failure comes back as an LLMError value for the engine."""
     try:
         return llm.complete(request)  # type: ignore[no-any-return]
-    except (LLMError, HookError) as err:  # HookError: a StreamingHook raised on a chunk
+    except LoopletError as err:  # LLMError; HookError from a StreamingHook; a CassetteError
         return err
     except Exception as exc:  # a backend bug must still end the run cleanly, with a cause
         return _backend_failure(llm, exc)
 
 
-async def acall_model(llm: Any, request: LLMRequest) -> LLMResponse | LLMError | HookError:
+async def acall_model(llm: Any, request: LLMRequest) -> LLMResponse | LoopletError:
     """Call a backend from the async loop, awaiting ``acomplete`` or threading ``complete``."""
     try:
         if hasattr(llm, "acomplete"):
@@ -210,7 +210,7 @@ async def acall_model(llm: Any, request: LLMRequest) -> LLMResponse | LLMError |
         import asyncio  # imported on first use: it costs ~20 ms at start-up
 
         return await asyncio.to_thread(llm.complete, request)
-    except (LLMError, HookError) as err:
+    except LoopletError as err:
         return err
     except Exception as exc:
         return _backend_failure(llm, exc)

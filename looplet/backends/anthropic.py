@@ -29,7 +29,7 @@ from looplet.backends._anthropic_convert import (
 )
 from looplet.backends._anthropic_stream import AnthropicStreamAssembler
 from looplet.backends._streaming import TokenCallback, check_on_token
-from looplet.backends.base import LLMRequest, LLMResponse, RetryPolicy
+from looplet.backends.base import LLMRequest, LLMResponse, RetryPolicy, reraise_own_error
 from looplet.errors import ConfigurationError, LLMError, MissingExtraError
 from looplet.messages import Message
 from looplet.types import Usage
@@ -122,6 +122,7 @@ class _AnthropicBackendBase:
 
     def _wait_or_raise(self, exc: Exception, attempts: int) -> float:
         """Seconds to wait before retrying after ``exc``; raises the LLMError when giving up."""
+        reraise_own_error(exc)
         return self._decide(to_llm_error(exc, attempts, provider=self.provider), exc, attempts)
 
     def _decide(self, error: LLMError, exc: Exception | None, attempts: int) -> float:

@@ -25,6 +25,7 @@ __all__ = [
     "RetryPolicy",
     "StreamChunk",
     "ToolSchema",
+    "reraise_own_error",
 ]
 
 #: A tool as offered to the model: ``{"name", "description", "parameters": <JSON Schema>}``.
@@ -128,6 +129,20 @@ class AsyncLLMBackend(Protocol):
             LLMError: the provider failed (after any retries the backend makes).
         """
         ...
+
+
+def reraise_own_error(exc: BaseException) -> None:
+    """Re-raise a looplet error that an SDK wrapped as its own connection error.
+
+    Errors raised below the SDK by looplet itself (a cassette that does not match the request,
+    for example) reach a backend wrapped in the SDK's ``APIConnectionError``; they are not
+    provider failures, so they must surface unchanged and never be retried.
+    """
+    from looplet.errors import LLMError, LoopletError
+
+    cause = exc.__cause__ or exc.__context__
+    if isinstance(cause, LoopletError) and not isinstance(cause, LLMError):
+        raise cause
 
 
 _RETRIABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 529})

@@ -37,7 +37,7 @@ from looplet.backends._streaming import (
     check_on_token,
     interrupted_error,
 )
-from looplet.backends.base import LLMRequest, LLMResponse, RetryPolicy
+from looplet.backends.base import LLMRequest, LLMResponse, RetryPolicy, reraise_own_error
 from looplet.errors import ConfigurationError, LLMError, MissingExtraError
 from looplet.messages import Message
 from looplet.types import Usage
@@ -138,6 +138,7 @@ class _OpenAIBackendBase:
         A stream that failed after its callbacks received pieces is never retried (they would
         receive them twice): that raises ``LLMError(kind="stream_interrupted")``.
         """
+        reraise_own_error(exc)
         error = self._to_llm_error(exc, attempts)
         if assembler is not None and assembler.delivered:
             raise interrupted_error(
