@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
 from looplet._frozen import fast_init
@@ -219,7 +219,7 @@ class StopReason(enum.StrEnum):
     """A hook raised; the :class:`~looplet.errors.HookError` was raised."""
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class Trajectory:
     """The record of one run: what ``composable_loop`` returns and what evals assert on.
 
@@ -312,6 +312,21 @@ class Trajectory:
         from looplet.assertions import _failed
 
         return _failed(self)
+
+    def __eq__(self, other: object) -> bool:
+        """Equal to another trajectory with the same record; or to a list of expected steps.
+
+        ``traj == ["greet", ("done", {"answer": ANY})]`` is ``traj.matches(expected,
+        order="strict", args="subset")``, and under pytest a failing ``assert`` of it shows
+        the step-by-step diff.
+        """
+        if isinstance(other, Trajectory):
+            return all(getattr(self, f.name) == getattr(other, f.name) for f in fields(self))
+        if isinstance(other, list | tuple):
+            return self.matches(list(other), order="strict", args="subset")
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
 
     def matches(self, expected: Sequence[StepSpec], /, **options: Any) -> bool:
         """Whether the steps match ``expected``; the ``bool`` form of ``assert_trajectory``.

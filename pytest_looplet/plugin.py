@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -38,6 +39,9 @@ __all__ = [
 RECORD_MODES = ("none", "once", "new_episodes", "all")
 """The cassette record modes, as vcrpy names them; ``none`` replays only."""
 
+PROVIDERS = ("openai", "anthropic")
+"""The providers ``looplet_llm`` can build a backend for."""
+
 _DEFAULT_THRESHOLD = "0.5"
 _DEFAULT_EVAL_FILES = ["eval_*.py"]
 _DEFAULT_EVAL_PREFIX = "eval_"
@@ -60,6 +64,7 @@ class LoopletSettings:
             ``--looplet-record-mode`` was given).
         record_mode_source: where ``record_mode`` came from, for the report header.
         model: the model evals should use, or ``None`` for each agent's own.
+        provider: ``openai`` or ``anthropic``, the backend ``looplet_llm`` builds.
         threshold: the score an eval must reach when its marker sets none.
         eval_files: glob patterns of eval files.
         eval_prefix: the name prefix of eval functions.
@@ -69,6 +74,7 @@ class LoopletSettings:
     record_mode: str
     record_mode_source: str
     model: str | None
+    provider: str
     threshold: float
     eval_files: tuple[str, ...]
     eval_prefix: str
@@ -139,6 +145,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="NAME",
     )
     add(
+        "--looplet-provider",
+        "looplet_provider",
+        "string",
+        "openai",
+        f"Provider looplet_llm talks to: {', '.join(PROVIDERS)}. Default: openai.",
+        metavar="NAME",
+    )
+    add(
         "--looplet-threshold",
         "looplet_threshold",
         "string",
@@ -164,6 +178,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", _MARKER)
     settings = _resolve(config)
     config.stash[settings_key] = settings
+    from pytest_looplet import fixtures  # pytest only at import: cheap
+
+    config.pluginmanager.register(fixtures, "looplet-fixtures")
     if settings.evals:
         plugin = EvalPlugin(config, settings)
         config.stash[evals_key] = plugin
@@ -253,6 +270,11 @@ def _resolve(config: pytest.Config) -> LoopletSettings:
             f"looplet: --looplet-threshold / looplet_threshold must be a number in [0, 1], "
             f"not {raw_threshold!r}"
         ) from None
+    provider = _option_or_ini(config, "looplet_provider") or "openai"
+    if provider not in PROVIDERS:
+        raise pytest.UsageError(
+            f"looplet: unknown provider {provider!r}; valid: {', '.join(PROVIDERS)}"
+        )
     prefix = str(config.getini("looplet_eval_prefix")).strip()
     if not prefix:
         raise pytest.UsageError("looplet: looplet_eval_prefix must not be empty")
@@ -261,6 +283,7 @@ def _resolve(config: pytest.Config) -> LoopletSettings:
         record_mode=mode,
         record_mode_source=source,
         model=_option_or_ini(config, "looplet_model") or None,
+        provider=provider,
         threshold=threshold,
         eval_files=tuple(config.getini("looplet_eval_files")),
         eval_prefix=prefix,
@@ -282,6 +305,44 @@ def _record_mode(config: pytest.Config) -> tuple[str, str]:
         # A CI run must never reach a real model: only an explicit flag may record there.
         return "none", "CI"
     return mode, "ini" if mode != "none" else "default"
+
+
+cassette_failed_key = pytest.StashKey[bool]()
+"""Set on an item whose test call already failed with a cassette error (reported once)."""
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """Note a test that failed with a cassette error, so its fixture does not report it again."""
+    errors = sys.modules.get("looplet.cassettes.errors")
+    excinfo = call.excinfo if call.when == "call" else None
+    if (
+        errors is not None
+        and excinfo is not None
+        and isinstance(excinfo.value, errors.CassetteError)
+    ):
+        item.stash[cassette_failed_key] = True
+    return (yield)
+
+
+def pytest_assertrepr_compare(
+    config: pytest.Config, op: str, left: object, right: object
+) -> list[str] | None:
+    """Explain ``assert trajectory == [expected steps]`` as a step-by-step diff."""
+    types = sys.modules.get("looplet.types")  # no trajectory exists unless looplet is loaded
+    if op != "==" or types is None:
+        return None
+    if isinstance(right, types.Trajectory) and isinstance(left, list | tuple):
+        left, right = right, left
+    if not isinstance(left, types.Trajectory) or not isinstance(right, list | tuple):
+        return None
+    from looplet.assertions import TrajectoryMismatch, assert_trajectory, explain_mismatch
+
+    try:
+        assert_trajectory(left, list(right), order="strict", args="subset")
+    except TrajectoryMismatch as mismatch:
+        return explain_mismatch(mismatch)
+    return None
 
 
 def _on_ci() -> bool:

@@ -1,0 +1,309 @@
+"""The fixtures that turn an agent into a pytest suite: a cassette per test, a backend wired
+to it, and ``looplet_agent.run(task)`` returning the :class:`~looplet.types.Trajectory`.
+
+Scopes follow cost: the settings are read once per session, everything else is per test, so
+tests stay independent under pytest-xdist. Configure them the pytest way, by defining a
+fixture of the same name in a ``conftest.py`` or in the eval file (``looplet_tools`` at
+least: the plugin cannot know your agent's tools). Nothing heavy is imported until a fixture
+is used: looplet, vcrpy and the provider SDK load in the fixture bodies.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from pytest_looplet.plugin import cassette_failed_key, looplet_settings
+
+if TYPE_CHECKING:
+    from looplet import BaseToolRegistry, LoopConfig, PermissionEngine, Trajectory
+    from looplet.cassettes import Cassette
+
+__all__ = [
+    "LoopletAgent",
+    "looplet_agent",
+    "looplet_cassette",
+    "looplet_cassette_path",
+    "looplet_config",
+    "looplet_hooks",
+    "looplet_llm",
+    "looplet_model",
+    "looplet_permissions",
+    "looplet_provider",
+    "looplet_record_mode",
+    "looplet_tools",
+    "looplet_workspace",
+]
+
+_DEFAULT_MODELS = {"openai": "gpt-4o-mini", "anthropic": "claude-sonnet-5-5"}
+# The endpoint each provider's SDK appends to its base URL: what a cassette's first request
+# URI ends with, so the recorded base URL can be recovered for replay.
+_ENDPOINTS = {"openai": "/chat/completions", "anthropic": "/v1/messages"}
+_UNSAFE = re.compile(r"[^\w.\[\]=,+-]")
+
+
+@pytest.fixture(scope="session")
+def looplet_record_mode(pytestconfig: pytest.Config) -> str:
+    """Session: the cassette record mode (``--looplet-record-mode``; ``none`` by default)."""
+    return looplet_settings(pytestconfig).record_mode
+
+
+@pytest.fixture(scope="session")
+def looplet_provider(pytestconfig: pytest.Config) -> str:
+    """Session: ``openai`` or ``anthropic`` (``--looplet-provider``; default ``openai``)."""
+    return looplet_settings(pytestconfig).provider
+
+
+@pytest.fixture(scope="session")
+def looplet_model(pytestconfig: pytest.Config, looplet_provider: str) -> str:
+    """Session: the model name: ``--looplet-model``, else ``OPENAI_MODEL`` /
+    ``ANTHROPIC_MODEL``, else the provider's default (``gpt-4o-mini``)."""
+    chosen = looplet_settings(pytestconfig).model
+    env = os.environ.get(f"{looplet_provider.upper()}_MODEL")
+    return chosen or env or _DEFAULT_MODELS[looplet_provider]
+
+
+@pytest.fixture
+def looplet_cassette_path(request: pytest.FixtureRequest) -> Path:
+    """Per test: ``cassettes/<module>/<test name>[<params>].yaml`` beside the test file."""
+    node_path = Path(str(request.node.path))
+    name = _UNSAFE.sub("_", request.node.name)
+    return node_path.parent / "cassettes" / node_path.stem / f"{name}.yaml"
+
+
+@pytest.fixture
+def looplet_cassette(
+    request: pytest.FixtureRequest, looplet_cassette_path: Path, looplet_record_mode: str
+) -> Iterator[Cassette]:
+    """Per test: the test's cassette, active for the whole test (``with use_cassette``).
+
+    In ``none`` mode a missing cassette fails the test with the command that records it. A
+    request that does not match the cassette fails the test with what changed; a test that
+    swallowed that error still fails, when the cassette closes.
+    """
+    from looplet.cassettes import CassetteError, use_cassette
+
+    cassette = use_cassette(looplet_cassette_path, looplet_record_mode)
+    with cassette:
+        yield cassette
+        if request.node.stash.get(cassette_failed_key, False):
+            # The test already failed with this cassette's error: report it once, not twice.
+            with contextlib.suppress(CassetteError):
+                cassette.__exit__(None, None, None)
+
+
+@pytest.fixture
+def looplet_llm(
+    looplet_cassette: Cassette, looplet_provider: str, looplet_model: str
+) -> Iterator[Any]:
+    """Per test: a backend for the provider, its HTTP recorded to or replayed from the cassette.
+
+    Replaying needs no API key and no network: the client is pointed at the base URL the
+    cassette was recorded from. Recording uses ``OPENAI_API_KEY`` / ``OPENAI_BASE_URL`` (or
+    the ``ANTHROPIC_*`` twins).
+    """
+    env = looplet_provider.upper()
+    replaying = _replays_only(looplet_cassette)
+    base_url = (
+        _recorded_base_url(looplet_cassette.path, looplet_provider)
+        if replaying
+        else os.environ.get(f"{env}_BASE_URL")
+    )
+    api_key = os.environ.get(f"{env}_API_KEY") or ("looplet-replay" if replaying else None)
+    if api_key is None:
+        pytest.fail(
+            f"recording {looplet_cassette.path} needs {env}_API_KEY (and {env}_BASE_URL for "
+            f"a non-default endpoint). To replay instead, run with --looplet-record-mode=none.",
+            pytrace=False,
+        )
+    if looplet_provider == "anthropic":
+        import anthropic
+
+        from looplet.backends import AnthropicBackend
+
+        with anthropic.Anthropic(api_key=api_key, base_url=base_url) as client:
+            yield AnthropicBackend(client, model=looplet_model)
+    else:
+        import openai
+
+        from looplet.backends import OpenAIBackend
+
+        with openai.OpenAI(api_key=api_key, base_url=base_url) as client:
+            yield OpenAIBackend(client, model=looplet_model)
+
+
+@pytest.fixture
+def looplet_tools() -> BaseToolRegistry:
+    """Per test: your agent's tools. Override it: the plugin cannot know them."""
+    pytest.fail(
+        "looplet_agent needs your agent's tools: define a `looplet_tools` fixture in "
+        "conftest.py (or in the eval file) returning a BaseToolRegistry, e.g.\n"
+        "    @pytest.fixture\n"
+        "    def looplet_tools():\n"
+        "        return BaseToolRegistry([greet, done])",
+        pytrace=False,
+    )
+
+
+@pytest.fixture
+def looplet_permissions() -> PermissionEngine:
+    """Per test: a fail-closed PermissionEngine (every call denied). Override it with rules."""
+    from looplet.permissions import PermissionEngine
+
+    return PermissionEngine()
+
+
+@pytest.fixture
+def looplet_hooks() -> list[object]:
+    """Per test: extra hooks for the agent's loop (none by default)."""
+    return []
+
+
+@pytest.fixture
+def looplet_config() -> LoopConfig:
+    """Per test: the agent's LoopConfig (the defaults unless overridden)."""
+    from looplet import LoopConfig
+
+    return LoopConfig()
+
+
+@pytest.fixture
+def looplet_workspace(tmp_path: Path) -> Path:
+    """Per test: an empty folder the agent works in (``ToolContext.workspace_root``)."""
+    workspace = tmp_path / "workspace"
+    workspace.mkdir()
+    return workspace
+
+
+class LoopletAgent:
+    """Runs the agent under test: ``traj = looplet_agent.run(task)``.
+
+    Every run uses the test's cassette-backed backend, tools, hooks, permission engine and
+    config, in the test's workspace, prints each step (pytest shows them when the test
+    fails) and reports the trajectory to the plugin's summary and JUnit properties.
+    """
+
+    def __init__(
+        self,
+        request: pytest.FixtureRequest,
+        llm: Any,
+        tools: BaseToolRegistry,
+        permissions: PermissionEngine | None,
+        hooks: list[object],
+        config: LoopConfig,
+        workspace: Path,
+    ) -> None:
+        self.request = request
+        self.llm = llm
+        self.tools = tools
+        self.permissions = permissions
+        self.hooks = hooks
+        self.config = config
+        self.workspace = workspace
+        #: Every trajectory this agent produced in the test, in order.
+        self.runs: list[Trajectory] = []
+
+    @property
+    def trajectory(self) -> Trajectory | None:
+        """The last run's trajectory."""
+        return self.runs[-1] if self.runs else None
+
+    def run(self, task: Any, **overrides: Any) -> Trajectory:
+        """Run the agent on ``task`` and return the trajectory.
+
+        ``overrides`` replace the fixtures' values for this run: ``tools``, ``hooks``,
+        ``permissions`` (``None`` for no permission checks), ``context``, and any
+        ``LoopConfig`` field (``max_steps=3``, ``system_prompt=...``).
+
+        A run that ends in an error (the provider, a hook, a cassette mismatch) re-raises it
+        after its partial trajectory is recorded.
+        """
+        import dataclasses
+
+        from looplet import LoopConfig, composable_loop
+        from looplet.errors import LoopletError
+        from looplet.permissions import PermissionHook
+        from pytest_looplet.scoring import record_trajectory
+
+        tools = overrides.pop("tools", self.tools)
+        hooks = list(overrides.pop("hooks", self.hooks))
+        permissions = overrides.pop("permissions", self.permissions)
+        context = overrides.pop("context", None)
+        fields = {f.name for f in dataclasses.fields(LoopConfig)}
+        unknown = set(overrides) - fields
+        if unknown:
+            raise TypeError(
+                f"looplet_agent.run() got unknown overrides {sorted(unknown)}; it takes tools, "
+                "hooks, permissions, context and LoopConfig fields"
+            )
+        config = dataclasses.replace(self.config, **overrides)
+        if config.workspace_root is None:
+            config = dataclasses.replace(config, workspace_root=str(self.workspace))
+        if permissions is not None:
+            hooks.insert(0, PermissionHook(permissions))
+        loop = composable_loop(
+            llm=self.llm, tools=tools, task=task, hooks=hooks, config=config, context=context
+        )
+        try:
+            for step in loop:
+                print(step.pretty())
+        except LoopletError as err:
+            partial = err.trajectory or loop.trajectory
+            self.runs.append(partial)
+            record_trajectory(self.request, partial)
+            print(partial.pretty())
+            raise
+        trajectory = loop.trajectory
+        print(trajectory.pretty().splitlines()[-1])
+        self.runs.append(trajectory)
+        record_trajectory(self.request, trajectory)
+        return trajectory
+
+
+@pytest.fixture
+def looplet_agent(
+    request: pytest.FixtureRequest,
+    looplet_llm: Any,
+    looplet_tools: BaseToolRegistry,
+    looplet_permissions: PermissionEngine | None,
+    looplet_hooks: list[object],
+    looplet_config: LoopConfig,
+    looplet_workspace: Path,
+) -> LoopletAgent:
+    """Per test: the agent under test; ``looplet_agent.run(task, **overrides)``."""
+    return LoopletAgent(
+        request,
+        looplet_llm,
+        looplet_tools,
+        looplet_permissions,
+        looplet_hooks,
+        looplet_config,
+        looplet_workspace,
+    )
+
+
+def _replays_only(cassette: Cassette) -> bool:
+    mode = cassette.record_mode
+    return mode == "none" or (mode == "once" and cassette.path.exists())
+
+
+def _recorded_base_url(path: Path, provider: str) -> str | None:
+    """The base URL the cassette was recorded from (``None``: the provider's default)."""
+    from looplet.cassettes.serializer import load_interactions
+
+    try:
+        exchanges = load_interactions(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None  # the cassette itself reports a missing or corrupt file, better worded
+    endpoint = _ENDPOINTS[provider]
+    for exchange in exchanges:
+        uri = exchange.request.uri.split("?", 1)[0]
+        if uri.endswith(endpoint):
+            return uri[: -len(endpoint)]
+    return None

@@ -1,0 +1,182 @@
+"""The plugin's fixtures end to end: record an eval from the loopback server, replay it
+offline (also under xdist), and the errors a user meets (missing cassette, changed prompt,
+forgotten fixture, a trajectory that differs)."""
+
+from __future__ import annotations
+
+import textwrap
+import xml.etree.ElementTree as ET
+from collections.abc import Callable
+
+import pytest
+
+from looplet.testing import ScriptedOpenAIServer, call, tool_reply
+
+pytest_plugins = ["pytester"]
+
+Run = Callable[..., pytest.RunResult]
+
+CONFTEST = """
+import pytest
+from looplet import BaseToolRegistry, PermissionEngine, ToolSpec
+
+@pytest.fixture
+def looplet_tools():
+    tools = BaseToolRegistry()
+    tools.register(ToolSpec(name="greet", description="Greet someone.",
+                            parameters={"name": "str"},
+                            execute=lambda *, name: {"greeting": f"Hello, {name}!"}))
+    tools.register(ToolSpec(name="done", description="Finish.", parameters={"answer": "str"},
+                            execute=lambda *, answer: {"answer": answer}))
+    return tools
+
+@pytest.fixture
+def looplet_permissions():
+    return PermissionEngine().allow("greet")
+"""
+
+EVAL = """
+from looplet import ANY
+
+def eval_greets_alice(looplet_agent):
+    traj = looplet_agent.run("Greet Alice, then finish.")
+    assert traj == [("greet", {"name": "Alice"}), ("done", {"answer": ANY})]
+
+def eval_greets_bob(looplet_agent):
+    traj = looplet_agent.run("Greet Bob, then finish.")
+    return traj.called("greet", name="Bob")
+"""
+
+
+def script() -> list[object]:
+    def reply(request: object) -> object:
+        body = request.body  # type: ignore[attr-defined]
+        task = body["messages"][1]["content"]
+        name = "Alice" if "Alice" in task else "Bob"
+        if body["messages"][-1]["role"] == "tool":
+            return tool_reply(call("done", {"answer": f"Greeted {name}."}))
+        return tool_reply(call("greet", {"name": name}))
+
+    return [reply] * 20
+
+
+@pytest.fixture
+def run(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> Run:
+    """Run pytest in-process with the plugin (and xdist when asked), nothing autoloaded."""
+    monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
+    for name in ("CI", "OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENAI_MODEL"):
+        monkeypatch.delenv(name, raising=False)
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(eval_greeter=EVAL)
+
+    def run(*args: str) -> pytest.RunResult:
+        # In a subprocess: in-process runs share (and reset) sys.modules with this test run.
+        argv = ("-p", "pytest_looplet.plugin", "--looplet-evals", "-p", "no:cacheprovider", *args)
+        return pytester.runpytest_subprocess(*argv)
+
+    return run
+
+
+def record(run: Run, monkeypatch: pytest.MonkeyPatch) -> None:
+    with ScriptedOpenAIServer(script()) as server:
+        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-test-recording-key")
+        run("--looplet-record-mode=all").assert_outcomes(passed=2)
+    monkeypatch.delenv("OPENAI_BASE_URL")
+    monkeypatch.delenv("OPENAI_API_KEY")
+
+
+def test_record_then_replay_offline_with_no_key(
+    run: Run, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    record(run, monkeypatch)
+    cassettes = sorted(p.name for p in (pytester.path / "cassettes" / "eval_greeter").iterdir())
+    assert cassettes == ["eval_greets_alice.yaml", "eval_greets_bob.yaml"]
+    for path in (pytester.path / "cassettes").rglob("*.yaml"):
+        assert b"sk-test-recording-key" not in path.read_bytes()
+    result = run("--junitxml=report.xml")  # the server is gone: replay only
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["PASS *1.00*2*done*eval_greeter.py::eval_greets_alice"])
+    suite = ET.parse(pytester.path / "report.xml").getroot()
+    props = {p.get("name"): p.get("value") for p in suite.iter("property")}
+    assert props["looplet_steps"] == "2" and props["looplet_stop_reason"] == "done"
+
+
+def test_replay_under_xdist_gives_the_same_summary(
+    run: Run, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    record(run, monkeypatch)
+    serial = run()
+    parallel = run("-p", "xdist", "-n", "2")
+    parallel.assert_outcomes(passed=2)
+
+    def table(result: pytest.RunResult) -> list[str]:
+        return [line for line in result.outlines if line.startswith(("PASS", "FAIL", "ERROR"))]
+
+    assert table(parallel) == table(serial) and len(table(serial)) == 2
+
+
+def test_a_missing_cassette_says_how_to_record_it(run: Run) -> None:
+    result = run()
+    result.assert_outcomes(errors=2)
+    result.stdout.fnmatch_lines(
+        ["*eval_greets_alice.yaml does not exist*", "*--looplet-record-mode=once*"]
+    )
+
+
+def test_a_changed_tool_description_fails_with_the_cassette_diff_once(
+    run: Run, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    record(run, monkeypatch)
+    pytester.makeconftest(CONFTEST.replace("Greet someone.", "Greet a person."))
+    result = run()
+    result.assert_outcomes(failed=2)  # failed once each, not again at teardown
+    out = result.stdout.str()
+    assert "tools[0].function.description changed:" in out
+    assert "- 'Greet someone.'" in out and "+ 'Greet a person.'" in out
+
+
+def test_a_forgotten_tools_fixture_names_the_fixture_to_define(
+    run: Run, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    record(run, monkeypatch)
+    pytester.makeconftest("")
+    result = run()
+    result.assert_outcomes(errors=2)
+    result.stdout.fnmatch_lines(["*define a `looplet_tools` fixture in conftest.py*"])
+
+
+def test_a_trajectory_that_differs_shows_the_divergent_step(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
+    pytester.makepyfile(
+        textwrap.dedent(
+            """
+            from looplet import BaseToolRegistry, ToolCall, ToolSpec, composable_loop
+            from looplet.testing import MockLLMBackend
+
+            def test_twice():
+                tools = BaseToolRegistry()
+                tools.register(ToolSpec(name="greet", description="Greet.",
+                                        parameters={"name": "str"}, execute=lambda *, name: name))
+                tools.register(ToolSpec(name="done", description="Finish.",
+                                        parameters={"answer": "str"},
+                                        execute=lambda *, answer: answer))
+                greet = ToolCall("greet", {"name": "Alice"})
+                llm = MockLLMBackend([greet, greet, ToolCall("done", {"answer": "ok"})])
+                loop = composable_loop(llm=llm, tools=tools, task="t")
+                list(loop)
+                assert loop.trajectory == ["greet", "done"]
+            """
+        )
+    )
+    result = pytester.runpytest("-p", "pytest_looplet.plugin", "-p", "no:cacheprovider")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*trajectory differs at step 2*",
+            "*>*#2 ✓ greet(name='Alice')*",
+            "*step #2 greet returned*",
+        ]
+    )
