@@ -42,9 +42,6 @@ __all__ = [
 ]
 
 _DEFAULT_MODELS = {"openai": "gpt-4o-mini", "anthropic": "claude-sonnet-5-5"}
-# The endpoint each provider's SDK appends to its base URL: what a cassette's first request
-# URI ends with, so the recorded base URL can be recovered for replay.
-_ENDPOINTS = {"openai": "/chat/completions", "anthropic": "/v1/messages"}
 _UNSAFE = re.compile(r"[^\w.\[\]=,+-]")
 
 
@@ -108,10 +105,12 @@ def looplet_llm(
     cassette was recorded from. Recording uses ``OPENAI_API_KEY`` / ``OPENAI_BASE_URL`` (or
     the ``ANTHROPIC_*`` twins).
     """
+    from looplet.cassettes import recorded_base_url
+
     env = looplet_provider.upper()
     replaying = _replays_only(looplet_cassette)
     base_url = (
-        _recorded_base_url(looplet_cassette.path, looplet_provider)
+        recorded_base_url(looplet_cassette.path, looplet_provider)
         if replaying
         else os.environ.get(f"{env}_BASE_URL")
     )
@@ -291,19 +290,3 @@ def looplet_agent(
 def _replays_only(cassette: Cassette) -> bool:
     mode = cassette.record_mode
     return mode == "none" or (mode == "once" and cassette.path.exists())
-
-
-def _recorded_base_url(path: Path, provider: str) -> str | None:
-    """The base URL the cassette was recorded from (``None``: the provider's default)."""
-    from looplet.cassettes.serializer import load_interactions
-
-    try:
-        exchanges = load_interactions(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None  # the cassette itself reports a missing or corrupt file, better worded
-    endpoint = _ENDPOINTS[provider]
-    for exchange in exchanges:
-        uri = exchange.request.uri.split("?", 1)[0]
-        if uri.endswith(endpoint):
-            return uri[: -len(endpoint)]
-    return None

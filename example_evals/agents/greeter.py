@@ -1,21 +1,15 @@
 """The example agent under test: a greeter with a guard hook.
 
-A real agent module as a user would write one: its tools, a hook that enforces a policy,
-and a ``run_greeter`` entry point returning the run's ``Trajectory``.
+A real agent module as a user would write one: its tools and a hook that enforces a policy.
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 from looplet import (
     BaseToolRegistry,
     Deny,
     HookDecision,
-    LoopConfig,
     ToolCall,
-    Trajectory,
-    composable_loop,
     tool,
 )
 
@@ -54,17 +48,3 @@ class NoBlockedNames:
 def build_tools() -> BaseToolRegistry:
     """The greeter's tools."""
     return BaseToolRegistry([greet, done])
-
-
-def run_greeter(llm: Any, goal: str, *, max_steps: int = 5) -> Trajectory:
-    """Run the greeter on ``goal`` and return the trajectory."""
-    loop = composable_loop(
-        llm=llm,
-        tools=build_tools(),
-        task={"goal": goal},
-        hooks=[NoBlockedNames()],
-        config=LoopConfig(max_steps=max_steps),
-    )
-    for step in loop:
-        print(step.pretty())
-    return loop.trajectory

@@ -51,8 +51,38 @@ __all__ = [
     "CassetteMismatchError",
     "CassetteNotFoundError",
     "Change",
+    "recorded_base_url",
     "use_cassette",
 ]
+
+# The endpoint each provider's SDK appends to its base URL.
+_ENDPOINTS = {"openai": "/chat/completions", "anthropic": "/v1/messages"}
+
+
+def recorded_base_url(path: str | os.PathLike[str], provider: str = "openai") -> str | None:
+    """The base URL a cassette was recorded from, to point a client at when replaying it.
+
+    Replay matches requests on their host, so a client replaying a cassette recorded from a
+    local server (or a proxy) must use that server's address; nothing is sent there.
+
+    Returns:
+        ``scheme://host:port/prefix`` as the provider SDK takes it as ``base_url``, or
+        ``None`` when the file is missing, unreadable, or holds no call of that provider.
+    """
+    from pathlib import Path
+
+    from looplet.cassettes.serializer import load_interactions
+
+    try:
+        exchanges = load_interactions(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    endpoint = _ENDPOINTS[provider]
+    for exchange in exchanges:
+        uri = exchange.request.uri.split("?", 1)[0]
+        if uri.endswith(endpoint):
+            return uri[: -len(endpoint)]
+    return None
 
 
 def use_cassette(
