@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from pytest_looplet.crash import progress_log
 from pytest_looplet.plugin import cassette_failed_key, looplet_settings
 
 if TYPE_CHECKING:
@@ -249,9 +250,12 @@ class LoopletAgent:
         loop = composable_loop(
             llm=self.llm, tools=tools, task=task, hooks=hooks, config=config, context=context
         )
+        progress = progress_log(self.request)  # on xdist workers only: survives a crash
         try:
             for step in loop:
                 print(step.pretty())
+                if progress is not None:
+                    progress.add(step)
         except LoopletError as err:
             partial = err.trajectory or loop.trajectory
             self.runs.append(partial)

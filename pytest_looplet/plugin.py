@@ -181,6 +181,10 @@ def pytest_configure(config: pytest.Config) -> None:
     from pytest_looplet import fixtures  # pytest only at import: cheap
 
     config.pluginmanager.register(fixtures, "looplet-fixtures")
+    if config.pluginmanager.hasplugin("xdist") and not hasattr(config, "workerinput"):
+        from pytest_looplet.crash import CrashRecovery
+
+        config.pluginmanager.register(CrashRecovery(), "looplet-crash-recovery")
     if settings.evals:
         plugin = EvalPlugin(config, settings)
         config.stash[evals_key] = plugin

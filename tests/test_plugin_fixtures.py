@@ -180,3 +180,22 @@ def test_a_trajectory_that_differs_shows_the_divergent_step(
             "*step #2 greet returned*",
         ]
     )
+
+
+def test_a_crashed_worker_fails_its_eval_with_the_steps_so_far_and_the_run_goes_on(
+    run: Run, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    record(run, monkeypatch)
+    pytester.makeconftest(
+        CONFTEST.replace(
+            'execute=lambda *, answer: {"answer": answer}))',
+            'execute=lambda *, answer: __import__("os")._exit(3)))',
+        )
+    )
+    result = run("-p", "xdist", "-n", "2")
+    result.assert_outcomes(failed=2)  # both crashed at done; workers restarted, run finished
+    out = result.stdout.str()
+    assert "crashed while running" in out
+    assert "the agent had taken 1 steps when the worker crashed" in out
+    assert "#1 ✓ greet(name='Alice')" in out
+    result.stdout.fnmatch_lines(["ERROR*-*1*crashed*eval_greeter.py::eval_greets_alice"])

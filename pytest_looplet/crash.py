@@ -1,0 +1,86 @@
+"""Under pytest-xdist, keep what an agent did before its worker crashed.
+
+A worker that dies mid-trajectory (a segfault in a tool, ``os._exit``, the OOM killer) takes
+its captured output with it, and xdist reports only "worker crashed while running ...". So
+on xdist workers ``looplet_agent`` appends each step, as it happens, to a progress file in a
+folder the controller created for this run and handed to the workers; when a worker
+crashes, the controller adds the steps recorded so far to the failed item's report. Nothing
+else reads these files, and the controller deletes the folder at the end of the run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from looplet.types import Step
+
+__all__ = ["CrashRecovery", "ProgressLog", "progress_log"]
+
+_WORKERINPUT_KEY = "looplet_progress_dir"
+
+
+def _progress_file(folder: str | Path, nodeid: str) -> Path:
+    return Path(folder) / (hashlib.sha1(nodeid.encode()).hexdigest() + ".jsonl")
+
+
+class ProgressLog:
+    """Appends each step of one test's runs to its progress file (worker side)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def add(self, step: Step) -> None:
+        """Record ``step`` durably enough to survive the process dying right after."""
+        line = json.dumps({"step": step.number, "pretty": step.pretty()}, ensure_ascii=False)
+        with self.path.open("a", encoding="utf-8") as out:
+            out.write(line + "\n")
+
+
+def progress_log(request: pytest.FixtureRequest) -> ProgressLog | None:
+    """The progress log for the running test, or ``None`` when not on an xdist worker."""
+    workerinput: dict[str, Any] | None = getattr(request.config, "workerinput", None)
+    folder = workerinput.get(_WORKERINPUT_KEY) if workerinput else None
+    if not folder:
+        return None
+    return ProgressLog(_progress_file(folder, request.node.nodeid))
+
+
+class CrashRecovery:
+    """Controller-side xdist hooks: hand workers the progress folder, read it on a crash."""
+
+    def __init__(self) -> None:
+        self.folder = tempfile.mkdtemp(prefix="looplet-progress-")
+
+    def pytest_configure_node(self, node: Any) -> None:
+        """Tell each worker where to log progress."""
+        node.workerinput[_WORKERINPUT_KEY] = self.folder
+
+    def pytest_handlecrashitem(self, crashitem: str, report: pytest.TestReport, sched: Any) -> None:
+        """Add the steps the crashed item recorded to its report, and count it as an eval."""
+        path = _progress_file(self.folder, crashitem)
+        if not path.exists():
+            return
+        lines = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+        shown = "\n".join(f"  {entry['pretty']}" for entry in lines) or "  (none)"
+        report.longrepr = (
+            f"{report.longrepr}\nlooplet: the agent had taken {len(lines)} steps when the worker "
+            f"crashed:\n{shown}"
+        )
+        report.user_properties.extend(
+            [("looplet_steps", len(lines)), ("looplet_stop_reason", "crashed")]
+        )
+        from pytest_looplet.collect import EVAL_KEYWORD
+
+        report.keywords = {**report.keywords, EVAL_KEYWORD: 1}
+
+    def pytest_unconfigure(self) -> None:
+        """Remove the progress folder."""
+        shutil.rmtree(self.folder, ignore_errors=True)
