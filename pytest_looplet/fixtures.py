@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_looplet.crash import progress_log
 from pytest_looplet.plugin import cassette_failed_key, looplet_settings
 
 if TYPE_CHECKING:
@@ -229,6 +228,7 @@ class LoopletAgent:
         from looplet import LoopConfig, composable_loop
         from looplet.errors import LoopletError
         from looplet.permissions import PermissionHook
+        from pytest_looplet.crash import progress_log
         from pytest_looplet.scoring import record_trajectory
 
         tools = overrides.pop("tools", self.tools)
