@@ -50,7 +50,9 @@ __all__ = [
 ]
 
 # What every slot but on_event may ask for, by name: the run's shared objects.
-_COMMON = frozenset({"state", "session_log", "context", "task", "config", "llm", "trajectory"})
+_COMMON = frozenset(
+    {"state", "session_log", "context", "task", "config", "llm", "trajectory", "tools"}
+)
 
 #: The arguments each slot offers; a hook method may name any subset of them.
 SLOT_ARGUMENTS: Mapping[str, frozenset[str]] = {

@@ -259,6 +259,7 @@ def new_run(
         "config": config,
         "llm": llm,
         "trajectory": trajectory,
+        "tools": registry,
     }
     return RunState(
         llm=backend,

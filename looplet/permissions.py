@@ -17,6 +17,7 @@ from __future__ import annotations
 import enum
 import fnmatch
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -315,6 +316,23 @@ class PermissionHook:
     def __init__(self, engine: PermissionEngine, *, guard_done: bool = False) -> None:
         self.engine = engine
         self.guard_done = guard_done
+
+    def pre_loop(self, tools: Any) -> None:
+        """Warn about rules that name a tool the run does not have (likely a typo)."""
+        names = list(getattr(tools, "tool_names", ()))
+        for rule in self.engine.rules:
+            if any(ch in rule.tool for ch in "*?[") or rule.tool in names:
+                continue
+            import difflib
+
+            close = difflib.get_close_matches(rule.tool, names, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            warnings.warn(
+                f"permission rule '{rule.describe()}' names the tool {rule.tool!r}, which this "
+                f"run does not have (tools: {', '.join(names)}); the rule never applies.{hint}",
+                UserWarning,
+                stacklevel=2,
+            )
 
     def check_permission(
         self, tool_call: ToolCall, step_num: int, config: Any, trajectory: Trajectory

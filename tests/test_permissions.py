@@ -148,3 +148,17 @@ def test_bad_rules_are_rejected_when_added() -> None:
         PermissionEngine().allow("")
     with pytest.raises(TypeError, match="match="):
         PermissionEngine().allow("x", match="path")  # type: ignore[arg-type]
+
+
+def test_a_rule_naming_a_missing_tool_is_warned_about_at_setup() -> None:
+    import warnings
+
+    engine = PermissionEngine().allow("gret").allow("g*").deny("delete_file")
+    llm = MockLLMBackend([ToolCall("done", {"answer": "ok"})])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run_sync(llm=llm, tools=make_tools(), task="t", hooks=[PermissionHook(engine)])
+    messages = [str(w.message) for w in caught]
+    assert len(messages) == 2
+    assert "'gret'" in messages[0] and "Did you mean 'greet'" in messages[0]
+    assert "'delete_file'" in messages[1]  # globs like 'g*' are not checked
