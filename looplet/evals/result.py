@@ -2,8 +2,9 @@
 
 An eval may assert, or return ``None``, a ``bool``, a number in [0, 1], a dict of metrics with a
 ``"score"`` key, or an :class:`EvalResult`; :meth:`EvalResult.from_return` turns each of these
-into an :class:`EvalResult` and rejects anything else. Running evals, thresholds and reports
-live elsewhere (the pytest plugin's ``scoring`` module).
+into an :class:`EvalResult` and rejects anything else. Running evals lives elsewhere (the
+pytest plugin's ``scoring`` module, :mod:`looplet.evals.runner`); the default threshold both use
+is :data:`DEFAULT_THRESHOLD`.
 """
 
 from __future__ import annotations
@@ -14,13 +15,24 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["ACCEPTED_FORMS", "EvalResult"]
+__all__ = ["ACCEPTED_FORMS", "DEFAULT_THRESHOLD", "ERROR", "SKIPPED", "EvalResult"]
 
 ACCEPTED_FORMS = (
     "None, a bool, a number in [0, 1], a dict with a 'score' in [0, 1] "
     "(its other numeric entries are metrics), or an EvalResult"
 )
 """The return values an eval may have, as error messages name them."""
+
+DEFAULT_THRESHOLD = 0.5
+"""The score an eval must reach to pass unless told otherwise. Never 0: at 0 nothing fails."""
+
+ERROR = "error"
+"""The label of a result whose eval raised or returned something unusable (score ``None``)."""
+
+SKIPPED = "skipped"
+"""The label of a result whose eval could not run, e.g. for want of a judge (score ``None``)."""
+
+_UNSCORED_LABELS = (ERROR, SKIPPED)
 
 _TEXT_KEYS = ("label", "explanation", "name")
 
@@ -35,35 +47,59 @@ class EvalResult:
     >>> EvalResult(0.8, label="good", metrics={"recall": 0.9}).passed(0.5)
     True
 
+    The original looplet's field order was ``(name, score, ...)``; every field may be given by
+    keyword, so ``EvalResult(name="x", score=1.0, duration_ms=3.0)`` works as it did.
+
     Attributes:
         score: the verdict, 0.0 (worst) to 1.0 (best). 0.0 is a score like any other.
+            ``None`` only with the label ``"error"`` or ``"skipped"``: the eval gave no
+            verdict, and such a result never passes.
         label: a short category for the verdict (``"correct"``, ``"partial"``...).
         metrics: named numbers beside the score (recall, cost, latency...).
         details: anything else worth keeping with the result; not validated.
         explanation: why the score is what it is, shown when the eval fails.
         name: the eval's name, when the result travels without its test id.
+        duration_ms: how long the eval took, filled in by the runner.
 
     Raises:
-        TypeError: ``score`` or a metric is not a real number.
+        TypeError: ``score`` or a metric is not a real number (or ``score`` is ``None``
+            with a label other than ``"error"`` or ``"skipped"``).
         ValueError: ``score`` is outside [0, 1] or NaN, or a metric is NaN.
     """
 
-    score: float
+    score: float | None
     label: str = ""
     metrics: Mapping[str, float] = field(default_factory=dict)
     details: Mapping[str, Any] = field(default_factory=dict)
     explanation: str = ""
     name: str = ""
+    duration_ms: float = 0.0
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "score", _check_score(self.score))
+        if self.score is not None or self.label not in _UNSCORED_LABELS:
+            object.__setattr__(self, "score", _check_score(self.score))
         metrics = {str(key): _check_metric(key, value) for key, value in self.metrics.items()}
         object.__setattr__(self, "metrics", metrics)
         object.__setattr__(self, "details", dict(self.details))
 
-    def passed(self, threshold: float) -> bool:
-        """True when the score reaches ``threshold`` (``score >= threshold``)."""
-        return self.score >= threshold
+    def passed(self, threshold: float = DEFAULT_THRESHOLD) -> bool:
+        """True when the score reaches ``threshold`` (``score >= threshold``).
+
+        A result without a score (an error, a skip) never passes.
+        """
+        return self.score is not None and self.score >= threshold
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain-dict form (``details`` as given, so JSON-able only if they are)."""
+        return {
+            "name": self.name,
+            "score": self.score,
+            "label": self.label,
+            "metrics": dict(self.metrics),
+            "details": dict(self.details),
+            "explanation": self.explanation,
+            "duration_ms": self.duration_ms,
+        }
 
     @classmethod
     def from_return(cls, value: object) -> EvalResult:

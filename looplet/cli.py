@@ -1,0 +1,362 @@
+"""The ``looplet`` command: ``looplet eval`` grades saved runs, ``looplet show`` summarises one.
+
+``looplet eval TRACES --evals DIR`` runs every ``eval_*`` grader found under ``DIR`` on every
+saved run under ``TRACES`` and prints a table. Exit status: 0 only when every grader passed
+on every run; 1 when any scored below ``--threshold`` (default 0.5), raised, or was skipped
+(``looplet eval`` has no judge model, so graders that need one are skipped, and a skip is not
+a pass); 2 on a usage error (a missing directory, no runs or no evals found, a broken eval
+file or saved run). ``looplet show DIR`` prints a one-page summary of a saved run.
+
+The work lives in :mod:`looplet.evals`; this module parses arguments and prints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from looplet.evals.context import EvalContext, TrajectoryLoadError, is_run_dir
+from looplet.evals.discover import EvalImportError, eval_discover
+from looplet.evals.result import DEFAULT_THRESHOLD, ERROR, SKIPPED, EvalResult
+from looplet.evals.runner import eval_run_batch, eval_tags, result_status
+
+__all__ = ["eval_cli", "main"]
+
+_SHOW_HEAD = 20
+_SHOW_TAIL = 15
+_TASK_LINES = 8
+_LINE_CHARS = 160
+
+
+class UsageError(Exception):
+    """A problem with the command line or its inputs: reported, exit status 2."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``looplet`` command with ``argv`` (default: ``sys.argv[1:]``); the exit status.
+
+    >>> main(["eval", "runs/", "--evals", "evals/"])
+    0
+    """
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return 2
+    _tolerate_unencodable_output()
+    try:
+        status: int = args.run(args)
+    except UsageError as exc:
+        print(args.usage, end="", file=sys.stderr)
+        print(f"looplet {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    return status
+
+
+def eval_cli(argv: Sequence[str] | None = None) -> int:
+    """``looplet eval`` as a function: ``eval_cli(["runs/", "--evals", "evals/"])``."""
+    return main(["eval", *(sys.argv[1:] if argv is None else argv)])
+
+
+def _parser() -> argparse.ArgumentParser:
+    from looplet._version import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="looplet", description="Grade and inspect saved looplet runs."
+    )
+    parser.add_argument("--version", action="version", version=f"looplet {__version__}")
+    parser.set_defaults(command=None)
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    grade = commands.add_parser(
+        "eval",
+        help="run eval_* graders on saved runs",
+        description="Run the eval_* graders in --evals on each saved run under TRACES. "
+        "Exit 0 only when every grader passed on every run; 1 when any failed, raised or "
+        "was skipped (no judge model here); 2 on a usage error.",
+    )
+    grade.add_argument(
+        "traces", metavar="TRACES", type=Path, help="a run directory, or a folder of them"
+    )
+    grade.add_argument(
+        "--evals",
+        required=True,
+        type=Path,
+        metavar="DIR",
+        help="an eval file or a folder of eval_*.py files",
+    )
+    grade.add_argument(
+        "--threshold",
+        type=_threshold,
+        default=DEFAULT_THRESHOLD,
+        help=f"the score a grader must reach to pass (default: {DEFAULT_THRESHOLD})",
+    )
+    grade.add_argument(
+        "--include",
+        action="append",
+        default=[],
+        metavar="TAG",
+        help="run only graders with this eval_mark tag (repeatable)",
+    )
+    grade.add_argument(
+        "--exclude",
+        action="append",
+        default=[],
+        metavar="TAG",
+        help="leave out graders with this tag (repeatable)",
+    )
+    grade.add_argument(
+        "-v", "--verbose", action="store_true", help="show every result, not only the failing ones"
+    )
+    grade.set_defaults(command="eval", run=_run_eval, usage=grade.format_usage())
+
+    show = commands.add_parser(
+        "show", help="summarise a saved run", description="Print a one-page summary of a saved run."
+    )
+    show.add_argument("dir", metavar="DIR", type=Path, help="the run directory")
+    show.set_defaults(command="show", run=_run_show, usage=show.format_usage())
+    return parser
+
+
+def _threshold(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{value:g} is outside [0, 1]")
+    return value
+
+
+# -- looplet eval -------------------------------------------------------------------------------
+
+
+def _run_eval(args: argparse.Namespace) -> int:
+    traces: Path = args.traces
+    if not traces.is_dir():
+        raise UsageError(f"TRACES {str(traces)!r} is not a directory")
+    if not args.evals.exists():
+        raise UsageError(f"--evals {str(args.evals)!r} does not exist")
+    runs = _run_dirs(traces)
+    if not runs:
+        raise UsageError(
+            f"no saved runs under {str(traces)!r}: a run directory holds trajectory.json "
+            "or steps/*.json"
+        )
+    try:
+        evals = eval_discover(args.evals)
+    except EvalImportError as exc:
+        raise UsageError(str(exc)) from exc
+    if not evals:
+        raise UsageError(
+            f"no evals found in {str(args.evals)!r}: no file matching eval_*.py defines a "
+            "function named eval_*"
+        )
+    contexts = [_load(run) for run in runs]
+    rows = eval_run_batch(
+        evals, contexts, None, args.include, args.exclude, threshold=args.threshold
+    )
+    if not rows:
+        tags = sorted(set().union(*(eval_tags(fn) for fn in evals)))
+        raise UsageError(
+            f"none of the {len(evals)} evals matches --include {args.include} / --exclude "
+            f"{args.exclude}; their tags: {', '.join(tags) or '(none)'}"
+        )
+    names = [_run_name(run, traces) for run in runs]
+    _print_report(rows, names, args.threshold, args.verbose)
+    return 0 if all(row["ok"] for row in rows) else 1
+
+
+def _run_dirs(root: Path) -> list[Path]:
+    """``root`` if it is a saved run, else every saved run below it (not inside another)."""
+    if is_run_dir(root):
+        return [root]
+    found: list[Path] = []
+    for here, dirs, _files in os.walk(root):
+        path = Path(here)
+        if path != root and is_run_dir(path):
+            found.append(path)
+            dirs.clear()
+            continue
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+    return sorted(found)
+
+
+def _load(run: Path) -> EvalContext:
+    try:
+        return EvalContext.from_trajectory_dir(run)
+    except TrajectoryLoadError as exc:
+        raise UsageError(str(exc)) from exc
+
+
+def _run_name(run: Path, traces: Path) -> str:
+    return run.name if run == traces else run.relative_to(traces).as_posix()
+
+
+def _print_report(
+    rows: list[dict[str, Any]], runs: list[str], threshold: float, verbose: bool
+) -> None:
+    print(
+        f"looplet eval: {_count(len(rows), 'eval')} × {_count(len(runs), 'run')}, "
+        f"threshold {threshold:g}\n"
+    )
+    table = [["status", "eval", "passed", "avg", "min", "max"]]
+    for row in rows:
+        table.append(
+            [
+                _row_status(row),
+                row["name"],
+                f"{row['passed']}/{row['runs']}",
+                *(_num(row[key]) for key in ("avg", "min", "max")),
+            ]
+        )
+    widths = [max(len(line[i]) for line in table) for i in range(len(table[0]))]
+    for line in table:
+        print(
+            "  " + "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip()
+        )
+    shown = [
+        (result, run)
+        for row in rows
+        for result, run in zip(row["per_run"], runs, strict=True)
+        if verbose or not result.passed(threshold)
+    ]
+    if shown:
+        print("\nresults:" if verbose else "\nproblems:")
+        for result, run in shown:
+            print(_result_line(result, run, threshold, verbose))
+    print("\n" + _verdict(rows))
+
+
+def _row_status(row: dict[str, Any]) -> str:
+    if row["errors"]:
+        return "ERROR"
+    if row["failed"]:
+        return "FAIL"
+    if row["skipped"]:
+        return "SKIP"
+    return "PASS"
+
+
+def _result_line(result: EvalResult, run: str, threshold: float, verbose: bool) -> str:
+    status = result_status(result, threshold)
+    score = "-" if result.score is None else f"{result.score:.2f}"
+    line = f"  {status:5} {score:>4}  {result.name} on {run}"
+    if result.label and result.label not in (ERROR, SKIPPED):
+        line += f" [{result.label}]"
+    if result.explanation:
+        line += f": {_clip(result.explanation)}"
+    if status == "FAIL":
+        line += f" (below {threshold:g})"
+    if result.label == SKIPPED:
+        line += " (looplet eval has no judge model: use eval_run(..., judge_llm=...))"
+    if verbose and result.label == ERROR and result.details.get("traceback"):
+        body = str(result.details["traceback"]).splitlines()
+        line += "\n" + "\n".join("      " + text for text in body)
+    return line
+
+
+def _verdict(rows: list[dict[str, Any]]) -> str:
+    bad = [row for row in rows if not row["ok"]]
+    if not bad:
+        return f"all {len(rows)} evals passed on every run"
+    failed, errors, skipped = (
+        sum(row[key] for row in rows) for key in ("failed", "errors", "skipped")
+    )
+    parts = [f"{failed} failed" if failed else "", _count(errors, "error") if errors else ""]
+    parts.append(f"{skipped} skipped" if skipped else "")
+    detail = ", ".join(part for part in parts if part)
+    return f"{len(bad)} of {_count(len(rows), 'eval')} did not pass ({detail})"
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+# -- looplet show -------------------------------------------------------------------------------
+
+
+def _run_show(args: argparse.Namespace) -> int:
+    run: Path = args.dir
+    if not run.is_dir():
+        raise UsageError(f"DIR {str(run)!r} is not a directory")
+    if not is_run_dir(run):
+        raise UsageError(
+            f"{str(run)!r} is not a saved run: it holds no trajectory.json or steps/*.json"
+        )
+    ctx = _load(run)
+    print(f"run: {run}")
+    print("task: " + _task_text(ctx.task))
+    steps = ctx.steps
+    print(f"steps ({len(steps)}):")
+    hidden = len(steps) - _SHOW_HEAD - _SHOW_TAIL
+    for i, step in enumerate(steps):
+        if hidden > 0 and i == _SHOW_HEAD:
+            print(f"  ... {hidden} more steps ...")
+        if hidden > 0 and _SHOW_HEAD <= i < _SHOW_HEAD + hidden:
+            continue
+        print("  " + _clip(step.pretty()))
+    traj = ctx.trajectory
+    assert traj is not None  # from_trajectory_dir always rebuilds one
+    if traj.stop_reason is None:
+        print("stopped: unknown (the run was saved as steps only)")
+    else:
+        detail = f" ({_clip(traj.stop_detail, 100)})" if traj.stop_detail else ""
+        print(f"stopped: {traj.stop_reason.value}{detail}")
+    usage = traj.usage
+    print(
+        f"model calls: {traj.llm_calls} · tokens: {usage.total_tokens} "
+        f"({usage.input_tokens} in, {usage.output_tokens} out) · {traj.elapsed_ms:.0f}ms"
+    )
+    errors = len(ctx.errors)
+    if errors:
+        print(f"failed steps: {errors}")
+    if ctx.final_output is not None:
+        print("final output: " + _clip(_compact(ctx.final_output)))
+    return 0
+
+
+def _task_text(task: Any) -> str:
+    if task is None:
+        return "(not saved)"
+    from looplet.messages import render_task
+
+    lines = render_task(task).splitlines() or [""]
+    shown = [_clip(line) for line in lines[:_TASK_LINES]]
+    if len(lines) > _TASK_LINES:
+        shown.append(f"... ({len(lines) - _TASK_LINES} more lines)")
+    return shown[0] if len(shown) == 1 else "\n" + "\n".join("  " + line for line in shown)
+
+
+def _compact(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    try:
+        return json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+def _clip(text: str, limit: int = _LINE_CHARS) -> str:
+    text = " ".join(text.split()) if "\n" in text else text
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _tolerate_unencodable_output() -> None:
+    # Step.pretty() prints ✓ ✗ →; a console that cannot encode them should get escapes,
+    # not a UnicodeEncodeError halfway through the report.
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            with contextlib.suppress(ValueError, OSError):
+                reconfigure(errors="backslashreplace")
