@@ -59,12 +59,29 @@ if TYPE_CHECKING:
     )
     from looplet.backends.anthropic import AnthropicBackend, AsyncAnthropicBackend
     from looplet.backends.openai import AsyncOpenAIBackend, OpenAIBackend
+    from looplet.cli import eval_cli
+    from looplet.evals import (
+        EvalContext,
+        EvalHook,
+        EvalResult,
+        eval_discover,
+        eval_mark,
+        eval_run,
+        eval_run_batch,
+    )
     from looplet.permissions import (
         PermissionDecision,
         PermissionEngine,
         PermissionHook,
         PermissionOutcome,
         PermissionRule,
+    )
+    from looplet.provenance import (
+        ProvenanceSink,
+        TrajectoryRecorder,
+        areplay_loop,
+        load_run,
+        replay_loop,
     )
     from looplet.testing.mock import AsyncMockLLMBackend, MockLLMBackend
 
@@ -86,6 +103,9 @@ __all__ = [
     "DefaultState",
     "Deny",
     "ErrorKind",
+    "EvalContext",
+    "EvalHook",
+    "EvalResult",
     "ExpectedStep",
     "HookDecision",
     "HookError",
@@ -108,6 +128,7 @@ __all__ = [
     "PermissionOutcome",
     "PermissionRule",
     "Predicate",
+    "ProvenanceSink",
     "Regex",
     "Step",
     "Stop",
@@ -121,12 +142,21 @@ __all__ = [
     "ToolSpec",
     "Trajectory",
     "TrajectoryMismatch",
+    "TrajectoryRecorder",
     "Usage",
     "__version__",
+    "areplay_loop",
     "assert_trajectory",
     "async_composable_loop",
     "composable_loop",
+    "eval_cli",
+    "eval_discover",
+    "eval_mark",
+    "eval_run",
+    "eval_run_batch",
     "explain_mismatch",
+    "load_run",
+    "replay_loop",
     "tool",
     "trajectory_matches",
 ]
@@ -146,6 +176,23 @@ _LAZY = {
             "trajectory_matches",
         ),
         "looplet.assertions",
+    ),
+    **dict.fromkeys(
+        (
+            "EvalContext",
+            "EvalHook",
+            "EvalResult",
+            "eval_discover",
+            "eval_mark",
+            "eval_run",
+            "eval_run_batch",
+        ),
+        "looplet.evals",
+    ),
+    "eval_cli": "looplet.cli",
+    **dict.fromkeys(
+        ("ProvenanceSink", "TrajectoryRecorder", "load_run", "replay_loop", "areplay_loop"),
+        "looplet.provenance",
     ),
     **dict.fromkeys(
         (
