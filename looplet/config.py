@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from looplet.cancel import CancelToken
 from looplet.errors import ConfigurationError
 from looplet.messages import DEFAULT_MAX_RESULT_CHARS
+
+if TYPE_CHECKING:  # looplet.compact loads when a budget is set
+    from looplet.compact import ContextBudget
 
 __all__ = ["DEFAULT_SYSTEM_PROMPT", "LoopConfig"]
 
@@ -41,6 +44,10 @@ class LoopConfig:
             :func:`looplet.messages.render_task`).
         workspace_root: the folder tools are told to work in (``ToolContext.workspace_root``).
         session_id: an id for this run, handed to tools (``ToolContext.session_id``).
+        context_budget: how large each request's prompt may get; above it the conversation
+            is compacted, and a provider's "context length exceeded" is answered by
+            compacting and retrying once (see :class:`~looplet.compact.ContextBudget`).
+            ``None``: the conversation is sent whole.
     """
 
     max_steps: int = 15
@@ -55,6 +62,7 @@ class LoopConfig:
     render_task: Callable[[Any], str] | None = None
     workspace_root: str | None = None
     session_id: str = ""
+    context_budget: ContextBudget | None = None
 
     def __post_init__(self) -> None:
         for name in ("max_steps", "max_tokens", "max_result_chars"):
@@ -68,6 +76,11 @@ class LoopConfig:
                 f"LoopConfig.max_llm_calls must be a positive int or None, "
                 f"got {self.max_llm_calls!r}"
             )
+        if self.context_budget is not None and not _is_budget(self.context_budget):
+            raise ConfigurationError(
+                f"LoopConfig.context_budget must be a ContextBudget or None, got "
+                f"{self.context_budget!r}; e.g. ContextBudget(max_tokens=16_000)"
+            )
 
     def llm_call_cap(self, max_steps: int) -> int:
         """The hard cap on model calls for a run allowed ``max_steps`` steps."""
@@ -79,3 +92,9 @@ class LoopConfig:
         """The system prompt with ``{done_tool}`` filled in."""
         template = DEFAULT_SYSTEM_PROMPT if self.system_prompt is None else self.system_prompt
         return template.replace("{done_tool}", self.done_tool)
+
+
+def _is_budget(value: object) -> bool:
+    from looplet.compact import ContextBudget
+
+    return isinstance(value, ContextBudget)

@@ -6,7 +6,9 @@
   or the ``LLMError`` it failed with;
 * ``RunTools(calls, ctx)``: the driver runs the tools and sends back their ``ToolResult``s,
   in order;
-* a :class:`~looplet.types.Step`: the driver hands it to the caller and sends back ``None``.
+* a :class:`~looplet.types.Step`: the driver hands it to the caller and sends back ``None``;
+* ``SaveCheckpoint(final)`` (only when ``RunState.checkpoint`` is set): the driver saves the
+  run and sends back ``None``, or the ``CheckpointError`` the write failed with.
 
 The engine never blocks, sleeps, or touches the network, so the sync driver
 (:func:`looplet.loop.composable_loop`) and the async one share every line of it. When the run
@@ -23,18 +25,28 @@ import dataclasses
 import time
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from looplet.backends.base import LLMRequest, LLMResponse
 from looplet.config import LoopConfig
-from looplet.errors import ErrorKind, HookError, LLMError, LoopletError, ToolError
+from looplet.errors import (
+    ConfigurationError,
+    ErrorKind,
+    HookError,
+    LLMError,
+    LoopletError,
+    ToolError,
+)
 from looplet.hooks import HookDecision, ResolvedHooks, decide, emit, observe
 from looplet.messages import ConversationView, Message, render_task, render_tool_result
 from looplet.state import AgentState
 from looplet.tools import BaseToolRegistry, ToolContext
 from looplet.types import Step, StopReason, ToolCall, ToolResult, Trajectory
 
-__all__ = ["CallModel", "Effect", "RunState", "RunTools", "run_engine"]
+if TYPE_CHECKING:  # looplet.compact loads when a run has a context budget
+    from looplet.compact import CompactionRecord, ContextMeter
+
+__all__ = ["CallModel", "Effect", "RunState", "RunTools", "SaveCheckpoint", "run_engine"]
 
 
 # The effects are plain slotted classes, not frozen dataclasses: two are built per step and
@@ -58,8 +70,21 @@ class RunTools:
         self.ctx = ctx
 
 
-#: What the engine yields: a model call, a batch of tool calls, or a finished step.
-Effect = CallModel | RunTools | Step
+class SaveCheckpoint:
+    """Effect: save the run now (``final``: it has ended); answer None or a CheckpointError.
+
+    Yielded after a step is recorded and before it is handed to the caller, so a resumed
+    run never records it again; and once more when the run ends.
+    """
+
+    __slots__ = ("final",)
+
+    def __init__(self, final: bool) -> None:
+        self.final = final
+
+
+#: What the engine yields: a model call, a batch of tool calls, a checkpoint, or a step.
+Effect = CallModel | RunTools | SaveCheckpoint | Step
 
 
 @dataclass(slots=True, eq=False)
@@ -77,15 +102,36 @@ class RunState:
     max_steps: int
     max_llm_calls: int
     hook_values: dict[str, Any]
-    #: The conversation: append-only, and the very list that ``trajectory.messages`` is.
+    #: The conversation: append-only, and the very list that ``trajectory.messages`` is; a
+    #: compaction replaces it (in both places) with a new list.
     messages: list[Message] = field(init=False)
     pending_context: list[str] = field(default_factory=list)
     stop_requested: str | None = None
+    #: The calls of the current model turn not yet recorded as steps, in order. A run
+    #: resumed from a checkpoint runs these before it asks the model again.
+    pending_calls: list[ToolCall] = field(default_factory=list)
+    #: How many of ``pending_calls`` are already counted in ``state.queries_used`` (screened
+    #: with their group, not yet recorded): a checkpoint leaves them out of the budget used.
+    charged_pending: int = 0
+    #: Saves checkpoints for the driver (``looplet.checkpoint``); ``None``: none are taken.
+    checkpoint: Any = None
     error: LoopletError | None = None
     started: float = field(default_factory=time.perf_counter)
+    #: Every compaction of the conversation, in order (``Trajectory.compactions`` once the
+    #: trajectory has that field).
+    compactions: list[CompactionRecord] = field(default_factory=list)
+    #: The prompt's measure against ``config.context_budget`` (``None``: no budget).
+    meter: ContextMeter | None = None
 
     def __post_init__(self) -> None:
         self.messages = self.trajectory.messages
+        recorded = getattr(self.trajectory, "compactions", None)
+        if recorded is not None:
+            self.compactions = recorded
+        if self.meter is None and self.config.context_budget is not None:
+            from looplet.compact import ContextMeter
+
+            self.meter = ContextMeter(self.config.context_budget)
 
     @property
     def stopped(self) -> bool:
@@ -102,11 +148,20 @@ def run_engine(run: RunState) -> Generator[Effect, Any, Trajectory]:
     """Drive one run to its end, yielding effects for the driver to perform."""
     try:
         start_run(run)
+        if run.trajectory.steps or run.pending_calls:  # restored from a checkpoint
+            yield from resume_turn(run)
         while may_call_model(run):
             request = build_request(run)
             if request is None:
                 break
-            reply = yield CallModel(request)
+            if run.meter is None:
+                if run.hooks.on_event:
+                    emit(run.hooks, "llm_call", request.step, request=request)
+                reply = yield CallModel(request)
+            else:
+                reply = yield from call_within_budget(run, run.meter, request)
+                if reply is None:
+                    break
             calls = record_reply(run, reply)
             if len(calls) == 1:  # the common case, without the grouping machinery
                 yield from run_one_call(run, calls[0])
@@ -119,6 +174,8 @@ def run_engine(run: RunState) -> Generator[Effect, Any, Trajectory]:
         finish_run(run)
         raise
     trajectory = finish_run(run)
+    if run.checkpoint is not None:
+        take_save_outcome(run, (yield SaveCheckpoint(final=True)))
     if run.error is not None:
         raise run.error
     return trajectory
@@ -128,15 +185,30 @@ def run_engine(run: RunState) -> Generator[Effect, Any, Trajectory]:
 
 
 def start_run(run: RunState) -> None:
-    """Lay down the system prompt and the task, then run ``pre_loop`` hooks."""
+    """Lay down the system prompt and the task (unless resumed), then run ``pre_loop`` hooks."""
     config = run.config
-    task_text = (config.render_task or render_task)(run.trajectory.task)
-    run.messages.append(Message.system(config.render_system_prompt()))
-    run.messages.append(Message.user(task_text))
+    if not run.messages:
+        task_text = (config.render_task or render_task)(run.trajectory.task)
+        run.messages.append(Message.system(config.render_system_prompt()))
+        run.messages.append(Message.user(task_text))
     if run.hooks.on_event:
         emit(run.hooks, "loop_start", 0, task=run.trajectory.task)
     if run.hooks.pre_loop:
         observe(run.hooks.pre_loop, run.hook_values, 0)
+
+
+def resume_turn(run: RunState) -> Generator[Effect, Any, None]:
+    """Go on from a checkpoint: settle its last step, then finish the interrupted turn.
+
+    A step's checkpoint is taken before the run decides whether to go on after it, so that
+    decision (``after_step``) is taken now. Then the turn's calls that were never recorded
+    run, and only after them is the model asked again: its turn is already in the
+    conversation, and asking again would spend a model call and could change the calls.
+    """
+    if run.trajectory.steps:
+        after_step(run, run.trajectory.steps[-1])
+    if run.pending_calls:
+        yield from run_turn(run, tuple(run.pending_calls))
 
 
 def may_call_model(run: RunState) -> bool:
@@ -178,12 +250,9 @@ def build_request(run: RunState) -> LLMRequest | None:
     on_chunk = None
     if hooks.on_event:  # streamed chunks become "llm_chunk" events (see StreamingHook)
         on_chunk = lambda chunk: emit(hooks, "llm_chunk", step, chunk=chunk)  # noqa: E731
-    request = LLMRequest(
+    return LLMRequest(
         view, run.tools.tool_schemas(), config.max_tokens, config.temperature, step, on_chunk
     )
-    if hooks.on_event:
-        emit(hooks, "llm_call", step, request=request)
-    return request
 
 
 def record_reply(run: RunState, reply: LLMResponse | BaseException) -> tuple[ToolCall, ...]:
@@ -202,12 +271,124 @@ def record_reply(run: RunState, reply: LLMResponse | BaseException) -> tuple[Too
         trajectory.usage = trajectory.usage + usage
     calls = _with_call_ids(reply.tool_calls, trajectory.llm_calls)
     run.messages.append(Message("assistant", reply.text, calls))
+    run.pending_calls[:] = calls
     if run.hooks.on_event:
         emit(run.hooks, "llm_response", len(trajectory.steps) + 1, response=reply)
     if not calls:
         trajectory.final_text = reply.text
         set_stop(run, StopReason.FINAL_TEXT, reply.text[:200])
     return calls
+
+
+def call_within_budget(
+    run: RunState, meter: ContextMeter, request: LLMRequest
+) -> Generator[Effect, Any, Any]:
+    """Send ``request`` within ``config.context_budget``; return the reply (or the error).
+
+    Over the budget, the conversation is compacted first. If the provider still answers
+    "context length exceeded", it is compacted again (to ``target`` of what was refused)
+    and the request is sent once more; a second refusal is the reply. ``None`` means a
+    model call of the compaction failed and the run has stopped.
+    """
+    from looplet.compact import is_context_overflow
+
+    extra = _extra_messages(run, request)
+    if meter.measure(run.messages, extra, request.tools) > meter.limit:
+        changed = yield from compact_conversation(run, meter, "pressure", extra, request.tools)
+        if changed is None:
+            return None
+        if changed:
+            request = _rebased(request, run.messages, extra)
+    reply = yield from _send(run, meter, request, extra)
+    if not is_context_overflow(reply) or run.trajectory.llm_calls + 1 >= run.max_llm_calls:
+        return reply
+    refused = meter.measure(run.messages, extra, request.tools)
+    meter.limit = max(1, min(meter.limit, refused - 1))
+    trigger = "context_length_exceeded"
+    changed = yield from compact_conversation(run, meter, trigger, extra, request.tools)
+    if not changed:
+        return None if changed is None else reply
+    run.trajectory.llm_calls += 1  # the refused call; record_reply counts the retry
+    return (yield from _send(run, meter, _rebased(request, run.messages, extra), extra))
+
+
+def compact_conversation(
+    run: RunState,
+    meter: ContextMeter,
+    trigger: str,
+    extra: tuple[Message, ...],
+    tools: Sequence[Any],
+) -> Generator[Effect, Any, bool | None]:
+    """Replace the run's conversation with a compacted one; the steps are not touched.
+
+    The service's model calls (a summary) go through the driver as ``CallModel`` effects.
+    Returns True if the conversation changed, False if nothing could be dropped, ``None``
+    if a model call failed and ended the run.
+    """
+    from looplet.compact import CompactionRecord, check_turns, compact_steps
+
+    service = meter.budget.resolved_strategy()
+    old = run.messages
+    steps = compact_steps(service, tuple(old), meter.room(extra, tools))
+    calls = 0
+    try:
+        ask = next(steps)
+        while True:
+            reply = yield CallModel(ask)
+            calls += 1
+            run.trajectory.llm_calls += 1
+            if isinstance(reply, LLMResponse):
+                run.trajectory.usage = run.trajectory.usage + reply.usage
+            ask = steps.send(reply)
+    except StopIteration as stop:
+        outcome = stop.value
+    except ConfigurationError:
+        raise
+    except LoopletError as err:
+        fail(run, StopReason.LLM_ERROR, err)
+        return None
+    new = list(outcome.messages)
+    if new == old:
+        return False
+    check_turns(new, service)
+    run.messages = run.trajectory.messages = new
+    record = CompactionRecord(
+        run.next_step,
+        trigger,
+        outcome.reason,
+        outcome.before_tokens,
+        outcome.after_tokens,
+        len(old),
+        len(new),
+        calls,
+    )
+    run.compactions.append(record)
+    if run.hooks.on_event:
+        emit(run.hooks, "compaction", record.step, record=record)
+    return True
+
+
+def _send(
+    run: RunState, meter: ContextMeter, request: LLMRequest, extra: tuple[Message, ...]
+) -> Generator[Effect, Any, Any]:
+    if run.hooks.on_event:
+        emit(run.hooks, "llm_call", request.step, request=request)
+    meter.sent(run.messages, extra, request.tools)
+    reply = yield CallModel(request)
+    meter.replied(reply)
+    return reply
+
+
+def _extra_messages(run: RunState, request: LLMRequest) -> tuple[Message, ...]:
+    """The messages of ``request`` past the conversation (this turn's ``pre_prompt`` context)."""
+    view = request.messages
+    return tuple(view[i] for i in range(len(run.messages), len(view)))
+
+
+def _rebased(
+    request: LLMRequest, messages: list[Message], extra: tuple[Message, ...]
+) -> LLMRequest:
+    return dataclasses.replace(request, messages=ConversationView(messages, None, extra))
 
 
 def run_turn(run: RunState, calls: Sequence[ToolCall]) -> Generator[Effect, Any, None]:
@@ -221,20 +402,37 @@ def run_turn(run: RunState, calls: Sequence[ToolCall]) -> Generator[Effect, Any,
     while index < len(calls):
         group = next_group(run, calls, index)
         index += len(group)
-        outcomes = [screen_call(run, call) for call in group]
+        outcomes, charges = screen_group(run, group)
         to_run = tuple(o for o in outcomes if isinstance(o, ToolCall))
         ran: list[ToolResult] = []
         if to_run:
             run.ctx.step = run.next_step
             ran = yield RunTools(to_run, run.ctx)
         ran_iter = iter(ran)
-        for call, outcome in zip(group, outcomes, strict=True):
+        for call, outcome, charge in zip(group, outcomes, charges, strict=True):
+            run.charged_pending -= charge
             if isinstance(outcome, ToolCall):
                 step = record_step(run, outcome, next(ran_iter))
             else:
                 step = record_step(run, call, outcome)
+            if run.checkpoint is not None:
+                take_save_outcome(run, (yield SaveCheckpoint(final=False)))
             yield step
             after_step(run, step)
+
+
+def screen_group(
+    run: RunState, group: Sequence[ToolCall]
+) -> tuple[list[ToolCall | ToolResult], list[int]]:
+    """Screen each call of a group; also say how much budget each one was charged."""
+    outcomes: list[ToolCall | ToolResult] = []
+    charges: list[int] = []
+    for call in group:
+        used = run.state.queries_used
+        outcomes.append(screen_call(run, call))
+        charges.append(run.state.queries_used - used)
+    run.charged_pending = sum(charges)
+    return outcomes, charges
 
 
 def run_one_call(run: RunState, call: ToolCall) -> Generator[Effect, Any, None]:
@@ -246,6 +444,8 @@ def run_one_call(run: RunState, call: ToolCall) -> Generator[Effect, Any, None]:
         step = record_step(run, outcome, results[0])
     else:
         step = record_step(run, call, outcome)
+    if run.checkpoint is not None:
+        take_save_outcome(run, (yield SaveCheckpoint(final=False)))
     yield step
     after_step(run, step)
 
@@ -346,6 +546,7 @@ def record_step(run: RunState, call: ToolCall, result: ToolResult) -> Step:
     steps.append(step)
     if run.state.steps is not steps:
         run.state.steps.append(step)
+    del run.pending_calls[:1]  # calls are recorded in the turn's order
     content = render_tool_result(result, run.config.max_result_chars)
     run.messages.append(
         Message("tool", content, (), result.call_id, result.tool, result.error is not None)
@@ -428,6 +629,26 @@ def fail(run: RunState, reason: StopReason, error: LoopletError) -> None:
     set_stop(run, reason, str(error))
     if run.error is None:
         run.error = error
+
+
+def take_save_outcome(run: RunState, outcome: object) -> None:
+    """Take the driver's answer to ``SaveCheckpoint``: a failed write ends the run.
+
+    The run stops (``cancelled``, the error's message as detail) and raises the
+    ``CheckpointError``; no further checkpoint is tried, so the last one written stays the
+    one to resume from.
+    """
+    if not isinstance(outcome, BaseException):
+        return
+    if isinstance(outcome, LoopletError):
+        error = outcome
+    else:
+        error = LoopletError(f"saving a checkpoint failed: {outcome!r}")
+    run.checkpoint = None
+    fail(run, StopReason.CANCELLED, error)
+    if run.error is error:  # the final checkpoint comes after finish_run filled these in
+        run.trajectory.error = error
+        error.trajectory = run.trajectory
 
 
 def _not_run(call: ToolCall, why: str) -> ToolResult:

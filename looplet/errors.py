@@ -9,6 +9,8 @@ The hierarchy::
     ├── LLMError                  the model provider failed (status, provider message)
     │   └── ScriptExhaustedError  a scripted test backend ran out of replies
     ├── HookError                 a hook raised; names the hook object, slot and step
+    ├── CheckpointError           a checkpoint cannot be written, read or resumed (names
+    │                             the file and the fix)
     ├── MissingExtraError         an optional dependency is not installed
     ├── TrajectoryMismatch        (looplet.assertions; also an AssertionError) a run differs
     │                             from the expected steps
@@ -30,6 +32,7 @@ if TYPE_CHECKING:
     from looplet.types import Trajectory
 
 __all__ = [
+    "CheckpointError",
     "ConfigurationError",
     "ErrorKind",
     "HookError",
@@ -163,6 +166,43 @@ class HookError(LoopletError):
             f"The run was stopped with stop_reason 'hook_error'; the partial trajectory is on "
             f"this exception's .trajectory. Fix {name}.{slot}, or catch the error inside it."
         )
+
+
+class CheckpointError(LoopletError):
+    """A checkpoint cannot be written, read or resumed from.
+
+    Raised for a corrupt, truncated or foreign checkpoint file, a checkpoint of a run that
+    already ended, a run resumed with a different tool set, a bad run id, and a failed write
+    (disk full, no permission), which stops the run. The message names the file and how to
+    go on; the same facts are on the attributes.
+
+    Attributes:
+        path: the checkpoint file (or folder) concerned, or ``None``.
+        run_id: the run the checkpoint belongs to, when known.
+        step: the step number of the checkpoint, when known.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: Any = None,
+        run_id: str | None = None,
+        step: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.path = path
+        self.run_id = run_id
+        self.step = step
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_checkpoint_error, (str(self), self.path, self.run_id, self.step))
+
+
+def _rebuild_checkpoint_error(
+    message: str, path: Any, run_id: str | None, step: int | None
+) -> CheckpointError:
+    return CheckpointError(message, path=path, run_id=run_id, step=step)
 
 
 class ErrorKind(enum.StrEnum):

@@ -152,7 +152,8 @@ class LoopEvent:
 
     ``kind`` is one of ``loop_start`` (data: ``task``), ``llm_call`` (``request``),
     ``llm_chunk`` (``chunk``: a :class:`~looplet.backends.base.StreamChunk`, from a streaming
-    backend), ``llm_response`` (``response``), ``step`` (``step``) and ``loop_end``
+    backend), ``llm_response`` (``response``), ``step`` (``step``), ``compaction``
+    (``record``: a :class:`~looplet.compact.CompactionRecord`) and ``loop_end``
     (``trajectory``).
     """
 

@@ -11,16 +11,19 @@ from __future__ import annotations
 import inspect
 from collections.abc import AsyncGenerator, Generator, Iterable
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from looplet.backends.base import LLMRequest, LLMResponse
 from looplet.config import LoopConfig
-from looplet.engine import CallModel, Effect, RunState, run_engine
+from looplet.engine import CallModel, Effect, RunState, SaveCheckpoint, run_engine
 from looplet.errors import ConfigurationError, LLMError, LoopletError
 from looplet.hooks import resolve_hooks
 from looplet.state import AgentState, DefaultState
 from looplet.tools import BaseToolRegistry, ToolContext, ToolSpec
 from looplet.types import Step, Trajectory
+
+if TYPE_CHECKING:
+    from looplet.checkpoint import Checkpoint, FileCheckpointStore
 
 __all__ = ["AsyncLoopRun", "LoopRun", "async_composable_loop", "composable_loop"]
 
@@ -33,6 +36,10 @@ def composable_loop(
     hooks: Iterable[object] | None = (),
     config: LoopConfig | None = None,
     state: AgentState | None = None,
+    *,
+    checkpoint: FileCheckpointStore | None = None,
+    resume: FileCheckpointStore | Checkpoint | None = None,
+    restart: bool = False,
 ) -> LoopRun:
     """Run the tool-calling loop, yielding one :class:`~looplet.types.Step` per tool call.
 
@@ -56,12 +63,22 @@ def composable_loop(
         hooks: hook objects (see :class:`~looplet.hooks.LoopHook`).
         config: settings; defaults to ``LoopConfig()``.
         state: the agent state; defaults to ``DefaultState``.
+        checkpoint: a :class:`~looplet.checkpoint.FileCheckpointStore` to save the run to
+            after every step (before the step is yielded) and at its end. A failed write
+            stops the run with :class:`~looplet.errors.CheckpointError`.
+        resume: continue a run instead of starting one: a store (its newest run; a new run
+            starts if it holds none) or a :class:`~looplet.checkpoint.Checkpoint`. The
+            conversation, steps, budget used and unfinished turn come back; the task may
+            be left out. A run that already ended raises ``CheckpointError``.
+        restart: with ``resume``, start a new run when the run to resume has ended.
 
     Returns:
         A :class:`LoopRun`: a generator of steps whose return value (and ``.trajectory``)
         is the run's :class:`~looplet.types.Trajectory`.
     """
     run = new_run(llm, task, tools, context, hooks, config, state, need="sync")
+    if checkpoint is not None or resume is not None or restart:
+        _attach_checkpoints(run, checkpoint, resume, restart, task is not None)
     return LoopRun(run)
 
 
@@ -73,13 +90,20 @@ def async_composable_loop(
     hooks: Iterable[object] | None = (),
     config: LoopConfig | None = None,
     state: AgentState | None = None,
+    *,
+    checkpoint: FileCheckpointStore | None = None,
+    resume: FileCheckpointStore | Checkpoint | None = None,
+    restart: bool = False,
 ) -> AsyncLoopRun:
     """The async twin of :func:`composable_loop`: ``async for step in ...``.
 
     Backends with ``acomplete`` are awaited, async tools are awaited, and sync backends or
-    tools run in a worker thread. The finished trajectory is on ``.trajectory``.
+    tools run in a worker thread; checkpoints are written in a worker thread too. The
+    finished trajectory is on ``.trajectory``.
     """
     run = new_run(llm, task, tools, context, hooks, config, state, need="async")
+    if checkpoint is not None or resume is not None or restart:
+        _attach_checkpoints(run, checkpoint, resume, restart, task is not None)
     return AsyncLoopRun(run)
 
 
@@ -121,6 +145,8 @@ class LoopRun(Generator[Step, None, Trajectory]):
                 return effect
             if isinstance(effect, CallModel):
                 effect = engine.send(call_model(run.llm, effect.request))
+            elif isinstance(effect, SaveCheckpoint):
+                effect = engine.send(run.checkpoint.save(run, effect.final))
             else:
                 # The engine checked these calls with check_call: do not validate twice.
                 calls, tools = effect.calls, run.tools
@@ -180,6 +206,11 @@ class AsyncLoopRun(AsyncGenerator[Step, None]):
                 if isinstance(effect, CallModel):
                     reply = await acall_model(run.llm, effect.request)
                     effect = engine.send(reply)
+                elif isinstance(effect, SaveCheckpoint):
+                    import asyncio
+
+                    save = run.checkpoint.save
+                    effect = engine.send(await asyncio.to_thread(save, run, effect.final))
                 else:
                     results = await run.tools.adispatch_batch(
                         effect.calls, ctx=effect.ctx, validate=False
@@ -274,6 +305,19 @@ def new_run(
         max_llm_calls=config.llm_call_cap(max_steps),
         hook_values=hook_values,
     )
+
+
+def _attach_checkpoints(
+    run: RunState,
+    store: FileCheckpointStore | None,
+    resume: FileCheckpointStore | Checkpoint | None,
+    restart: bool,
+    task_given: bool,
+) -> None:
+    # Imported here: json, tempfile and uuid are not worth loading for runs without them.
+    from looplet.checkpoint import attach_checkpoints
+
+    attach_checkpoints(run, store, resume, restart=restart, task_given=task_given)
 
 
 def _as_registry(tools: BaseToolRegistry | Iterable[ToolSpec] | None) -> BaseToolRegistry:

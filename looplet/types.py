@@ -230,12 +230,15 @@ class Trajectory:
         stop_detail: a human-readable detail (the hook's stop reason, the final text...).
         llm_calls: how many model requests were made.
         usage: tokens summed over all model calls.
-        messages: the whole conversation the model saw, in order.
+        messages: the conversation as the model was last sent it, in order (after a context
+            compaction, the compacted one; the steps are never compacted).
         elapsed_ms: wall time of the run.
         final_text: the model's last plain-text reply, if any.
         error: the exception that ended the run, if any.
         permission_decisions: every permission decision taken during the run, in order
             (:class:`~looplet.permissions.PermissionOutcome`, added by ``PermissionHook``).
+        compactions: every context compaction of the run, in order
+            (:class:`~looplet.compact.CompactionRecord`: reason, sizes before and after).
     """
 
     task: Any = None
@@ -249,6 +252,7 @@ class Trajectory:
     final_text: str = ""
     error: BaseException | None = None
     permission_decisions: list[Any] = field(default_factory=list)
+    compactions: list[Any] = field(default_factory=list)
 
     @property
     def tools(self) -> list[str]:
@@ -353,6 +357,7 @@ class Trajectory:
             "final_text": self.final_text,
             "error": f"{type(self.error).__name__}: {self.error}" if self.error else None,
             "permission_decisions": [d.to_dict() for d in self.permission_decisions],
+            "compactions": [c.to_dict() for c in self.compactions],
         }
 
     def pretty(self) -> str:

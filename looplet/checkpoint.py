@@ -1,0 +1,547 @@
+"""Checkpoints: save a run after every step, and resume it where it stopped.
+
+``composable_loop(..., checkpoint=store)`` saves the run after each step's tool has run and
+its step has been recorded, before the step is handed to the caller, and once more when the
+run ends. ``resume=store`` continues the newest run in the store: the conversation, the
+steps, the budget already used and the calls of the interrupted turn that were never
+recorded come back, so no recorded step runs twice and no budget is granted twice. A tool
+call runs again only if the process died after it started and before its step's checkpoint
+reached the disk. A run that ended is not resumed (:class:`~looplet.errors.CheckpointError`,
+or ``restart=True`` to start a new run instead).
+
+A :class:`FileCheckpointStore` keeps ``<dir>/<run_id>/step-0001.json`` (one file per step)
+and ``step-NNNN.end.json`` for the end, each written atomically. The files are versioned
+JSON (``"format": "looplet-checkpoint/1"``); tool data that JSON cannot hold is stored by its
+``repr`` in a ``{"__looplet_repr__": ...}`` marker and comes back as that dict. Hooks, tools,
+the agent state's own fields (other than ``steps`` and ``queries_used``) and the
+trajectory's permission decisions are not saved; a context budget's calibration starts over.
+The checkpoint document and the encoding of each value live in :mod:`looplet._serialize`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import re
+import tempfile
+import time
+import uuid
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, final
+
+from looplet import _serialize as S
+from looplet._serialize import FORMAT, Checkpoint
+from looplet.errors import CheckpointError, ConfigurationError
+
+if TYPE_CHECKING:
+    from looplet.engine import RunState
+
+__all__ = ["FORMAT", "Checkpoint", "FileCheckpointStore", "resume_loop_state"]
+
+_STEP_FILE = re.compile(r"^step-(\d{4,})(\.end)?\.json$")
+
+
+@final
+class FileCheckpointStore:
+    """Checkpoints as files under one folder: ``<dir>/<run_id>/step-0001.json``...
+
+    Each write goes to a temporary file in the same folder, is flushed to disk, renamed over
+    the target (``os.replace``) and the folder is synced, so a file is either the old one or
+    the whole new one. Run ids must be plain names (letters, digits, ``.``, ``_``, ``-``):
+    no separators, no ``..``, no absolute paths. One process writes a run at a time.
+
+    Example::
+
+        store = FileCheckpointStore(".looplet/runs")
+        for step in composable_loop(llm=llm, tools=tools, task=task, checkpoint=store,
+                                    resume=store):
+            print(step.pretty())
+
+    Attributes:
+        directory: the folder.
+        skipped: the files the last :meth:`load_latest` passed over, with the reason.
+    """
+
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        self.directory = Path(directory)
+        self.skipped: list[tuple[Path, str]] = []
+
+    def __repr__(self) -> str:
+        return f"FileCheckpointStore({str(self.directory)!r})"
+
+    def run_dir(self, run_id: str) -> Path:
+        """The folder of ``run_id`` (checked to be a plain name inside the store)."""
+        if not isinstance(run_id, str) or not S.RUN_ID.match(run_id):
+            raise CheckpointError(
+                f"invalid run id {run_id!r}: a run id names a folder inside {self.directory}, "
+                "so it may hold only letters, digits, '.', '_' and '-', must start with a "
+                "letter or digit and have at most 128 characters (no path separators, no "
+                "'..', not an absolute path). Pass a plain name such as 'refund-42'.",
+                path=self.directory,
+                run_id=str(run_id),
+            )
+        return self.directory / run_id
+
+    def runs(self) -> list[str]:
+        """The ids of the runs with at least one checkpoint, sorted."""
+        if not self.directory.is_dir():
+            return []
+        return sorted(
+            p.name for p in self.directory.iterdir() if S.RUN_ID.match(p.name) and _files(p)
+        )
+
+    def save(self, checkpoint: Checkpoint) -> Path:
+        """Write ``checkpoint`` atomically; return its path.
+
+        Raises:
+            CheckpointError: the write failed (disk full, no permission...); the file the
+                checkpoint would replace, and every earlier one, are left as they were.
+        """
+        run_dir = self.run_dir(checkpoint.run_id)
+        path = run_dir / checkpoint.file_name
+        try:
+            data = checkpoint.to_json().encode()
+        except (TypeError, ValueError) as exc:  # encode_data leaves none; a hand-built one may
+            raise CheckpointError(
+                f"cannot write checkpoint {path}: its data is not JSON ({exc}).",
+                path=path,
+                run_id=checkpoint.run_id,
+                step=checkpoint.step,
+            ) from exc
+        try:
+            if not run_dir.is_dir():
+                run_dir.mkdir(parents=True, exist_ok=True)
+                _fsync_dir(run_dir.parent)
+            _write_atomically(path, data)
+        except OSError as exc:
+            raise self._write_error(path, exc, checkpoint) from exc
+        return path
+
+    def load(self, run_id: str, step: int) -> Checkpoint:
+        """The checkpoint taken after step ``step`` of ``run_id`` (not an end checkpoint).
+
+        Raises:
+            CheckpointError: there is no such file, or it cannot be read.
+        """
+        run_dir = self.run_dir(run_id)
+        path = run_dir / f"step-{step:04d}.json"
+        if not path.is_file():
+            have = ", ".join(p.name for p in reversed(_files(run_dir))) or "none"
+            raise CheckpointError(
+                f"no checkpoint {path}: run {run_id!r} has these checkpoints: {have}.",
+                path=path,
+                run_id=run_id,
+                step=step,
+            )
+        try:
+            return _read(path, run_id)
+        except S.BadFile as bad:
+            raise CheckpointError(
+                f"cannot resume from {path}: {bad.reason}. Resume from another step of "
+                f"run {run_id!r}, or delete {run_dir} to start over.",
+                path=path,
+                run_id=run_id,
+                step=step,
+            ) from None
+
+    def load_latest(self, run_id: str | None = None) -> Checkpoint | None:
+        """The newest checkpoint that can be read, of ``run_id`` or else of the newest run.
+
+        A newer file that cannot be read is passed over with a warning (and listed in
+        :attr:`skipped`); ``None`` when there is no checkpoint at all.
+
+        Raises:
+            CheckpointError: the run has checkpoints but none can be read.
+        """
+        self.skipped = []
+        if run_id is None:
+            run_id = self._newest_run()
+            if run_id is None:
+                return None
+        run_dir = self.run_dir(run_id)
+        paths = _files(run_dir)
+        for path in paths:
+            try:
+                checkpoint = _read(path, run_id)
+            except S.BadFile as bad:
+                self.skipped.append((path, bad.reason))
+                continue
+            if self.skipped:
+                skipped = "; ".join(f"{p.name}: {why}" for p, why in self.skipped)
+                warnings.warn(
+                    f"skipped unreadable checkpoint(s) of run {run_id!r} in {run_dir} "
+                    f"({skipped}); using {path.name}, the newest intact one.",
+                    stacklevel=2,
+                )
+            return checkpoint
+        if not paths:
+            return None
+        newest, why = self.skipped[0]
+        raise CheckpointError(
+            f"cannot resume run {run_id!r}: none of its {len(paths)} checkpoint(s) in "
+            f"{run_dir} can be read; the newest, {newest.name}: {why}. Delete {run_dir} to "
+            "start over.",
+            path=newest,
+            run_id=run_id,
+        )
+
+    def _newest_run(self) -> str | None:
+        newest: tuple[int, str] | None = None
+        for run_id in self.runs():
+            mtime = max(p.stat().st_mtime_ns for p in _files(self.directory / run_id))
+            if newest is None or (mtime, run_id) > newest:
+                newest = (mtime, run_id)
+        return newest[1] if newest else None
+
+    def _has_after(self, checkpoint: Checkpoint) -> bool:
+        """Whether the run already has a checkpoint later than ``checkpoint``."""
+        mine = (checkpoint.step, checkpoint.ended)
+        return any(_order(p) > mine for p in _files(self.run_dir(checkpoint.run_id)))
+
+    def _write_error(self, path: Path, exc: OSError, checkpoint: Checkpoint) -> CheckpointError:
+        earlier = [p for p in _files(path.parent) if p != path] if path.parent.is_dir() else []
+        kept = (
+            f"the previous checkpoint, {earlier[0]}, is intact"
+            if earlier
+            else "no earlier checkpoint of this run exists"
+        )
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            fix = f"free disk space on the drive of {self.directory}"
+        elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            fix = f"make {path.parent} writable"
+        else:
+            fix = "fix the cause above"
+        return CheckpointError(
+            f"could not write checkpoint {path}: {exc}. The run was stopped; {kept}. "
+            f"To go on, {fix}, then resume with resume={self!r}.",
+            path=path,
+            run_id=checkpoint.run_id,
+            step=checkpoint.step,
+        )
+
+
+def resume_loop_state(
+    source: FileCheckpointStore | Checkpoint | str | os.PathLike[str],
+    *,
+    run_id: str | None = None,
+    step: int | None = None,
+) -> Checkpoint:
+    """The checkpoint to resume a run from, checked: pass it to ``composable_loop(resume=)``.
+
+    ``source`` is a store (its newest intact checkpoint, of ``run_id`` if given, or the one
+    after ``step``), a checkpoint file's path, or a :class:`Checkpoint`.
+
+    Example::
+
+        checkpoint = resume_loop_state(store, run_id="7f3a", step=11)
+        for step in composable_loop(llm, tools=tools, checkpoint=store, resume=checkpoint):
+            print(step.pretty())
+
+    Raises:
+        CheckpointError: there is nothing to resume, the file cannot be read, or the run
+            has already ended (a finished run is never resumed silently).
+    """
+    if isinstance(source, Checkpoint):
+        checkpoint = source
+    elif isinstance(source, FileCheckpointStore):
+        if step is not None:
+            if run_id is None:
+                raise CheckpointError(
+                    f"resume_loop_state(step={step}) needs run_id= too: step {step} of which "
+                    f"run? The runs in {source.directory}: {', '.join(source.runs()) or 'none'}.",
+                    path=source.directory,
+                )
+            checkpoint = source.load(run_id, step)
+        else:
+            found = source.load_latest(run_id)
+            if found is None:
+                of_run = f" of run {run_id!r}" if run_id else ""
+                raise CheckpointError(
+                    f"nothing to resume: {source.directory} holds no checkpoint{of_run}. Run "
+                    f"with checkpoint={source!r} to save one after every step.",
+                    path=source.directory,
+                    run_id=run_id,
+                )
+            checkpoint = found
+    else:
+        path = Path(source)
+        try:
+            checkpoint = _read(path, None)
+        except S.BadFile as bad:
+            raise CheckpointError(f"cannot resume from {path}: {bad.reason}.", path=path) from None
+    if checkpoint.ended:
+        raise _ended_error(checkpoint)
+    return checkpoint
+
+
+# -- wiring into the loop (called by looplet.loop.new_run) -------------------------------------
+
+
+def attach_checkpoints(
+    run: RunState,
+    store: FileCheckpointStore | None,
+    resume: FileCheckpointStore | Checkpoint | None,
+    *,
+    restart: bool,
+    task_given: bool,
+) -> None:
+    """Restore ``run`` from ``resume`` (if there is a run to continue), and save to ``store``."""
+    if store is not None and not isinstance(store, FileCheckpointStore):
+        raise ConfigurationError(
+            f"checkpoint= takes a FileCheckpointStore, got {type(store).__name__}: "
+            "checkpoint=FileCheckpointStore('.looplet/runs')"
+        )
+    if resume is not None and not isinstance(resume, FileCheckpointStore | Checkpoint):
+        raise ConfigurationError(
+            f"resume= takes a FileCheckpointStore or a Checkpoint, got {type(resume).__name__}; "
+            "for a file, pass resume=resume_loop_state(path)"
+        )
+    if restart and resume is None:
+        raise ConfigurationError(
+            "restart=True only applies with resume=: it starts a new run when the run to "
+            "resume has already ended."
+        )
+    checkpoint = resume.load_latest() if isinstance(resume, FileCheckpointStore) else resume
+    if checkpoint is not None and checkpoint.ended:
+        if not restart:
+            raise _ended_error(checkpoint)
+        checkpoint = None
+    if checkpoint is not None:
+        _restore(run, checkpoint, task_given)
+    if store is not None:
+        run.checkpoint = _Writer(store, _writer_run_id(run, store, checkpoint))
+
+
+class _Writer:
+    """What ``RunState.checkpoint`` holds: saves the run for the driver, never raises."""
+
+    __slots__ = ("run_id", "store")
+
+    def __init__(self, store: FileCheckpointStore, run_id: str) -> None:
+        self.store = store
+        self.run_id = run_id
+
+    def save(self, run: RunState, final: bool) -> CheckpointError | None:
+        """Save ``run`` now; the error of a failed write is returned for the engine."""
+        try:
+            self.store.save(snapshot(run, self.run_id, final))
+        except CheckpointError as err:
+            return err
+        return None
+
+
+def snapshot(run: RunState, run_id: str, final: bool) -> Checkpoint:
+    """The checkpoint of ``run`` as it is now (``final``: it has ended)."""
+    trajectory = run.trajectory
+    return Checkpoint(
+        run_id=run_id,
+        step=len(trajectory.steps),
+        ended=final,
+        task=S.encode_data(trajectory.task),
+        messages=tuple(run.messages),
+        steps=tuple(trajectory.steps),
+        # Calls screened with their group but not yet recorded are charged again on resume.
+        queries_used=run.state.queries_used - run.charged_pending,
+        llm_calls=trajectory.llm_calls,
+        usage=trajectory.usage,
+        stop_reason=trajectory.stop_reason,
+        stop_detail=trajectory.stop_detail,
+        final_text=trajectory.final_text,
+        tool_names=tuple(sorted(run.tools.tool_names)),
+        pending_calls=tuple(run.pending_calls),
+        pending_context=tuple(run.pending_context),
+        stop_requested=run.stop_requested,
+        max_steps=run.max_steps,
+        compactions=tuple(r.to_dict() for r in run.compactions),
+        created_at=time.time(),
+    )
+
+
+def _restore(run: RunState, checkpoint: Checkpoint, task_given: bool) -> None:
+    _check_tools(run, checkpoint)
+    trajectory = run.trajectory
+    if task_given:
+        _check_task(trajectory.task, checkpoint)
+    else:
+        trajectory.task = run.hook_values["task"] = checkpoint.task
+    trajectory.steps.extend(checkpoint.steps)
+    if run.state.steps is not trajectory.steps:
+        run.state.steps[:] = checkpoint.steps
+    run.state.queries_used = checkpoint.queries_used
+    run.messages.extend(checkpoint.messages)
+    trajectory.llm_calls = checkpoint.llm_calls
+    trajectory.usage = checkpoint.usage
+    trajectory.stop_reason = checkpoint.stop_reason
+    trajectory.stop_detail = checkpoint.stop_detail
+    trajectory.final_text = checkpoint.final_text
+    run.pending_calls[:] = checkpoint.pending_calls
+    run.pending_context[:] = checkpoint.pending_context
+    run.stop_requested = checkpoint.stop_requested
+    if checkpoint.compactions:
+        run.compactions.extend(_compactions(checkpoint))
+
+
+def _compactions(checkpoint: Checkpoint) -> list[Any]:
+    from looplet.compact import CompactionRecord  # only runs that compacted need it
+
+    try:
+        return [CompactionRecord(**fields) for fields in checkpoint.compactions]
+    except TypeError as exc:
+        raise CheckpointError(
+            f"cannot resume from {_where(checkpoint)}: malformed checkpoint: field "
+            f"compactions: {exc}.",
+            path=checkpoint.path,
+            run_id=checkpoint.run_id,
+            step=checkpoint.step,
+        ) from None
+
+
+def _writer_run_id(run: RunState, store: FileCheckpointStore, resumed: Checkpoint | None) -> str:
+    if resumed is not None:
+        run_dir = store.run_dir(resumed.run_id)
+        if not store._has_after(resumed):
+            for stale in run_dir.glob(".step-*.tmp"):  # left by a process killed mid-write
+                with contextlib.suppress(OSError):
+                    stale.unlink()
+            return resumed.run_id
+        # Resuming an older checkpoint: the later ones stay, and this run becomes a new one.
+        return uuid.uuid4().hex[:12]
+    run_id = run.config.session_id or uuid.uuid4().hex[:12]
+    if _files(store.run_dir(run_id)):
+        raise CheckpointError(
+            f"run {run_id!r} already has checkpoints in {store.run_dir(run_id)}: a new run "
+            f"would overwrite them. Continue it with resume={store!r}, or give this run "
+            "another LoopConfig.session_id.",
+            path=store.run_dir(run_id),
+            run_id=run_id,
+        )
+    return run_id
+
+
+def _check_tools(run: RunState, checkpoint: Checkpoint) -> None:
+    now, then = set(run.tools.tool_names), set(checkpoint.tool_names)
+    if now == then:
+        return
+    missing, added = sorted(then - now), sorted(now - then)
+    raise CheckpointError(
+        f"cannot resume from {_where(checkpoint)}: run {checkpoint.run_id!r} was checkpointed "
+        f"with a different tool set. Missing now: {', '.join(missing) or 'none'}. Added since: "
+        f"{', '.join(added) or 'none'}. Its conversation uses the tools it had: resume with "
+        "the same tools, or start a new run without resume=.",
+        path=checkpoint.path,
+        run_id=checkpoint.run_id,
+        step=checkpoint.step,
+    )
+
+
+def _check_task(task: Any, checkpoint: Checkpoint) -> None:
+    given = S.encode_data(task)
+    if S.has_repr_marker(given) or S.has_repr_marker(checkpoint.task):
+        return  # reprs of objects need not compare equal across processes
+    if given != checkpoint.task:
+        raise CheckpointError(
+            f"cannot resume from {_where(checkpoint)}: the task differs from the checkpointed "
+            f"run's. Checkpoint: {_clip(checkpoint.task)}; given: {_clip(given)}. Pass the same "
+            "task (or none, to take the checkpoint's), or start a new run without resume=.",
+            path=checkpoint.path,
+            run_id=checkpoint.run_id,
+            step=checkpoint.step,
+        )
+
+
+def _ended_error(checkpoint: Checkpoint) -> CheckpointError:
+    reason = checkpoint.stop_reason.value if checkpoint.stop_reason else "unknown"
+    detail = f": {checkpoint.stop_detail[:120]}" if checkpoint.stop_detail else ""
+    retry = ""
+    if checkpoint.step and checkpoint.path is not None:
+        store = FileCheckpointStore(checkpoint.path.parent.parent)
+        retry = (
+            " To continue from before its end anyway, resume from its last step: "
+            f"resume_loop_state({store!r}, run_id={checkpoint.run_id!r}, step={checkpoint.step})."
+        )
+    return CheckpointError(
+        f"cannot resume from {_where(checkpoint)}: run {checkpoint.run_id!r} already ended at "
+        f"step {checkpoint.step} (stop reason {reason!r}{detail}), so resuming it would run a "
+        f"finished task again. To start a new run of the task, pass restart=True.{retry}",
+        path=checkpoint.path,
+        run_id=checkpoint.run_id,
+        step=checkpoint.step,
+    )
+
+
+# -- files -------------------------------------------------------------------------------------
+
+
+def _files(run_dir: Path) -> list[Path]:
+    """The checkpoint files of a run folder, newest first (a step's end file before it)."""
+    try:
+        names = [p for p in run_dir.iterdir() if _STEP_FILE.match(p.name)]
+    except OSError:
+        return []
+    return sorted(names, key=_order, reverse=True)
+
+
+def _order(path: Path) -> tuple[int, bool]:
+    match = _STEP_FILE.match(path.name)
+    assert match is not None
+    return int(match.group(1)), match.group(2) is not None
+
+
+def _read(path: Path, run_id: str | None) -> Checkpoint:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise S.BadFile(f"cannot be read ({exc})") from None
+    checkpoint = S.decode_checkpoint(data, path)
+    match = _STEP_FILE.match(path.name)
+    if run_id is not None and match is not None:
+        found = (checkpoint.run_id, checkpoint.step, checkpoint.ended)
+        if found != (run_id, int(match.group(1)), match.group(2) is not None):
+            raise S.BadFile(
+                f"it holds run {checkpoint.run_id!r} step {checkpoint.step} but is stored as "
+                f"{run_id}/{path.name}: it was copied or renamed"
+            )
+    return checkpoint
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make a rename in ``directory`` durable (POSIX; elsewhere the rename is all we have)."""
+    if os.name != "posix":
+        return
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.errno != errno.EINVAL:  # some file systems cannot sync a folder
+            raise
+    finally:
+        os.close(fd)
+
+
+def _where(checkpoint: Checkpoint) -> str:
+    if checkpoint.path is not None:
+        return str(checkpoint.path)
+    return f"the checkpoint of run {checkpoint.run_id!r} at step {checkpoint.step}"
+
+
+def _clip(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= 120 else text[:117] + "..."
