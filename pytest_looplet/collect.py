@@ -6,6 +6,13 @@ An eval file (``looplet_eval_files``, default ``eval_*.py``) is collected by
 ``pytest.Function`` items: fixtures, parametrize, marks, ``-k``, ``--lf`` and ``-x`` work as
 for tests. Running and scoring them is :mod:`pytest_looplet.scoring`'s job.
 
+An eval repeated ``k`` times (``@pytest.mark.looplet(repeat=k)`` or ``--looplet-repeat``)
+is parametrized into ``k`` items (:func:`parametrize_repeats`), ``eval_x[rep2of5]``
+(``eval_x[alice-rep2of5]`` when parametrized), each with its :class:`Repetition` in its
+stash (read by ``looplet_cassette_path``) and a ``looplet_repetition`` user property
+(``"2/5"``) that tells the controller which eval it repeats; the ``looplet_repetition``
+fixture is the run's number. :func:`shard` keeps the eval items of one shard.
+
 The module is imported with pytest's ``--import-mode``, like a test file: eval files that
 share a name in different folders need ``__init__.py`` files (packages) under the default
 ``prepend`` mode, or ``--import-mode=importlib``.
@@ -14,15 +21,35 @@ share a name in different folders need ``__init__.py`` files (packages) under th
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import os
+import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from pytest_looplet.plugin import LoopletSettings, looplet_settings
 
-__all__ = ["EVAL_KEYWORD", "EvalModule", "collect_file", "is_eval", "is_eval_file", "make_module"]
+_FIXTURE = "looplet_repetition"
+_REP_ID = re.compile(r"\brep(\d+)of(\d+)\]$")
+
+__all__ = [
+    "EVAL_KEYWORD",
+    "EvalModule",
+    "Repetition",
+    "collect_file",
+    "eval_of",
+    "is_eval",
+    "is_eval_file",
+    "looplet_repetition",
+    "make_module",
+    "parametrize_repeats",
+    "repetition_key",
+    "shard",
+    "shard_of",
+]
 
 EVAL_KEYWORD = "looplet_eval"
 """The keyword every eval item carries: it rides on the reports (so the xdist controller can
@@ -61,7 +88,83 @@ class EvalModule(pytest.Module):
         for node in nodes:
             node.keywords[EVAL_KEYWORD] = True  # rides on every report of the item
             node.extra_keyword_matches.add(EVAL_KEYWORD)  # what -k matches
+            repetition = _repetition_of(node)
+            if repetition is not None and isinstance(node, pytest.Item):
+                node.stash[repetition_key] = repetition
+                # On every report of the item (setup errors too): which eval it repeats.
+                node.user_properties.append(
+                    ("looplet_repetition", f"{repetition.index}/{repetition.count}")
+                )
         return nodes
+
+
+@dataclass(frozen=True, slots=True)
+class Repetition:
+    """Which run of a repeated eval an item is.
+
+    Attributes:
+        index: 1-based number of this run.
+        count: how many runs the eval has.
+        name: the item's name without the repetition (``eval_x[alice]``), which names its
+            cassette (``eval_x[alice]-rep2.yaml``).
+    """
+
+    index: int
+    count: int
+    name: str
+
+
+repetition_key = pytest.StashKey[Repetition]()
+"""Where a repeated eval item keeps its :class:`Repetition` (on ``item.stash``)."""
+
+
+@pytest.fixture
+def looplet_repetition() -> int:
+    """Per test: the 1-based number of this run of a repeated eval; 1 when not repeated.
+
+    A repeated eval is parametrized on this name (:func:`parametrize_repeats`), so in its
+    items the value is the run's number rather than this fixture's 1.
+    """
+    return 1
+
+
+def eval_of(nodeid: str, repetition: str | None) -> str:
+    """The eval a report's node id belongs to: the id without its ``repNofK`` part.
+
+    ``repetition`` is the item's ``looplet_repetition`` user property (``"2/5"``), or
+    ``None`` for an eval that is not repeated (its node id is returned unchanged).
+
+    >>> eval_of("f.py::eval_x[alice-rep2of5]", "2/5"), eval_of("f.py::eval_y[rep1of2]", "1/2")
+    ('f.py::eval_x[alice]', 'f.py::eval_y')
+    """
+    if not repetition:
+        return nodeid
+    index, _, count = repetition.partition("/")
+    for suffix, keep in ((f"[rep{index}of{count}]", ""), (f"-rep{index}of{count}]", "]")):
+        if nodeid.endswith(suffix):
+            return nodeid[: -len(suffix)] + keep
+    return nodeid
+
+
+def shard_of(nodeid: str, total: int) -> int:
+    """The 1-based shard (of ``total``) a node id falls in: a stable hash, the same anywhere."""
+    digest = hashlib.sha256(nodeid.encode()).digest()
+    return int.from_bytes(digest[:8], "big") % total + 1
+
+
+def shard(
+    items: list[pytest.Item], index: int, total: int
+) -> tuple[list[pytest.Item], list[pytest.Item]]:
+    """Split ``items`` into (kept, deselected) for shard ``index`` of ``total``.
+
+    Only eval items are split; other tests are kept in every shard.
+    """
+    kept: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
+    for item in items:
+        keep = not is_eval(item) or shard_of(item.nodeid, total) == index
+        (kept if keep else dropped).append(item)
+    return kept, dropped
 
 
 def is_eval(item: pytest.Item) -> bool:
@@ -116,3 +219,47 @@ def _matches_any(path: Path, patterns: Iterable[str]) -> bool:
         if fnmatch.fnmatch(name, pattern):
             return True
     return False
+
+
+def _repeat(node: pytest.Item, default: int) -> int:
+    marker = node.get_closest_marker("looplet")
+    value = marker.kwargs.get("repeat") if marker is not None else None
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        return 1  # one item, which scoring fails with the marker's problem
+    return value
+
+
+def parametrize_repeats(metafunc: pytest.Metafunc, default: int) -> None:
+    """``pytest_generate_tests`` for evals: parametrize a repeated eval with its runs.
+
+    Runs after the eval's own parametrization (the hook is ``trylast``), so the repetition id
+    comes last: ``eval_x[alice-rep2of5]``. ``looplet_repetition`` is parametrized directly:
+    in those items the fixture's value is the run's number.
+    """
+    if not isinstance(metafunc.definition.parent, EvalModule):
+        return
+    count = _repeat(metafunc.definition, default)
+    if count < 2:
+        return
+    if _FIXTURE not in metafunc.fixturenames:
+        # parametrize() takes only names the function uses; pytest prunes it again from
+        # the items' fixture closure when no fixture asks for it.
+        metafunc.fixturenames.append(_FIXTURE)
+    metafunc.parametrize(
+        _FIXTURE,
+        range(1, count + 1),
+        ids=[f"rep{index}of{count}" for index in range(1, count + 1)],
+    )
+
+
+def _repetition_of(node: pytest.Item | pytest.Collector) -> Repetition | None:
+    callspec = getattr(node, "callspec", None)
+    if callspec is None or _FIXTURE not in callspec.params:
+        return None
+    match = _REP_ID.search(node.name)
+    if match is None:  # parametrized by the user, not by --looplet-repeat
+        return None
+    index, count = int(match[1]), int(match[2])
+    return Repetition(index, count, eval_of(node.name, f"{index}/{count}"))

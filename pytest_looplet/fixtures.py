@@ -68,9 +68,19 @@ def looplet_model(pytestconfig: pytest.Config, looplet_provider: str) -> str:
 
 @pytest.fixture
 def looplet_cassette_path(request: pytest.FixtureRequest) -> Path:
-    """Per test: ``cassettes/<module>/<test name>[<params>].yaml`` beside the test file."""
+    """Per test: ``cassettes/<module>/<test name>[<params>].yaml`` beside the test file.
+
+    Each run of a repeated eval has its own: ``<test name>[<params>]-rep<N>.yaml``, named
+    without the run count, so raising ``repeat`` keeps the cassettes already recorded.
+    """
+    from pytest_looplet.collect import repetition_key
+
     node_path = Path(str(request.node.path))
-    name = _UNSAFE.sub("_", request.node.name)
+    repetition = request.node.stash.get(repetition_key, None)
+    if repetition is None:
+        name = _UNSAFE.sub("_", request.node.name)
+    else:
+        name = f"{_UNSAFE.sub('_', repetition.name)}-rep{repetition.index}"
     return node_path.parent / "cassettes" / node_path.stem / f"{name}.yaml"
 
 

@@ -1,29 +1,30 @@
 """The ``pytest11`` entry point: looplet's options, ini keys, marker and hook wiring, no more.
 
 Every run resolves the options into a :class:`LoopletSettings` (cheap, no import of
-``looplet``); with ``--looplet-evals`` an :class:`EvalPlugin` is registered whose hooks hand
-off to :mod:`pytest_looplet.collect` (eval files as items), :mod:`pytest_looplet.scoring`
-(scores and thresholds, imported when the first eval runs) and :mod:`pytest_looplet.summary`
-(the controller's end-of-run table). The cassette-backed fixtures will live in
-``pytest_looplet/fixtures.py``, read the record mode and model from :func:`looplet_settings`
-(resolved on every run, evals on or off) and report their runs with
-``scoring.record_trajectory``.
+``looplet``) that the fixtures of ``pytest_looplet/fixtures.py`` read; with
+``--looplet-evals`` an :class:`EvalPlugin` is registered whose hooks hand off to
+:mod:`pytest_looplet.collect` (eval files as items, repetitions, shards),
+:mod:`pytest_looplet.scoring` (scores, thresholds and budgets, imported when the first eval
+runs) and, on the controller, :mod:`pytest_looplet.summary` (the end-of-run section, which
+builds the :mod:`~pytest_looplet.report` document, the :mod:`~pytest_looplet.html` page and the
+:mod:`~pytest_looplet.baseline` comparison). ``docs/reports.md`` documents them.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import re
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import pytest
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from pytest_looplet.collect import EvalModule
+    from pytest_looplet.scoring import Prices
     from pytest_looplet.summary import EvalSummary
 
 __all__ = [
@@ -46,8 +47,9 @@ _DEFAULT_THRESHOLD = "0.5"
 _DEFAULT_EVAL_FILES = ["eval_*.py"]
 _DEFAULT_EVAL_PREFIX = "eval_"
 _MARKER = (
-    "looplet(threshold=0.5, max_steps=None, max_tokens=None): the score an eval must reach "
-    "(default: --looplet-threshold) and the agent's step and token budgets"
+    "looplet(threshold=0.5, repeat=1, max_steps=None, max_tokens=None, max_cost=None): the "
+    "score an eval must reach (default: --looplet-threshold), how many times it runs "
+    "(default: --looplet-repeat), and the agent's step, token and dollar budgets"
 )
 
 
@@ -68,6 +70,15 @@ class LoopletSettings:
         threshold: the score an eval must reach when its marker sets none.
         eval_files: glob patterns of eval files.
         eval_prefix: the name prefix of eval functions.
+        repeat: runs per eval when its marker sets no ``repeat``.
+        min_pass_rate: the share of a repeated eval's runs that must pass.
+        pass_k: the ``k`` of the pass@k / pass^k shown, or ``None`` for each eval's runs.
+        report: where to write the JSON report, or ``None``.
+        html: where to write the HTML report, or ``None``.
+        baseline: a saved JSON report to compare with, or ``None``.
+        fail_on_regression: fail the run when the baseline comparison finds a regression.
+        shard: ``(index, total)`` of the shard to run (1-based), or ``None`` for all.
+        prices: JSON files of model prices added to the built-in table.
     """
 
     evals: bool
@@ -78,6 +89,20 @@ class LoopletSettings:
     threshold: float
     eval_files: tuple[str, ...]
     eval_prefix: str
+    repeat: int = 1
+    min_pass_rate: float = 1.0
+    pass_k: int | None = None
+    report: Path | None = None
+    html: Path | None = None
+    baseline: Path | None = None
+    fail_on_regression: bool = False
+    shard: tuple[int, int] | None = None
+    prices: tuple[Path, ...] = ()
+
+    @property
+    def records_trajectories(self) -> bool:
+        """Whether evals put their steps in ``looplet_trajectory`` (a report is written)."""
+        return self.report is not None or self.html is not None
 
 
 settings_key = pytest.StashKey[LoopletSettings]()
@@ -107,59 +132,48 @@ def check_threshold(value: object) -> float:
 def pytest_addoption(parser: pytest.Parser) -> None:
     """Register the ``looplet`` option group, each option with its ini twin."""
     group = parser.getgroup("looplet", "looplet agent evals")
-
-    def add(
-        option: str,
-        dest: str,
-        ini_type: Literal["string", "bool"],
-        default: object,
-        help: str,
-        **kw: Any,
-    ) -> None:
-        parser.addini(dest, help=f"Default for {option}. {help}", type=ini_type, default=default)
-        group.addoption(option, dest=dest, default=None, help=help, **kw)
-
-    add(
-        "--looplet-evals",
-        "looplet_evals",
-        "bool",
-        False,
-        "Collect and run eval files (looplet_eval_files). Default: off.",
-        action="store_true",
-    )
-    add(
-        "--looplet-record-mode",
-        "looplet_record_mode",
-        "string",
-        "none",
-        f"Cassette record mode: {', '.join(RECORD_MODES)}. Default: none (replay only); "
-        "with CI=true it stays none unless given on the command line.",
-        metavar="MODE",
-    )
-    add(
-        "--looplet-model",
-        "looplet_model",
-        "string",
-        "",
-        "Model name evals run against. Default: each agent's own.",
-        metavar="NAME",
-    )
-    add(
-        "--looplet-provider",
-        "looplet_provider",
-        "string",
-        "openai",
-        f"Provider looplet_llm talks to: {', '.join(PROVIDERS)}. Default: openai.",
-        metavar="NAME",
-    )
-    add(
-        "--looplet-threshold",
-        "looplet_threshold",
-        "string",
-        _DEFAULT_THRESHOLD,
-        "Score in [0, 1] an eval must reach unless its looplet marker sets one. Default: 0.5.",
-        metavar="FLOAT",
-    )
+    flags: list[tuple[str, str, Literal["string", "bool"], object, str, dict[str, Any]]] = [
+        ("--looplet-evals", "looplet_evals", "bool", False,
+         "Collect and run eval files (looplet_eval_files). Default: off.",
+         {"action": "store_true"}),
+        ("--looplet-record-mode", "looplet_record_mode", "string", "none",
+         f"Cassette record mode: {', '.join(RECORD_MODES)}. Default: none (replay only); "
+         "with CI=true it stays none unless given on the command line.", {"metavar": "MODE"}),
+        ("--looplet-model", "looplet_model", "string", "",
+         "Model name evals run against. Default: each agent's own.", {"metavar": "NAME"}),
+        ("--looplet-provider", "looplet_provider", "string", "openai",
+         f"Provider looplet_llm talks to: {', '.join(PROVIDERS)}. Default: openai.",
+         {"metavar": "NAME"}),
+        ("--looplet-threshold", "looplet_threshold", "string", _DEFAULT_THRESHOLD,
+         "Score in [0, 1] an eval must reach unless its looplet marker sets one. Default: 0.5.",
+         {"metavar": "FLOAT"}),
+        ("--looplet-repeat", "looplet_repeat", "string", "1",
+         "Runs of each eval whose looplet marker sets no repeat=, one item per run. "
+         "Default: 1.", {"metavar": "K"}),
+        ("--looplet-min-pass-rate", "looplet_min_pass_rate", "string", "1.0",
+         "Share in [0, 1] of a repeated eval's runs that must pass for the eval (and the "
+         "run's exit status) to pass. Default: 1.0.", {"metavar": "FLOAT"}),
+        ("--looplet-pass-k", "looplet_pass_k", "string", "",
+         "The k of the pass@k and pass^k shown for repeated evals. Default: each eval's "
+         "number of runs.", {"metavar": "K"}),
+        ("--looplet-report", "looplet_report", "string", "",
+         "Write the evals' JSON report (docs/reports.md) to PATH. Default: none.",
+         {"metavar": "PATH"}),
+        ("--looplet-html", "looplet_html", "string", "",
+         "Write a self-contained HTML report of the evals to PATH. Default: none.",
+         {"metavar": "PATH"}),
+        ("--looplet-baseline", "looplet_baseline", "string", "",
+         "Compare this run with a saved JSON report. Default: none.", {"metavar": "PATH"}),
+        ("--looplet-fail-on-regression", "looplet_fail_on_regression", "bool", False,
+         "Fail the run when an eval's pass rate dropped from --looplet-baseline with "
+         "Fisher's exact p < 0.05. Default: off.", {"action": "store_true"}),
+        ("--looplet-shard", "looplet_shard", "string", "",
+         "Run only shard I of N of the eval items, split by a hash of the node id. "
+         "Default: all.", {"metavar": "I/N"}),
+    ]  # fmt: skip
+    for option, dest, ini_type, default, text, kw in flags:
+        parser.addini(dest, help=f"Default for {option}. {text}", type=ini_type, default=default)
+        group.addoption(option, dest=dest, default=None, help=text, **kw)
     parser.addini(
         "looplet_eval_files",
         help="Glob patterns (space-separated) of eval files. Default: eval_*.py.",
@@ -171,6 +185,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="Name prefix of eval functions in eval files. Default: eval_.",
         default=_DEFAULT_EVAL_PREFIX,
     )
+    parser.addini(
+        "looplet_prices",
+        help="JSON files of model prices ($ per 1M input/output tokens) that extend or "
+        "override the built-in table. Default: none.",
+        type="paths",
+        default=[],
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -178,9 +199,10 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", _MARKER)
     settings = _resolve(config)
     config.stash[settings_key] = settings
-    from pytest_looplet import fixtures  # pytest only at import: cheap
+    from pytest_looplet import collect, fixtures  # pytest only at import: cheap
 
     config.pluginmanager.register(fixtures, "looplet-fixtures")
+    config.pluginmanager.register(collect, "looplet-collect")  # the looplet_repetition fixture
     if config.pluginmanager.hasplugin("xdist") and not hasattr(config, "workerinput"):
         from pytest_looplet.crash import CrashRecovery
 
@@ -202,8 +224,9 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 class EvalPlugin:
     """The hooks that run evals, registered only with ``--looplet-evals``.
 
-    Collection and scoring run everywhere (on xdist workers too); the summary is built only on
-    the controller, from the reports the workers send.
+    Collection and scoring run everywhere (on xdist workers too); the summary, the reports
+    and the baseline comparison are built only on the controller, from the reports the
+    workers send.
     """
 
     def __init__(self, config: pytest.Config, settings: LoopletSettings) -> None:
@@ -211,9 +234,24 @@ class EvalPlugin:
 
         self.settings = settings
         self._collect = collect
-        self.summary: EvalSummary | None = (
-            None if hasattr(config, "workerinput") else summary.EvalSummary()
-        )
+        self._prices: Prices | None = None
+        if settings.prices:  # read up front, so that a bad file is a usage error
+            from pytest_looplet.scoring import load_prices
+
+            try:
+                self._prices = load_prices(settings.prices)
+            except ValueError as exc:
+                raise pytest.UsageError(f"looplet: looplet_prices: {exc}") from None
+        self.summary: EvalSummary | None = None
+        if not hasattr(config, "workerinput"):
+            baseline = None
+            if settings.baseline is not None:
+                from pytest_looplet.baseline import load_baseline
+
+                baseline = load_baseline(settings.baseline)
+            self.summary = summary.EvalSummary(
+                settings, baseline, tuple(config.invocation_params.args)
+            )
 
     @property
     def record_mode(self) -> str:
@@ -223,10 +261,15 @@ class EvalPlugin:
     def pytest_report_header(self) -> str:
         """One header line: eval files, threshold and record mode, and where it came from."""
         s = self.settings
-        return (
+        line = (
             f"looplet: evals {' '.join(s.eval_files)} ({s.eval_prefix}*), threshold "
             f"{s.threshold:g}, record mode {s.record_mode} ({s.record_mode_source})"
         )
+        if s.repeat > 1:
+            line += f", repeat {s.repeat}"
+        if s.shard is not None:
+            line += f", shard {s.shard[0]}/{s.shard[1]}"
+        return line
 
     def pytest_collect_file(self, file_path: Path, parent: pytest.Collector) -> EvalModule | None:
         """Collect eval files that pytest's Python collector would not take."""
@@ -239,6 +282,21 @@ class EvalPlugin:
         """Make eval files that pytest's Python collector takes into eval modules."""
         return self._collect.make_module(module_path, parent, self.settings)
 
+    @pytest.hookimpl(trylast=True)
+    def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
+        """Parametrize repeated evals with their runs, after their own parametrization."""
+        self._collect.parametrize_repeats(metafunc, self.settings.repeat)
+
+    def pytest_collection_modifyitems(
+        self, config: pytest.Config, items: list[pytest.Item]
+    ) -> None:
+        """With ``--looplet-shard``, deselect the eval items of the other shards."""
+        if self.settings.shard is not None:
+            kept, dropped = self._collect.shard(items, *self.settings.shard)
+            if dropped:
+                items[:] = kept
+                config.hook.pytest_deselected(items=dropped)
+
     @pytest.hookimpl(tryfirst=True)
     def pytest_pyfunc_call(self, pyfuncitem: pytest.Function) -> bool | None:
         """Run an eval and score what it returned; other items are left to pytest."""
@@ -246,12 +304,29 @@ class EvalPlugin:
             return None
         from pytest_looplet import scoring  # imports looplet: only once an eval runs
 
-        return scoring.run_eval(pyfuncitem, self.settings.threshold)
+        if self._prices is None:
+            self._prices = scoring.load_prices(())
+        return scoring.run_eval(pyfuncitem, self.settings, self._prices)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        """Controller only: fold each eval report into the summary."""
+        """Controller only: fold each report into the summary."""
         if self.summary is not None:
             self.summary.add(report)
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        """Controller only: note collection errors (they keep a run failed)."""
+        if self.summary is not None and report.failed:
+            self.summary.collection_failed()
+
+    def pytest_sessionstart(self) -> None:
+        """Controller only: the run's start time, for the report."""
+        if self.summary is not None:
+            self.summary.start()
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        """Controller only: write the reports, compare with the baseline, set the exit status."""
+        if self.summary is not None and not session.config.option.collectonly:
+            session.exitstatus = self.summary.finish(session)
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         """Controller only: write the "looplet evals" section."""
@@ -266,14 +341,6 @@ evals_key = pytest.StashKey[EvalPlugin]()
 def _resolve(config: pytest.Config) -> LoopletSettings:
     evals = config.getoption("looplet_evals") or config.getini("looplet_evals")
     mode, source = _record_mode(config)
-    raw_threshold = _option_or_ini(config, "looplet_threshold")
-    try:
-        threshold = check_threshold(raw_threshold)
-    except ValueError:
-        raise pytest.UsageError(
-            f"looplet: --looplet-threshold / looplet_threshold must be a number in [0, 1], "
-            f"not {raw_threshold!r}"
-        ) from None
     provider = _option_or_ini(config, "looplet_provider") or "openai"
     if provider not in PROVIDERS:
         raise pytest.UsageError(
@@ -282,16 +349,73 @@ def _resolve(config: pytest.Config) -> LoopletSettings:
     prefix = str(config.getini("looplet_eval_prefix")).strip()
     if not prefix:
         raise pytest.UsageError("looplet: looplet_eval_prefix must not be empty")
+    pass_k = _option_or_ini(config, "looplet_pass_k")
     return LoopletSettings(
         evals=bool(evals),
         record_mode=mode,
         record_mode_source=source,
         model=_option_or_ini(config, "looplet_model") or None,
         provider=provider,
-        threshold=threshold,
+        threshold=_rate(config, "looplet_threshold"),
         eval_files=tuple(config.getini("looplet_eval_files")),
         eval_prefix=prefix,
+        repeat=_positive_int(config, "looplet_repeat", _option_or_ini(config, "looplet_repeat")),
+        min_pass_rate=_rate(config, "looplet_min_pass_rate"),
+        pass_k=_positive_int(config, "looplet_pass_k", pass_k) if pass_k else None,
+        report=_path(config, "looplet_report"),
+        html=_path(config, "looplet_html"),
+        baseline=_path(config, "looplet_baseline"),
+        fail_on_regression=bool(
+            config.getoption("looplet_fail_on_regression")
+            or config.getini("looplet_fail_on_regression")
+        ),
+        shard=_shard(config),
+        prices=tuple(config.getini("looplet_prices")),
     )
+
+
+def _where(name: str) -> str:
+    return f"--{name.replace('_', '-')} / {name}"
+
+
+def _positive_int(config: pytest.Config, name: str, raw: str) -> int:
+    if not re.fullmatch(r"\+?\d+", raw) or int(raw) < 1:
+        raise pytest.UsageError(f"looplet: {_where(name)} must be an integer >= 1, not {raw!r}")
+    return int(raw)
+
+
+def _rate(config: pytest.Config, name: str) -> float:
+    raw = _option_or_ini(config, name)
+    try:
+        return check_threshold(raw)
+    except ValueError:
+        raise pytest.UsageError(
+            f"looplet: {_where(name)} must be a number in [0, 1], not {raw!r}"
+        ) from None
+
+
+def _shard(config: pytest.Config) -> tuple[int, int] | None:
+    raw = _option_or_ini(config, "looplet_shard")
+    if not raw:
+        return None
+    match = re.fullmatch(r"(\d+)\s*/\s*(\d+)", raw)
+    if match is None or not 1 <= int(match[1]) <= int(match[2]):
+        raise pytest.UsageError(
+            f"looplet: {_where('looplet_shard')} must be I/N with 1 <= I <= N (e.g. 2/4), "
+            f"not {raw!r}"
+        )
+    return int(match[1]), int(match[2])
+
+
+def _path(config: pytest.Config, name: str) -> Path | None:
+    # Like pytest's own paths: the command line's relative to the current folder, the ini
+    # file's relative to the rootdir.
+    cli = config.getoption(name)
+    raw = str(cli if cli is not None else config.getini(name)).strip()
+    if not raw:
+        return None
+    base = config.invocation_params.dir if cli is not None else config.rootpath
+    return base / Path(raw).expanduser()
 
 
 def _record_mode(config: pytest.Config) -> tuple[str, str]:

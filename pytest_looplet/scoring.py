@@ -1,28 +1,79 @@
-"""Running one eval item: its return value becomes a score, checked against its threshold.
+"""Running one eval item: its return value becomes a score, checked against its threshold
+and its budgets.
 
 :func:`run_eval` is the body of the plugin's ``pytest_pyfunc_call`` for eval items; it records
 the score, threshold, metrics and the run's trajectory figures in ``item.user_properties``, so
-they ride on the report to the xdist controller and into JUnit XML. :func:`record_trajectory`
-is how a fixture tells the plugin which trajectory an eval produced. Collection is
-:mod:`pytest_looplet.collect`'s job, the end-of-run table :mod:`pytest_looplet.summary`'s.
+they ride on the report to the xdist controller and into JUnit XML; when a report is written
+(``--looplet-report``, ``--looplet-html``) the trajectory's steps go there too, as compact
+JSON (``looplet_trajectory``). :func:`record_trajectory` is how a fixture tells the plugin
+which trajectory an eval produced. The marker's ``max_steps``, ``max_tokens`` and ``max_cost``
+are checked once the eval returned; its cost comes from :data:`PRICES` (extended by the
+``looplet_prices`` files). Collection is :mod:`pytest_looplet.collect`'s job, the end-of-run
+table :mod:`pytest_looplet.summary`'s.
 """
 
 from __future__ import annotations
 
 import inspect
 import json
-from typing import NoReturn
+import math
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, NoReturn
 
 import pytest
 
 from looplet.evals.result import EvalResult
-from looplet.types import Trajectory
-from pytest_looplet.plugin import check_threshold
+from looplet.types import Step, Trajectory
+from pytest_looplet.plugin import LoopletSettings, check_threshold
 
-__all__ = ["MARKER_KEYS", "record_trajectory", "run_eval", "trajectory_key"]
+__all__ = [
+    "MARKER_KEYS",
+    "PRICES",
+    "Prices",
+    "cost_usd",
+    "load_prices",
+    "price_of",
+    "record_trajectory",
+    "run_eval",
+    "trajectory_json",
+    "trajectory_key",
+]
 
-MARKER_KEYS = ("threshold", "max_steps", "max_tokens")
+MARKER_KEYS = ("threshold", "repeat", "max_steps", "max_tokens", "max_cost")
 """The keyword arguments ``@pytest.mark.looplet(...)`` accepts."""
+
+Prices = dict[str, tuple[float, float]]
+"""Model name -> (input, output) price in US dollars per million tokens."""
+
+PRICES: Prices = {
+    "gpt-4o": (2.50, 10.00),
+    "gpt-4o-mini": (0.15, 0.60),
+    "gpt-4.1": (2.00, 8.00),
+    "gpt-4.1-mini": (0.40, 1.60),
+    "gpt-4.1-nano": (0.10, 0.40),
+    "o3-mini": (1.10, 4.40),
+    "o4-mini": (1.10, 4.40),
+    "claude-3-5-haiku": (0.80, 4.00),
+    "claude-3-7-sonnet": (3.00, 15.00),
+    "claude-sonnet-4": (3.00, 15.00),
+    "claude-opus-4": (15.00, 75.00),
+}
+"""The built-in price table (list prices, USD per 1M input / output tokens, mid-2025).
+
+Prices change: check your provider's page, and override or extend the table with
+``looplet_prices`` files (``docs/reports.md``). A model name matches an entry exactly, or
+after dropping a date or ``-latest`` suffix (``gpt-4o-mini-2024-07-18`` is ``gpt-4o-mini``).
+"""
+
+PREVIEW_CHARS = 200
+"""How much of each argument list, result, error and reasoning a step keeps in reports."""
+
+MAX_REPORTED_STEPS = 100
+"""A trajectory longer than this keeps its first and last halves in reports."""
+
+_DATED = re.compile(r"-(?:\d{8}|\d{4}-\d{2}-\d{2}|latest)$")
 
 trajectory_key = pytest.StashKey[Trajectory]()
 """Where :func:`record_trajectory` keeps an item's trajectory (on ``item.stash``)."""
@@ -44,8 +95,9 @@ def record_trajectory(
     item.stash[trajectory_key] = trajectory
 
 
-def run_eval(item: pytest.Function, default_threshold: float) -> bool | None:
-    """Call the eval, normalise what it returned, record it, and fail it below its threshold.
+def run_eval(item: pytest.Function, settings: LoopletSettings, prices: Prices) -> bool | None:
+    """Call the eval, normalise what it returned, record it, and fail it below its threshold
+    or over its budgets.
 
     Returns ``None`` (not handled) for ``async def`` evals, which are left to an async plugin.
     An eval that raises is reported as pytest reports any test; one that returns an
@@ -55,19 +107,20 @@ def run_eval(item: pytest.Function, default_threshold: float) -> bool | None:
     function = item.obj
     if inspect.iscoroutinefunction(function):
         return None
-    threshold = _threshold(item, default_threshold)
+    threshold, budgets = _read_marker(item, settings.threshold)
+    record = _Recorder(item, settings, prices)
     # pytest's own pyfunc_call passes exactly these: the function's arguments, not autouse
     # fixtures.
     args = {name: item.funcargs[name] for name in item._fixtureinfo.argnames}
     try:
         value = function(**args)
     except BaseException as exc:
-        _record_trajectory_figures(item, None)
+        record(None)
         if isinstance(exc, Exception) and not isinstance(exc, AssertionError):
             item.user_properties.append(("looplet_error", type(exc).__name__))
         raise
-    result = _normalise(item, value)
-    _record_trajectory_figures(item, _returned_trajectory(result))
+    result = _normalise(item, value, record)
+    figures = record(_returned_trajectory(result))
     item.user_properties.extend(
         [
             ("looplet_score", result.score),
@@ -75,46 +128,62 @@ def run_eval(item: pytest.Function, default_threshold: float) -> bool | None:
             ("looplet_metrics", json.dumps(result.metrics, sort_keys=True)),
         ]
     )
-    if not result.passed(threshold):
-        pytest.fail(_below_threshold(item, result, threshold), pytrace=False)
+    problems = [] if result.passed(threshold) else [_below_threshold(item, result, threshold)]
+    over = _over_budget(item, budgets, figures)
+    if over:
+        item.user_properties.append(("looplet_budget_exceeded", ",".join(sorted(over))))
+        problems.append(f"eval {item.name} is over budget: {'; '.join(over.values())}")
+    if problems:
+        pytest.fail("\n".join(problems), pytrace=False)
     return True
 
 
-def _normalise(item: pytest.Function, value: object) -> EvalResult:
+def _normalise(item: pytest.Function, value: object, record: _Recorder) -> EvalResult:
     try:
         return EvalResult.from_return(value)
     except (TypeError, ValueError) as exc:
         kind, problem = type(exc).__name__, str(exc)
     if inspect.iscoroutine(value):
         value.close()  # never awaited: close it rather than leak a RuntimeWarning
-    _record_trajectory_figures(item, None)
+    record(None)
     item.user_properties.append(("looplet_error", kind))
     # Raised outside the except block, so the report shows one message, not a chain.
     pytest.fail(f"{kind}: eval {item.name} {problem}", pytrace=False)
 
 
-def _threshold(item: pytest.Function, default: float) -> float:
+def _read_marker(item: pytest.Function, default: float) -> tuple[float, dict[str, float]]:
+    """The eval's threshold and its budgets (``max_*`` keys that are set)."""
     marker = item.get_closest_marker("looplet")
     if marker is None:
-        return default
+        return default, {}
     if marker.args:
         _bad_marker(item, f"takes keyword arguments only ({', '.join(MARKER_KEYS)})")
     unknown = sorted(set(marker.kwargs) - set(MARKER_KEYS))
     if unknown:
         _bad_marker(item, f"got {', '.join(unknown)}; it accepts {', '.join(MARKER_KEYS)}")
-    for key in ("max_steps", "max_tokens"):
-        budget = marker.kwargs.get(key)
-        if budget is not None and (
-            isinstance(budget, bool) or not isinstance(budget, int) or budget < 1
+    for key in ("repeat", "max_steps", "max_tokens"):
+        value = marker.kwargs.get(key)
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or value < 1
         ):
-            _bad_marker(item, f"{key} is a positive int or None, not {budget!r}")
+            _bad_marker(item, f"{key} is a positive int or None, not {value!r}")
+    cost = marker.kwargs.get("max_cost")
+    if cost is not None and (
+        isinstance(cost, bool) or not isinstance(cost, int | float) or math.isnan(cost) or cost <= 0
+    ):
+        _bad_marker(item, f"max_cost is a positive number of dollars or None, not {cost!r}")
+    budgets = {
+        key: marker.kwargs[key]
+        for key in ("max_steps", "max_tokens", "max_cost")
+        if marker.kwargs.get(key) is not None
+    }
     threshold = marker.kwargs.get("threshold")
     if threshold is None:
-        return default
+        return default, budgets
     if isinstance(threshold, str):
         _bad_marker(item, f"threshold is a number in [0, 1], not {threshold!r}")
     try:
-        return check_threshold(threshold)
+        return check_threshold(threshold), budgets
     except ValueError as exc:
         _bad_marker(item, str(exc))
 
@@ -129,18 +198,181 @@ def _returned_trajectory(result: EvalResult) -> Trajectory | None:
     return found[-1] if found else None
 
 
-def _record_trajectory_figures(item: pytest.Item, returned: Trajectory | None) -> None:
-    trajectory = returned if returned is not None else item.stash.get(trajectory_key, None)
-    if trajectory is None:
-        return
+class _Recorder:
+    """Records the figures of the trajectory an eval produced, once, and returns them."""
+
+    def __init__(self, item: pytest.Function, settings: LoopletSettings, prices: Prices) -> None:
+        self.item, self.settings, self.prices = item, settings, prices
+
+    def __call__(self, returned: Trajectory | None) -> dict[str, Any] | None:
+        item = self.item
+        trajectory = returned if returned is not None else item.stash.get(trajectory_key, None)
+        if trajectory is None:
+            return None
+        reason = trajectory.stop_reason
+        item.user_properties.extend(
+            [
+                ("looplet_steps", len(trajectory.steps)),
+                ("looplet_tokens", trajectory.usage.total_tokens),
+                ("looplet_stop_reason", reason.value if reason is not None else ""),
+            ]
+        )
+        model = item.funcargs.get("looplet_model")
+        model = model if isinstance(model, str) and model else self.settings.model
+        cost = cost_usd(trajectory, model, self.prices)
+        if cost is not None:
+            item.user_properties.append(("looplet_cost", cost))
+        if self.settings.records_trajectories:
+            item.user_properties.append(("looplet_trajectory", trajectory_json(trajectory, model)))
+        return {"trajectory": trajectory, "model": model, "cost": cost}
+
+
+def _over_budget(
+    item: pytest.Function, budgets: dict[str, float], figures: dict[str, Any] | None
+) -> dict[str, str]:
+    """The budgets the eval exceeded (or could not be checked against), each with its figures."""
+    if not budgets:
+        return {}
+    if figures is None:
+        return {
+            key: f"{_budget(key, value)} but the eval recorded no trajectory (use looplet_agent "
+            "or record_trajectory)"
+            for key, value in budgets.items()
+        }
+    trajectory: Trajectory = figures["trajectory"]
+    usage, model, cost = trajectory.usage, figures["model"], figures["cost"]
+    over = {}
+    if "max_steps" in budgets and len(trajectory.steps) > budgets["max_steps"]:
+        over["max_steps"] = f"{len(trajectory.steps)} steps > max_steps={budgets['max_steps']}"
+    if "max_tokens" in budgets and usage.total_tokens > budgets["max_tokens"]:
+        over["max_tokens"] = (
+            f"{usage.total_tokens} tokens ({usage.input_tokens} in, {usage.output_tokens} out) "
+            f"> max_tokens={budgets['max_tokens']}"
+        )
+    if "max_cost" in budgets:
+        limit = budgets["max_cost"]
+        if model is None:
+            over["max_cost"] = (
+                f"max_cost=${limit:g} needs the model's name: request the looplet_model "
+                "fixture or pass --looplet-model"
+            )
+        elif cost is None:
+            over["max_cost"] = (
+                f"max_cost=${limit:g} needs a price for model {model!r}: add it to a "
+                "looplet_prices file"
+            )
+        elif cost > limit:
+            over["max_cost"] = (
+                f"${cost:.6f} > max_cost=${limit:g} ({model}: {usage.input_tokens} input, "
+                f"{usage.output_tokens} output tokens)"
+            )
+    return over
+
+
+def _budget(key: str, value: float) -> str:
+    return f"max_cost=${value:g}" if key == "max_cost" else f"{key}={value:g}"
+
+
+def price_of(model: str, prices: Prices) -> tuple[float, float] | None:
+    """``model``'s (input, output) price per 1M tokens, or ``None`` when the table lacks it."""
+    return prices.get(model) or prices.get(_DATED.sub("", model))
+
+
+def cost_usd(trajectory: Trajectory, model: str | None, prices: Prices) -> float | None:
+    """The trajectory's cost in US dollars, or ``None`` for an unknown or unpriced model."""
+    price = price_of(model, prices) if model else None
+    if price is None:
+        return None
+    usage = trajectory.usage
+    return (usage.input_tokens * price[0] + usage.output_tokens * price[1]) / 1_000_000
+
+
+def load_prices(paths: Iterable[Path]) -> Prices:
+    """The built-in :data:`PRICES` updated with each JSON file of ``paths``, in order.
+
+    A file maps model names to ``{"input": dollars, "output": dollars}`` per million tokens.
+
+    Raises:
+        ValueError: a file is missing, not JSON, or not of that shape (naming the file and
+            the field).
+    """
+    prices = dict(PRICES)
+    for path in paths:
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ValueError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+        except ValueError as exc:
+            raise ValueError(f"{path}: not JSON ({exc})") from None
+        if not isinstance(data, dict):
+            raise ValueError(
+                f"{path}: expected an object of model names, got {type(data).__name__}"
+            )
+        for model, entry in data.items():
+            pair = []
+            for side in ("input", "output"):
+                value = entry.get(side) if isinstance(entry, dict) else None
+                if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+                    raise ValueError(
+                        f"{path}: field {model}.{side}: expected a number of dollars per "
+                        f"million tokens >= 0, got {value!r}"
+                    )
+                pair.append(float(value))
+            prices[model] = (pair[0], pair[1])
+    return prices
+
+
+def trajectory_json(trajectory: Trajectory, model: str | None = None) -> str:
+    """The compact JSON of a trajectory that reports show (previews cut to
+    :data:`PREVIEW_CHARS`, at most :data:`MAX_REPORTED_STEPS` steps)."""
+    steps = trajectory.steps
+    omitted = max(0, len(steps) - MAX_REPORTED_STEPS)
+    if omitted:
+        half = MAX_REPORTED_STEPS // 2
+        steps = [*steps[:half], *steps[len(steps) - (MAX_REPORTED_STEPS - half) :]]
     reason = trajectory.stop_reason
-    item.user_properties.extend(
-        [
-            ("looplet_steps", len(trajectory.steps)),
-            ("looplet_tokens", trajectory.usage.total_tokens),
-            ("looplet_stop_reason", reason.value if reason is not None else ""),
-        ]
-    )
+    data = {
+        "model": model,
+        "llm_calls": trajectory.llm_calls,
+        "usage": trajectory.usage.to_dict(),
+        "stop_reason": reason.value if reason is not None else None,
+        "stop_detail": _preview(trajectory.stop_detail),
+        "final_text": _preview(trajectory.final_text, 5 * PREVIEW_CHARS),
+        "elapsed_ms": round(trajectory.elapsed_ms, 1),
+        "steps": [_step_json(step) for step in steps],
+        "steps_omitted": omitted,
+    }
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def _step_json(step: Step) -> dict[str, Any]:
+    call, result = step.tool_call, step.tool_result
+    out: dict[str, Any] = {
+        "n": step.number,
+        "tool": call.tool,
+        "args": _preview(call.raw_arguments if call.parse_error else _dumps(call.args)),
+        "ok": result.error is None,
+        "result": None if result.data is None else _preview(_dumps(result.data)),
+        "error": _preview(result.error) if result.error is not None else None,
+        "ms": round(result.duration_ms, 1),
+    }
+    if call.reasoning:
+        out["reasoning"] = _preview(call.reasoning)
+    return out
+
+
+def _dumps(value: object) -> str:
+    if isinstance(value, str):
+        return value
+    try:
+        return json.dumps(value, ensure_ascii=False, default=str, sort_keys=True)
+    except (TypeError, ValueError):  # e.g. keys of mixed types
+        return repr(value)
+
+
+def _preview(text: str | None, limit: int = PREVIEW_CHARS) -> str:
+    text = text or ""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _below_threshold(item: pytest.Function, result: EvalResult, threshold: float) -> str:

@@ -1,25 +1,40 @@
-"""The end-of-run "looplet evals" table, built on the controller from the reports alone.
+"""The end-of-run "looplet evals" section, built on the controller from the reports alone.
 
 :class:`EvalSummary` reads each eval report's outcome and the ``looplet_*`` user properties
-that :mod:`pytest_looplet.scoring` recorded; nothing is read from files, so the table is the
+that :mod:`pytest_looplet.scoring` recorded; nothing is read from files, so the section is the
 same whether the evals ran in this process or on xdist workers (which send their reports
-here). Lines are sorted by node id, so the order does not depend on scheduling. JSON/HTML
-reports and baselines are not built here yet.
+here). At the end of the run (:meth:`EvalSummary.finish`) the items become the report
+document of :mod:`pytest_looplet.report`, from which the tables, the JSON and HTML files and
+the baseline comparison are all made. Lines are sorted by node id, so the order does not
+depend on scheduling.
+
+Evals that are not repeated get one line each (result, score, steps, tokens, stop reason);
+repeated evals get a second table (passes/runs, pass rate with its Wilson interval, mean
+score, pass@k, pass^k, flaky). A repeated eval passes when its pass rate reaches
+``--looplet-min-pass-rate``; :meth:`EvalSummary.finish` makes the exit status agree.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+import datetime
+import json
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_looplet.collect import EVAL_KEYWORD
+from pytest_looplet.collect import EVAL_KEYWORD, eval_of
 
-__all__ = ["OUTCOMES", "EvalLine", "EvalSummary"]
+if TYPE_CHECKING:
+    from pytest_looplet.baseline import Comparison
+    from pytest_looplet.plugin import LoopletSettings
+
+__all__ = ["OUTCOMES", "EvalSummary"]
 
 OUTCOMES = ("PASS", "FAIL", "ERROR", "SKIP", "XFAIL", "XPASS")
 """The results an eval line can show, in the order the totals list them."""
+
+MESSAGE_CHARS = 2000
+"""How much of a failure's message an item keeps for the reports."""
 
 _TOTAL_WORDS = {
     "PASS": "passed",
@@ -31,80 +46,234 @@ _TOTAL_WORDS = {
 }
 
 
-@dataclass(slots=True)
-class EvalLine:
-    """What the table shows for one eval (``None`` where the eval recorded nothing)."""
-
-    nodeid: str
-    outcome: str
-    score: float | None = None
-    steps: int | None = None
-    tokens: int | None = None
-    stop_reason: str | None = None
-
-
 class EvalSummary:
-    """Collects eval reports (``pytest_runtest_logreport``) and writes the table at the end.
+    """Collects eval reports (``pytest_runtest_logreport``) and writes the section at the end.
 
     >>> summary = EvalSummary()  # the eval plugin makes one on the controller
     >>> summary.lines()
     []
     """
 
-    def __init__(self) -> None:
-        self._evals: dict[str, EvalLine] = {}
+    def __init__(
+        self,
+        settings: LoopletSettings | None = None,
+        baseline: dict[str, Any] | None = None,
+        args: tuple[str, ...] = (),
+    ) -> None:
+        self.settings = settings
+        self.baseline = baseline
+        self.args = args
+        self.doc: dict[str, Any] | None = None
+        self.comparison: Comparison | None = None
+        self.notes: list[str] = []
+        self._items: dict[str, dict[str, Any]] = {}
+        self._workers: set[str] = set()
+        self._other_failures = 0
+        self._started = _now()
+
+    def start(self) -> None:
+        """Note the run's start time."""
+        self._started = _now()
+
+    def collection_failed(self) -> None:
+        """Note a collection error: it keeps the run failed whatever the evals did."""
+        self._other_failures += 1
 
     def add(self, report: pytest.TestReport) -> None:
-        """Fold one phase's report into its eval's line; reports of plain tests are ignored."""
+        """Fold one phase's report into its eval item; other tests only count their failures."""
         if EVAL_KEYWORD not in report.keywords:
+            if report.failed:
+                self._other_failures += 1
             return
-        outcome = _outcome(report, self._evals.get(report.nodeid))
+        item = self._items.get(report.nodeid)
+        if item is None:
+            item = self._items[report.nodeid] = _new_item(report)
+        item["duration_s"] += report.duration
+        worker = getattr(report, "worker_id", None)
+        if worker:
+            self._workers.add(str(worker))
+        outcome = _outcome(report, item["verdict"])
         if outcome is None:
             return
-        props = dict(report.user_properties)
-        self._evals[report.nodeid] = EvalLine(
-            nodeid=report.nodeid,
-            outcome=outcome,
-            score=_number(props.get("looplet_score"), float),
-            steps=_number(props.get("looplet_steps"), int),
-            tokens=_number(props.get("looplet_tokens"), int),
-            stop_reason=str(props["looplet_stop_reason"] or "")
-            if "looplet_stop_reason" in props
-            else None,
+        if outcome != item["verdict"] and (report.failed or report.skipped):
+            item["message"] = _message(report)
+        item["verdict"] = outcome
+        _read_properties(item, dict(report.user_properties))
+
+    def build(self) -> dict[str, Any]:
+        """The report document of the evals seen so far (:mod:`pytest_looplet.report`)."""
+        from pytest_looplet import report
+
+        items = [item for item in self._items.values() if item["verdict"] is not None]
+        return report.build_report(
+            items,
+            settings=self.settings,
+            started=self._started,
+            finished=_now(),
+            workers=len(self._workers),
+            args=self.args,
         )
 
-    def lines(self) -> list[str]:
-        """The table: a header, one line per eval sorted by node id, then the totals."""
-        if not self._evals:
-            return []
-        rows = [self._evals[nodeid] for nodeid in sorted(self._evals)]
-        cells = [
-            (
-                row.outcome,
-                "-" if row.score is None else f"{row.score:.2f}",
-                "-" if row.steps is None else str(row.steps),
-                "-" if row.tokens is None else str(row.tokens),
-                row.stop_reason or "-",
-                row.nodeid,
+    def finish(self, session: pytest.Session) -> int:
+        """Build the document, compare with the baseline, write the reports; the exit status.
+
+        The status is pytest's, except that a run whose only failures are runs of repeated
+        evals that reached ``--looplet-min-pass-rate`` passes, a repeated eval below it fails
+        the run, and so does a regression with ``--looplet-fail-on-regression``.
+        """
+        s = self.settings
+        doc = self.doc = self.build()
+        status = int(session.exitstatus)
+        if s is None:
+            return status
+        if self.baseline is not None and s.baseline is not None:
+            from pytest_looplet.baseline import compare
+
+            self.comparison = compare(self.baseline, doc, path=s.baseline, sharded=bool(s.shard))
+        if s.report is not None:
+            from pytest_looplet.report import write_report
+
+            write_report(s.report, doc)
+            self.notes.append(f"looplet: JSON report written to {s.report}")
+        if s.html is not None:
+            from pytest_looplet.html import write_html
+
+            write_html(s.html, doc)
+            self.notes.append(f"looplet: HTML report written to {s.html}")
+        return self._exit_status(session, status, doc)
+
+    def _exit_status(self, session: pytest.Session, status: int, doc: dict[str, Any]) -> int:
+        assert self.settings is not None
+        ok, failed = int(pytest.ExitCode.OK), int(pytest.ExitCode.TESTS_FAILED)
+        if status not in (ok, failed):
+            return status
+        repeated = [e for e in doc["evals"] if e["repetitions"] > 1]
+        below = [e["eval"] for e in repeated if e["verdict"] in ("FAIL", "ERROR")]
+        single_failed = any(
+            e["verdict"] in ("FAIL", "ERROR") for e in doc["evals"] if e["repetitions"] == 1
+        )
+        rate = f"{self.settings.min_pass_rate:g}"
+        if below:
+            status = failed
+            if self.settings.min_pass_rate < 1.0:  # at 1.0 their failed runs say it all
+                self.notes.append(
+                    f"looplet: {len(below)} repeated eval(s) below --looplet-min-pass-rate {rate}"
+                )
+        elif (
+            status == failed
+            and repeated
+            and not single_failed
+            and not self._other_failures
+            and not session.shouldfail
+            and not session.shouldstop
+        ):
+            status = ok
+            self.notes.append(
+                f"looplet: every repeated eval reached --looplet-min-pass-rate {rate}: the "
+                "failed runs do not fail the run"
             )
-            for row in rows
-        ]
-        header = ("result", "score", "steps", "tokens", "stop", "eval")
-        widths = [max(len(row[i]) for row in [header, *cells]) for i in range(5)]
-        table = [_format_row(header, widths), *(_format_row(row, widths) for row in cells)]
-        return [*table, _totals(rows)]
+        regressions = [] if self.comparison is None else self.comparison.regressions
+        if regressions and self.settings.fail_on_regression:
+            status = failed
+            self.notes.append(
+                f"looplet: {len(regressions)} regression(s) against the baseline "
+                "(--looplet-fail-on-regression)"
+            )
+        return status
+
+    def lines(self) -> list[str]:
+        """The tables: single evals, then repeated evals, then the totals."""
+        doc = self.doc if self.doc is not None else self.build()
+        evals = doc["evals"]
+        if not evals:
+            return []
+        single = [e for e in evals if e["repetitions"] == 1]
+        repeated = [e for e in evals if e["repetitions"] > 1]
+        out: list[str] = []
+        if single:
+            out += _table(
+                ("result", "score", "steps", "tokens", "stop", "eval"),
+                [_single_cells(e) for e in single],
+                "<>>><<",
+            )
+        if repeated:
+            rate = 1.0 if self.settings is None else self.settings.min_pass_rate
+            out.append(f"repeated evals (pass when at least {rate:.0%} of runs pass):")
+            out += _table(
+                ("result", "runs", "rate", "95% CI", "score", "k", "pass@k", "pass^k", "eval"),
+                [_repeated_cells(e) for e in repeated],
+                "<>>>>>>><",
+            )
+        return [*out, _totals(doc)]
 
     def write(self, terminalreporter: pytest.TerminalReporter) -> None:
-        """Write the table as the "looplet evals" section (nothing when no eval ran)."""
+        """Write the "looplet evals" section, then the baseline comparison and the notes."""
         lines = self.lines()
-        if not lines:
-            return
-        terminalreporter.write_sep("=", "looplet evals")
-        for line in lines:
-            terminalreporter.write_line(line)
+        if lines:
+            terminalreporter.write_sep("=", "looplet evals")
+            for line in lines:
+                terminalreporter.write_line(line)
+        if self.comparison is not None:
+            terminalreporter.write_sep("-", f"looplet baseline {self.comparison.path}")
+            for line in self.comparison.lines():
+                terminalreporter.write_line(line)
+        for note in self.notes:
+            terminalreporter.write_line(note)
 
 
-def _outcome(report: pytest.TestReport, previous: EvalLine | None) -> str | None:
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+def _new_item(report: pytest.TestReport) -> dict[str, Any]:
+    props = dict(report.user_properties)
+    repetition = str(props.get("looplet_repetition") or "") or None
+    index, _, count = (repetition or "1/1").partition("/")
+    return {
+        "nodeid": report.nodeid,
+        "eval": eval_of(report.nodeid, repetition),
+        "repetition": int(index),
+        "repetitions": int(count),
+        "verdict": None,
+        "score": None,
+        "threshold": None,
+        "metrics": {},
+        "error": None,
+        "message": None,
+        "duration_s": 0.0,
+        "step_count": None,
+        "tokens": None,
+        "stop_reason": None,
+        "cost_usd": None,
+        "budget_exceeded": [],
+        "trajectory": None,
+    }
+
+
+def _read_properties(item: dict[str, Any], props: dict[str, Any]) -> None:
+    item["score"] = _number(props.get("looplet_score"), float)
+    item["threshold"] = _number(props.get("looplet_threshold"), float)
+    item["step_count"] = _number(props.get("looplet_steps"), int)
+    item["tokens"] = _number(props.get("looplet_tokens"), int)
+    item["stop_reason"] = str(props.get("looplet_stop_reason") or "") or None
+    item["cost_usd"] = _number(props.get("looplet_cost"), float)
+    item["error"] = str(props["looplet_error"]) if "looplet_error" in props else None
+    budget = props.get("looplet_budget_exceeded")
+    item["budget_exceeded"] = str(budget).split(",") if budget else []
+    item["metrics"] = _json(props.get("looplet_metrics")) or {}
+    item["trajectory"] = _json(props.get("looplet_trajectory"))
+
+
+def _json(value: Any) -> Any:
+    if not isinstance(value, str):
+        return None
+    try:
+        return json.loads(value)
+    except ValueError:
+        return None
+
+
+def _outcome(report: pytest.TestReport, previous: str | None) -> str | None:
     xfail = hasattr(report, "wasxfail")
     if report.when == "call":
         if report.passed:
@@ -118,7 +287,17 @@ def _outcome(report: pytest.TestReport, previous: EvalLine | None) -> str | None
     if report.skipped:
         return "XFAIL" if xfail else "SKIP"
     # A passed setup says nothing yet; a passed teardown keeps the call's result.
-    return None if previous is None else previous.outcome
+    return previous
+
+
+def _message(report: pytest.TestReport) -> str:
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:  # a skip: (path, line, reason)
+        text = str(longrepr[2]).removeprefix("Skipped: ")
+    else:
+        crash = getattr(longrepr, "reprcrash", None)
+        text = getattr(crash, "message", None) or report.longreprtext
+    return text if len(text) <= MESSAGE_CHARS else text[: MESSAGE_CHARS - 1] + "…"
 
 
 def _number(value: Any, kind: type[int] | type[float]) -> Any:
@@ -130,28 +309,65 @@ def _number(value: Any, kind: type[int] | type[float]) -> Any:
         return None
 
 
-def _format_row(row: tuple[str, ...], widths: list[int]) -> str:
-    outcome, score, steps, tokens, stop, nodeid = row
+def _fmt(value: float | None, spec: str = ".2f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def _single_cells(entry: dict[str, Any]) -> tuple[str, ...]:
+    item = entry["items"][0]
     return (
-        f"{outcome:<{widths[0]}}  {score:>{widths[1]}}  {steps:>{widths[2]}}  "
-        f"{tokens:>{widths[3]}}  {stop:<{widths[4]}}  {nodeid}"
+        item["verdict"],
+        _fmt(item["score"]),
+        _fmt(item["step_count"], "d"),
+        _fmt(item["tokens"], "d"),
+        item["stop_reason"] or "-",
+        entry["eval"],
     )
 
 
-def _totals(rows: list[EvalLine]) -> str:
-    counts = {outcome: sum(row.outcome == outcome for row in rows) for outcome in OUTCOMES}
+def _repeated_cells(entry: dict[str, Any]) -> tuple[str, ...]:
+    ci = entry["pass_rate_ci"]
+    name = entry["eval"] + ("  flaky" if entry["flaky"] else "")
+    return (
+        entry["verdict"],
+        f"{entry['passes']}/{entry['runs']}",
+        _fmt(entry["pass_rate"]),
+        "-" if ci is None else f"[{ci[0]:.2f}, {ci[1]:.2f}]",
+        _fmt(entry["mean_score"]),
+        _fmt(entry["k"], "d"),
+        _fmt(entry["pass_at_k"]),
+        _fmt(entry["pass_hat_k"]),
+        name,
+    )
+
+
+def _table(header: tuple[str, ...], rows: list[tuple[str, ...]], align: str) -> list[str]:
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header) - 1)]
+
+    def line(row: tuple[str, ...]) -> str:
+        cells = [f"{cell:{a}{w}}" for cell, a, w in zip(row, align, widths, strict=False)]
+        return "  ".join([*cells, row[-1]])
+
+    return [line(header), *(line(row) for row in rows)]
+
+
+def _totals(doc: dict[str, Any]) -> str:
+    evals = doc["evals"]
+    counts = {outcome: sum(e["verdict"] == outcome for e in evals) for outcome in OUTCOMES}
     parts = [
         f"{n} {_TOTAL_WORDS[outcome]}{'s' if outcome == 'ERROR' and n > 1 else ''}"
         for outcome, n in counts.items()
         if n
     ]
-    noun = "eval" if len(rows) == 1 else "evals"
-    text = f"{len(rows)} {noun}: {', '.join(parts)}"
-    scores = [row.score for row in rows if row.score is not None]
-    if scores:
-        text += f"; mean score {sum(scores) / len(scores):.2f}"
-    steps = [row.steps for row in rows if row.steps is not None]
-    if steps:
-        tokens = sum(row.tokens or 0 for row in rows)
-        text += f"; {sum(steps)} steps, {tokens} tokens"
+    noun = "eval" if len(evals) == 1 else "evals"
+    text = f"{len(evals)} {noun}: {', '.join(parts)}"
+    totals = doc["totals"]
+    if totals["flaky"]:
+        text += f" ({totals['flaky']} flaky)"
+    if totals["mean_score"] is not None:
+        text += f"; mean score {totals['mean_score']:.2f}"
+    if totals["steps"] is not None:
+        text += f"; {totals['steps']} steps, {totals['tokens'] or 0} tokens"
+    if totals["cost_usd"] is not None:
+        text += f"; ${totals['cost_usd']:.4f}"
     return text

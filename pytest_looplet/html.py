@@ -1,0 +1,291 @@
+"""The HTML report (``--looplet-html PATH``): one self-contained file, made from the JSON
+report document.
+
+The page has the run's figures, a table of evals (failures first, then flaky evals) and, per
+eval, an expandable ``<details>`` view of every repetition: its message, metrics, and each
+step's tool call and result preview. CSS and the small script (filter, expand/collapse,
+failures only) are inline; the page loads nothing from the network, so it can be attached to
+a CI run and opened offline. Every value from the run is HTML-escaped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from html import escape
+from pathlib import Path
+from typing import Any
+
+__all__ = ["render", "write_html"]
+
+_RANK = {"FAIL": 0, "ERROR": 0, "XPASS": 1, "PASS": 2, "XFAIL": 3, "SKIP": 3}
+_BAD = ("FAIL", "ERROR")
+
+_CSS = """
+:root{--bg:#fff;--fg:#1d2330;--mute:#667085;--line:#e4e7ec;--card:#f8f9fb;--pass:#12805c;
+--fail:#c4320a;--skip:#8a6d00;--code:#f2f4f7}
+@media (prefers-color-scheme:dark){:root{--bg:#14161b;--fg:#e6e8ec;--mute:#98a2b3;
+--line:#2c313c;--card:#1b1e25;--code:#232732;--pass:#47cd89;--fail:#f97066;--skip:#fdb022}}
+*{box-sizing:border-box}body{margin:0;background:var(--bg);color:var(--fg);
+font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif}
+header,main{max-width:1200px;margin:0 auto;padding:16px 24px}h1{font-size:22px;margin:0 0 4px}
+.meta{color:var(--mute);margin:0 0 8px}.totals span{margin-right:12px}
+code,pre,.mono{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:12.5px}
+pre{background:var(--code);padding:8px 10px;border-radius:6px;white-space:pre-wrap;
+word-break:break-word;margin:6px 0}
+table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:5px 8px;
+border-bottom:1px solid var(--line);vertical-align:top}th{color:var(--mute);font-weight:600}
+td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}
+.badge{display:inline-block;min-width:52px;text-align:center;border-radius:4px;padding:0 6px;
+font-weight:700;font-size:12px;color:#fff;background:var(--mute)}
+.PASS .badge,.badge.PASS,.XPASS .badge{background:var(--pass)}
+.FAIL .badge,.badge.FAIL,.ERROR .badge,.badge.ERROR{background:var(--fail)}
+.SKIP .badge,.badge.SKIP,.XFAIL .badge,.badge.XFAIL{background:var(--skip)}
+.flaky{color:var(--skip);font-weight:600;margin-left:6px}
+.toolbar{display:flex;gap:8px;align-items:center;margin:12px 0}
+.toolbar input[type=search]{flex:1;padding:6px 8px;border:1px solid var(--line);
+border-radius:6px;background:var(--bg);color:var(--fg)}
+button{padding:5px 10px;border:1px solid var(--line);border-radius:6px;background:var(--card);
+color:var(--fg);cursor:pointer}
+details{border:1px solid var(--line);border-radius:8px;background:var(--card);margin:8px 0}
+details>summary{cursor:pointer;padding:8px 10px}details[open]>summary{
+border-bottom:1px solid var(--line)}details .body{padding:8px 12px}
+details details{background:var(--bg)}.fig{color:var(--mute)}
+tr.err td{color:var(--fail)}dl{display:grid;grid-template-columns:max-content 1fr;
+gap:2px 12px;margin:6px 0}dt{color:var(--mute)}dd{margin:0}a{color:inherit}
+.hidden{display:none}
+"""
+
+_JS = """
+(function(){
+  var q=document.getElementById('filter'),bad=document.getElementById('only-failed');
+  function apply(){
+    var text=q.value.toLowerCase();
+    document.querySelectorAll('[data-eval]').forEach(function(el){
+      var name=el.getAttribute('data-eval').toLowerCase();
+      var hide=(text&&name.indexOf(text)<0)||(bad.checked&&el.getAttribute('data-bad')!=='1');
+      el.classList.toggle('hidden',hide);
+    });
+  }
+  q.addEventListener('input',apply);bad.addEventListener('change',apply);
+  document.querySelectorAll('button[data-open]').forEach(function(b){
+    b.addEventListener('click',function(){
+      var open=b.getAttribute('data-open')==='1';
+      document.querySelectorAll('section details').forEach(function(d){d.open=open;});
+    });
+  });
+})();
+"""
+
+
+def write_html(path: str | Path, doc: Mapping[str, Any]) -> Path:
+    """Write the HTML report of ``doc`` to ``path``, creating missing folders."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render(doc), encoding="utf-8")
+    return path
+
+
+def render(doc: Mapping[str, Any]) -> str:
+    """The HTML page of a report document (:mod:`pytest_looplet.report`)."""
+    evals = sorted(doc.get("evals", []), key=_order)
+    totals = doc.get("totals", {})
+    bad = sum(e["verdict"] in _BAD for e in evals)
+    title = f"looplet evals: {bad} failing of {len(evals)}" if bad else "looplet evals: all pass"
+    anchors = {e["eval"]: f"e{i}" for i, e in enumerate(evals, 1)}
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{escape(title)}</title><style>{_CSS}</style></head><body>",
+        _header(doc, totals),
+        "<main>",
+        '<div class="toolbar"><input type="search" id="filter" placeholder="filter evals">'
+        '<label><input type="checkbox" id="only-failed"> failures only</label>'
+        '<button data-open="1">expand all</button>'
+        '<button data-open="0">collapse all</button></div>',
+        _table(evals, anchors),
+        "<section>",
+        *(_eval_details(e, anchors[e["eval"]]) for e in evals),
+        "</section></main>",
+        f"<script>{_JS}</script></body></html>",
+    ]
+    return "\n".join(parts)
+
+
+def _order(e: Mapping[str, Any]) -> tuple[int, bool, str]:
+    # Failures first, those that always fail before the flaky ones; among the others, the
+    # flaky ones first.
+    bad = e["verdict"] in _BAD
+    return _RANK.get(e["verdict"], 4), bool(e.get("flaky")) == bad, e["eval"]
+
+
+def _header(doc: Mapping[str, Any], totals: Mapping[str, Any]) -> str:
+    run = doc.get("run", {})
+    meta = [
+        f"looplet {run.get('looplet_version', '?')}",
+        f"Python {run.get('python', '?')}",
+        f"pytest {run.get('pytest_version', '?')}",
+        f"started {run.get('started', '?')}",
+        f"{_num(run.get('duration_s'), '.1f')} s",
+    ]
+    if run.get("workers"):
+        meta.append(f"{run['workers']} xdist workers")
+    if run.get("merged_from"):
+        meta.append(f"merged from {len(run['merged_from'])} reports")
+    counts = [
+        f'<span><span class="badge {v}">{n}</span> {v.lower()}</span>'
+        for v, n in totals.get("verdicts", {}).items()
+    ]
+    figures = [
+        f"{totals.get('flaky', 0)} flaky",
+        f"mean score {_num(totals.get('mean_score'))}",
+        f"{_num(totals.get('steps'), 'd')} steps",
+        f"{_num(totals.get('tokens'), ',d')} tokens",
+    ]
+    if totals.get("cost_usd") is not None:
+        figures.append(f"${totals['cost_usd']:.4f}")
+    options = run.get("options", {})
+    rows = "".join(
+        f"<tr><th>{escape(str(k))}</th><td class='mono'>{escape(str(v))}</td></tr>"
+        for k, v in options.items()
+    )
+    return (
+        f"<header><h1>looplet evals</h1><p class='meta'>{escape(' · '.join(meta))}</p>"
+        f"<p class='totals'>{''.join(counts)}<span>{escape(' · '.join(figures))}</span></p>"
+        f"<details><summary>options</summary><div class='body'><table>{rows}</table></div>"
+        "</details></header>"
+    )
+
+
+def _table(evals: list[Mapping[str, Any]], anchors: Mapping[str, str]) -> str:
+    head = (
+        "<tr><th>result</th><th>eval</th><th class='n'>runs</th><th class='n'>pass rate</th>"
+        "<th class='n'>95% CI</th><th class='n'>score</th><th class='n'>pass@k</th>"
+        "<th class='n'>pass^k</th><th class='n'>steps</th><th class='n'>tokens</th>"
+        "<th class='n'>cost</th><th class='n'>time</th></tr>"
+    )
+    rows = []
+    for e in evals:
+        ci = e.get("pass_rate_ci")
+        k = e.get("k")
+        flaky = "<span class='flaky'>flaky</span>" if e.get("flaky") else ""
+        k_note = f" <span class='fig'>k={k}</span>" if k else ""
+        cells = [
+            f"<td><span class='badge'>{escape(e['verdict'])}</span></td>",
+            f"<td><a href='#{anchors[e['eval']]}'><code>{escape(e['eval'])}</code></a>{flaky}</td>",
+            f"<td class='n'>{e.get('passes', 0)}/{e.get('runs', 0)}</td>",
+            f"<td class='n'>{_num(e.get('pass_rate'))}</td>",
+            f"<td class='n'>{'-' if not ci else f'{ci[0]:.2f}–{ci[1]:.2f}'}</td>",
+            f"<td class='n'>{_num(e.get('mean_score'))}</td>",
+            f"<td class='n'>{_num(e.get('pass_at_k'))}{k_note}</td>",
+            f"<td class='n'>{_num(e.get('pass_hat_k'))}</td>",
+            f"<td class='n'>{_num(e.get('steps'), 'd')}</td>",
+            f"<td class='n'>{_num(e.get('tokens'), ',d')}</td>",
+            f"<td class='n'>{_cost(e.get('cost_usd'))}</td>",
+            f"<td class='n'>{_num(e.get('duration_s'), '.2f')} s</td>",
+        ]  # fmt: skip
+        rows.append(f"<tr {_attrs(e)}>{''.join(cells)}</tr>")
+    return f"<table class='evals'><thead>{head}</thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+def _attrs(e: Mapping[str, Any]) -> str:
+    bad = "1" if e["verdict"] in _BAD or e.get("flaky") else "0"
+    return f"class='{escape(e['verdict'])}' data-eval='{escape(e['eval'])}' data-bad='{bad}'"
+
+
+def _eval_details(e: Mapping[str, Any], anchor: str) -> str:
+    items = e.get("items", [])
+    opened = " open" if e["verdict"] in _BAD else ""
+    summary = f"{e.get('passes', 0)}/{e.get('runs', 0)} runs passed" if len(items) > 1 else ""
+    runs = "".join(_item_details(item, len(items) > 1) for item in items)
+    return (
+        f"<details id='{anchor}' {_attrs(e)}{opened}><summary><span class='badge'>"
+        f"{escape(e['verdict'])}</span> <code>{escape(e['eval'])}</code> "
+        f"<span class='fig'>{escape(summary)}</span></summary><div class='body'>{runs}</div>"
+        "</details>"
+    )
+
+
+def _item_details(item: Mapping[str, Any], repeated: bool) -> str:
+    traj = item.get("trajectory") or {}
+    usage = traj.get("usage") or {}
+    figures = [
+        f"score {_num(item.get('score'))}",
+        f"{_num(item.get('step_count'), 'd')} steps",
+        f"{_num(item.get('tokens'), ',d')} tokens",
+    ]
+    if item.get("cost_usd") is not None:
+        figures.append(_cost(item["cost_usd"]))
+    figures.append(f"{_num(item.get('duration_s'), '.2f')} s")
+    name = f"run {item['repetition']}/{item['repetitions']}" if repeated else "run"
+    facts = {
+        "node id": item.get("nodeid"),
+        "threshold": item.get("threshold"),
+        "stop reason": item.get("stop_reason") or traj.get("stop_reason"),
+        "stop detail": traj.get("stop_detail"),
+        "model": traj.get("model"),
+        "model calls": traj.get("llm_calls"),
+        "usage": f"{usage.get('input_tokens')} in, {usage.get('output_tokens')} out"
+        if usage
+        else None,
+        "error": item.get("error"),
+        "over budget": ", ".join(item.get("budget_exceeded") or []) or None,
+        **{f"metric {k}": v for k, v in sorted((item.get("metrics") or {}).items())},
+    }
+    dl = "".join(
+        f"<dt>{escape(k)}</dt><dd class='mono'>{escape(str(v))}</dd>"
+        for k, v in facts.items()
+        if v not in (None, "")
+    )
+    message = f"<pre>{escape(item['message'])}</pre>" if item.get("message") else ""
+    final = (
+        f"<p class='fig'>final text</p><pre>{escape(traj['final_text'])}</pre>"
+        if traj.get("final_text")
+        else ""
+    )
+    opened = " open" if item.get("verdict") in _BAD else ""
+    return (
+        f"<details class='{escape(str(item.get('verdict')))}'{opened}><summary>"
+        f"<span class='badge'>{escape(str(item.get('verdict')))}</span> {escape(name)} "
+        f"<span class='fig'>{escape(' · '.join(figures))}</span></summary><div class='body'>"
+        f"{message}<dl>{dl}</dl>{_steps(traj)}{final}</div></details>"
+    )
+
+
+def _steps(traj: Mapping[str, Any]) -> str:
+    steps = traj.get("steps") or []
+    if not steps:
+        return "<p class='fig'>no steps recorded</p>" if traj else ""
+    rows = []
+    omitted = traj.get("steps_omitted") or 0
+    for i, step in enumerate(steps):
+        if omitted and i and step.get("n", 0) - steps[i - 1].get("n", 0) > 1:
+            rows.append(f"<tr><td colspan='5' class='fig'>… {omitted} steps omitted …</td></tr>")
+        ok = step.get("ok", True)
+        outcome = step.get("result") if ok else f"ERROR: {step.get('error')}"
+        reasoning = step.get("reasoning")
+        tool = escape(str(step.get("tool")))
+        if reasoning:
+            tool += f"<div class='fig'>{escape(reasoning)}</div>"
+        rows.append(
+            f"<tr{'' if ok else ' class=err'}><td class='n'>{step.get('n')}</td>"
+            f"<td>{'✓' if ok else '✗'} <code>{tool}</code></td>"
+            f"<td class='mono'>{escape(str(step.get('args') or ''))}</td>"
+            f"<td class='mono'>{escape('' if outcome is None else str(outcome))}</td>"
+            f"<td class='n'>{_num(step.get('ms'), '.0f')} ms</td></tr>"
+        )
+    head = "<tr><th class='n'>#</th><th>tool</th><th>arguments</th><th>result</th><th></th></tr>"
+    return f"<table class='steps'><thead>{head}</thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+def _num(value: Any, spec: str = ".2f") -> str:
+    if value is None:
+        return "-"
+    try:
+        return format(value, spec)
+    except (TypeError, ValueError):
+        return escape(str(value))
+
+
+def _cost(value: Any) -> str:
+    return "-" if value is None else f"${value:.4f}"
