@@ -21,6 +21,7 @@ from looplet.backends.base import (
 from looplet.cancel import CancelToken
 from looplet.config import LoopConfig
 from looplet.errors import (
+    CheckpointError,
     ConfigurationError,
     ErrorKind,
     HookError,
@@ -59,6 +60,7 @@ if TYPE_CHECKING:
     )
     from looplet.backends.anthropic import AnthropicBackend, AsyncAnthropicBackend
     from looplet.backends.openai import AsyncOpenAIBackend, OpenAIBackend
+    from looplet.checkpoint import Checkpoint, FileCheckpointStore, resume_loop_state
     from looplet.cli import eval_cli
     from looplet.compact import (
         CompactionRecord,
@@ -109,6 +111,8 @@ __all__ = [
     "BaseToolRegistry",
     "Block",
     "CancelToken",
+    "Checkpoint",
+    "CheckpointError",
     "CompactOutcome",
     "CompactService",
     "CompactionRecord",
@@ -122,6 +126,7 @@ __all__ = [
     "EvalHook",
     "EvalResult",
     "ExpectedStep",
+    "FileCheckpointStore",
     "HookDecision",
     "HookError",
     "InjectContext",
@@ -177,6 +182,7 @@ __all__ = [
     "explain_mismatch",
     "load_run",
     "replay_loop",
+    "resume_loop_state",
     "tool",
     "trajectory_matches",
 ]
@@ -210,6 +216,9 @@ _LAZY = {
         "looplet.evals",
     ),
     "eval_cli": "looplet.cli",
+    **dict.fromkeys(
+        ("Checkpoint", "FileCheckpointStore", "resume_loop_state"), "looplet.checkpoint"
+    ),
     **dict.fromkeys(
         (
             "CompactOutcome",

@@ -7,7 +7,13 @@ The hierarchy::
     │   ├── ToolRegistrationError a duplicate or malformed ToolSpec
     │   └── HookRegistrationError a hook with a misspelled slot or a wrong signature
     ├── LLMError                  the model provider failed (status, provider message)
-    │   └── ScriptExhaustedError  a scripted test backend ran out of replies
+    │   ├── ScriptExhaustedError  a scripted test backend ran out of replies
+    │   └── ReplayExhaustedError  (looplet._replay) a replayed run asked for more calls
+    ├── CassetteError             (looplet.cassettes) record/replay failed: not found,
+    │                             corrupt, mismatch (with a diff), exhausted
+    ├── ProvenanceError           (looplet.provenance) a run directory cannot be written
+    ├── TrajectoryLoadError       (looplet.evals) a saved run cannot be read
+    ├── EvalImportError           (looplet.evals) an eval file does not import
     ├── HookError                 a hook raised; names the hook object, slot and step
     ├── CheckpointError           a checkpoint cannot be written, read or resumed (names
     │                             the file and the fix)

@@ -376,3 +376,18 @@ def test_a_streaming_hook_that_raises_ends_the_run_as_hook_error() -> None:
         )
     assert info.value.trajectory is not None
     assert info.value.trajectory.stop_reason is StopReason.HOOK_ERROR
+
+
+def test_on_loop_end_sees_the_error_that_ended_the_run() -> None:
+    from looplet import LLMError
+
+    seen: list[Any] = []
+
+    class Watch:
+        def on_loop_end(self, trajectory: Any) -> None:
+            seen.append(trajectory.error)
+
+    boom = LLMError("mock", "down", status=503)
+    with pytest.raises(LLMError):
+        run_sync(llm=MockLLMBackend([boom]), tools=make_tools(), task="t", hooks=[Watch()])
+    assert seen == [boom]
