@@ -121,7 +121,30 @@ def _parser() -> argparse.ArgumentParser:
     )
     show.add_argument("dir", metavar="DIR", type=Path, help="the run directory")
     show.set_defaults(command="show", run=_run_show, usage=show.format_usage())
+
+    merge = commands.add_parser(
+        "merge",
+        help="join the JSON reports of several shards into one",
+        description="Merge --looplet-report files (e.g. one per --looplet-shard) into OUT, "
+        "recomputing every eval's statistics from the merged runs.",
+    )
+    merge.add_argument("out", metavar="OUT", type=Path, help="the merged report to write")
+    merge.add_argument("reports", metavar="REPORT", type=Path, nargs="+", help="shard reports")
+    merge.set_defaults(command="merge", run=_run_merge, usage=merge.format_usage())
     return parser
+
+
+def _run_merge(args: argparse.Namespace) -> int:
+    from looplet.evals.report import ReportError, merge_reports, write_report
+
+    try:
+        merged = merge_reports(args.reports)
+    except ReportError as exc:
+        raise UsageError(str(exc)) from None
+    write_report(args.out, merged)
+    evals = merged.get("evals", [])
+    print(f"merged {len(args.reports)} reports ({len(evals)} evals) into {args.out}")
+    return 0
 
 
 def _threshold(text: str) -> float:

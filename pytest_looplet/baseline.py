@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from pytest_looplet import stats
-from pytest_looplet.report import COUNTED, PASSED, ReportError, load_report, mean_score
+from looplet.evals import stats
+from looplet.evals.report import COUNTED, PASSED, ReportError, load_report, mean_score
 
 __all__ = ["ALPHA", "Change", "Comparison", "compare", "counts", "load_baseline"]
 

@@ -24,6 +24,7 @@ from pytest_looplet.plugin import cassette_failed_key, looplet_settings
 if TYPE_CHECKING:
     from looplet import BaseToolRegistry, LoopConfig, PermissionEngine, Trajectory
     from looplet.cassettes import Cassette
+    from looplet.evals.judge import Judge
 
 __all__ = [
     "LoopletAgent",
@@ -32,6 +33,7 @@ __all__ = [
     "looplet_cassette_path",
     "looplet_config",
     "looplet_hooks",
+    "looplet_judge",
     "looplet_llm",
     "looplet_model",
     "looplet_permissions",
@@ -145,6 +147,18 @@ def looplet_llm(
 
         with openai.OpenAI(api_key=api_key, base_url=base_url) as client:
             yield OpenAIBackend(client, model=looplet_model)
+
+
+@pytest.fixture
+def looplet_judge(looplet_llm: Any) -> Judge:
+    """Per test: an LLM judge on the test's backend, so its calls are in the same cassette.
+
+    ``looplet_judge(rubric, subject)`` returns an ``EvalResult`` (score and the judge's
+    reason); a reply that is not a score fails the eval with the reply shown.
+    """
+    from looplet.evals.judge import Judge
+
+    return Judge(looplet_llm)
 
 
 @pytest.fixture

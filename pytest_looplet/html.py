@@ -86,7 +86,7 @@ def write_html(path: str | Path, doc: Mapping[str, Any]) -> Path:
 
 
 def render(doc: Mapping[str, Any]) -> str:
-    """The HTML page of a report document (:mod:`pytest_looplet.report`)."""
+    """The HTML page of a report document (:mod:`looplet.evals.report`)."""
     evals = sorted(doc.get("evals", []), key=_order)
     totals = doc.get("totals", {})
     bad = sum(e["verdict"] in _BAD for e in evals)

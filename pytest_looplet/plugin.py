@@ -6,7 +6,7 @@ Every run resolves the options into a :class:`LoopletSettings` (cheap, no import
 :mod:`pytest_looplet.collect` (eval files as items, repetitions, shards),
 :mod:`pytest_looplet.scoring` (scores, thresholds and budgets, imported when the first eval
 runs) and, on the controller, :mod:`pytest_looplet.summary` (the end-of-run section, which
-builds the :mod:`~pytest_looplet.report` document, the :mod:`~pytest_looplet.html` page and the
+builds the :mod:`~looplet.evals.report` document, the :mod:`~pytest_looplet.html` page and the
 :mod:`~pytest_looplet.baseline` comparison). ``docs/reports.md`` documents them.
 """
 

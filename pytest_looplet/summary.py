@@ -4,7 +4,7 @@
 that :mod:`pytest_looplet.scoring` recorded; nothing is read from files, so the section is the
 same whether the evals ran in this process or on xdist workers (which send their reports
 here). At the end of the run (:meth:`EvalSummary.finish`) the items become the report
-document of :mod:`pytest_looplet.report`, from which the tables, the JSON and HTML files and
+document of :mod:`looplet.evals.report`, from which the tables, the JSON and HTML files and
 the baseline comparison are all made. Lines are sorted by node id, so the order does not
 depend on scheduling.
 
@@ -101,8 +101,8 @@ class EvalSummary:
         _read_properties(item, dict(report.user_properties))
 
     def build(self) -> dict[str, Any]:
-        """The report document of the evals seen so far (:mod:`pytest_looplet.report`)."""
-        from pytest_looplet import report
+        """The report document of the evals seen so far (:mod:`looplet.evals.report`)."""
+        from looplet.evals import report
 
         items = [item for item in self._items.values() if item["verdict"] is not None]
         return report.build_report(
@@ -131,7 +131,7 @@ class EvalSummary:
 
             self.comparison = compare(self.baseline, doc, path=s.baseline, sharded=bool(s.shard))
         if s.report is not None:
-            from pytest_looplet.report import write_report
+            from looplet.evals.report import write_report
 
             write_report(s.report, doc)
             self.notes.append(f"looplet: JSON report written to {s.report}")

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from looplet.evals.stats import fisher_exact
 from pytest_looplet.baseline import compare
-from pytest_looplet.stats import fisher_exact
 
 pytest_plugins = ["pytester"]
 

@@ -7,8 +7,8 @@ from collections.abc import Callable
 
 import pytest
 
+from looplet.evals.stats import fisher_exact, pass_at_k, pass_hat_k, wilson_interval
 from looplet.testing import ScriptedOpenAIServer, call, tool_reply
-from pytest_looplet.stats import fisher_exact, pass_at_k, pass_hat_k, wilson_interval
 
 pytest_plugins = ["pytester"]
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from pytest_looplet.report import ReportError, merge_reports
+from looplet.evals.report import ReportError, merge_reports
 
 pytest_plugins = ["pytester"]
 
@@ -306,3 +306,33 @@ def test_merged_shard_reports_equal_the_whole_run(run: Run, pytester: pytest.Pyt
     assert [source["shard"] for source in merged["run"]["merged_from"]] == ["1/2", "2/2"]
     with pytest.raises(ReportError, match=r"eval_report.py::\S+ is also in .*all.json"):
         merge_reports([pytester.path / "all.json", pytester.path / "all.json"])
+
+
+def test_looplet_merge_joins_shard_reports_from_the_command_line(
+    run: Run, pytester: pytest.Pytester
+) -> None:
+    import subprocess
+    import sys
+
+    for i in (1, 2):
+        run(f"--looplet-shard={i}/2", f"--looplet-report=shard{i}.json")
+    out = subprocess.run(
+        [sys.executable, "-m", "looplet", "merge", "merged.json", "shard1.json", "shard2.json"],
+        cwd=pytester.path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "merged 2 reports" in out.stdout
+    merged = load(pytester.path / "merged.json")
+    direct = merge_reports([pytester.path / "shard1.json", pytester.path / "shard2.json"])
+    assert merged["evals"] == direct["evals"] and merged["totals"] == direct["totals"]
+    twice = subprocess.run(
+        [sys.executable, "-m", "looplet", "merge", "x.json", "shard1.json", "shard1.json"],
+        cwd=pytester.path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert twice.returncode == 2 and "is also in" in twice.stderr

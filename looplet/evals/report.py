@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pytest_looplet import stats
+from looplet.evals import stats
 
 if TYPE_CHECKING:
     from pytest_looplet.plugin import LoopletSettings

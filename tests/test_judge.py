@@ -1,0 +1,115 @@
+"""LLM judges: a score and a reason from one model call; an unreadable reply is an error."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from looplet import ToolCall
+from looplet.evals.judge import Judge, JudgeError
+from looplet.testing import MockLLMBackend, ScriptedOpenAIServer, call, text_reply, tool_reply
+from tests.conftest import make_tools, run_sync
+
+pytest_plugins = ["pytester"]
+
+
+def test_a_judge_reads_score_and_reason_and_sees_the_trajectory() -> None:
+    _, traj = run_sync(
+        llm=MockLLMBackend(
+            [ToolCall("greet", {"name": "Alice"}), ToolCall("done", {"answer": "ok"})]
+        ),
+        tools=make_tools(),
+        task="Greet Alice.",
+    )
+    llm = MockLLMBackend(['Verdict: {"score": 0.75, "reason": "greeted, but terse"}'])
+    result = Judge(llm)("The agent greets everyone named.", traj)
+    assert (result.score, result.explanation) == (0.75, "greeted, but terse")
+    sent = llm.calls[0].messages[-1].content
+    assert "RUBRIC:\nThe agent greets everyone named." in sent
+    assert "#1 ✓ greet(name='Alice')" in sent
+    assert llm.calls[0].temperature == 0.0
+
+
+@pytest.mark.parametrize(
+    ("reply", "problem"),
+    [
+        ("Looks good to me!", "has no JSON object"),
+        ('{"score": 0.5, "reason": ', "is not valid JSON"),
+        ('{"grade": "A"}', 'has no "score"'),
+        ('{"score": 7}', "not a number in [0, 1]"),
+        ('{"score": true}', "not a number in [0, 1]"),
+    ],
+)
+def test_an_unreadable_verdict_is_an_error_showing_the_reply(reply: str, problem: str) -> None:
+    with pytest.raises(JudgeError) as info:
+        Judge(MockLLMBackend([reply]))("rubric", "subject")
+    assert problem in str(info.value) and reply.strip() in str(info.value)
+
+
+def test_a_zero_score_is_a_score() -> None:
+    result = Judge(MockLLMBackend(['{"score": 0, "reason": "wrong"}']))("r", "s")
+    assert result.score == 0.0 and not result.passed(0.5)
+
+
+EVAL = """
+def eval_judged(looplet_agent, looplet_judge):
+    traj = looplet_agent.run("Greet Alice.")
+    return looplet_judge("The agent greeted Alice.", traj)
+"""
+CONFTEST = """
+import pytest
+from looplet import BaseToolRegistry, PermissionEngine, ToolSpec
+
+@pytest.fixture
+def looplet_tools():
+    tools = BaseToolRegistry()
+    tools.register(ToolSpec(name="greet", description="Greet.", parameters={"name": "str"},
+                            execute=lambda *, name: name))
+    tools.register(ToolSpec(name="done", description="Finish.", parameters={"answer": "str"},
+                            execute=lambda *, answer: answer))
+    return tools
+
+@pytest.fixture
+def looplet_permissions():
+    return PermissionEngine().allow("greet")
+"""
+
+
+def judged_run(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, verdict: str) -> Any:
+    monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
+    monkeypatch.delenv("CI", raising=False)
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(eval_judge=EVAL)
+    args = ("-p", "pytest_looplet.plugin", "--looplet-evals", "-p", "no:cacheprovider")
+    script = [
+        tool_reply(call("greet", {"name": "Alice"})),
+        tool_reply(call("done", {"answer": "Greeted Alice."})),
+        text_reply(verdict),
+    ]
+    with ScriptedOpenAIServer(script) as server:
+        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-judge-test")
+        recorded = pytester.runpytest_subprocess(*args, "--looplet-record-mode=all")
+    monkeypatch.delenv("OPENAI_BASE_URL")
+    monkeypatch.delenv("OPENAI_API_KEY")
+    return recorded, pytester.runpytest_subprocess(*args)  # replayed with the server gone
+
+
+def test_a_judged_eval_records_the_judge_in_its_cassette_and_replays_offline(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    recorded, replayed = judged_run(
+        pytester, monkeypatch, '{"score": 0.9, "reason": "Alice was greeted."}'
+    )
+    recorded.assert_outcomes(passed=1)
+    replayed.assert_outcomes(passed=1)
+    replayed.stdout.fnmatch_lines(["PASS*0.90*eval_judge.py::eval_judged"])
+
+
+def test_an_unparseable_judge_reply_fails_the_eval_with_the_reply(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, replayed = judged_run(pytester, monkeypatch, "I think it went fine.")
+    replayed.assert_outcomes(failed=1)
+    replayed.stdout.fnmatch_lines(["*JudgeError*has no JSON object*", "*I think it went fine.*"])
