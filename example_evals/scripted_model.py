@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from looplet.examples._coding_script import delete_folder, implement_fizzbuzz, read_outside
 from looplet.testing import RecordedRequest, ScriptedOpenAIServer, call, text_reply, tool_reply
 
 #: A scenario gets the results of the tool calls so far (decoded JSON, or the error text)
@@ -96,6 +97,9 @@ SCENARIOS: dict[str, Scenario] = {
     "How many metres is a furlong?": _furlongs,
     "Fix the spelling mistakes in notes.txt.": _fix_typo,
     "Delete tmp.txt, it is not needed.": _delete_tmp,
+    "implement fizzbuzz": implement_fizzbuzz,
+    "Delete the build/ folder: it is stale.": delete_folder,
+    "Show me /etc/passwd.": read_outside,
 }
 
 

@@ -1,0 +1,344 @@
+"""The tools of the coding agent example, each confined to one workspace folder.
+
+:class:`CodingWorkspace` holds the folder and offers ``bash``, ``read``, ``write``, ``edit``,
+``glob``, ``grep``, ``think`` and ``done`` as methods; :meth:`CodingWorkspace.registry` turns
+them into tools. A path that would leave the folder (``..``, an absolute path elsewhere, a
+symlink pointing out) is refused with a :class:`~looplet.ToolError` naming it. ``bash`` runs
+in the folder under a timeout, in its own process group, which is killed when time is up; its
+environment has no API keys or tokens. A shell is not a sandbox, though: the permission rules
+of :mod:`looplet.examples.coding_agent` (:data:`DESTRUCTIVE`, :data:`LEAVES_WORKSPACE`) ask a
+human before commands that delete, move or overwrite files or reach outside the folder.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from looplet import BaseToolRegistry, ToolContext, ToolError, ToolSpec, tool
+
+__all__ = ["DESTRUCTIVE", "LEAVES_WORKSPACE", "CodingWorkspace"]
+
+# Where a shell word starts a command: the line's start, after a separator or an opening
+# bracket, or after a wrapper that runs its arguments as a command.
+_CMD = (
+    r"(?:^|[;&|(){}`\n]|\$\(|\b(?:sudo|xargs|exec|env|nohup|time|command)\s|\s-exec(?:dir)?\s)\s*"
+)
+
+#: Shell commands that destroy or overwrite work: ``rm``, ``mv`` (over files), ``dd``,
+#: ``chmod``..., git commands that discard changes or history, ``find -delete``, and a
+#: download or anything else piped into a shell (``curl ... | sh``).
+DESTRUCTIVE = re.compile(
+    _CMD + r"(?:rm|rmdir|unlink|shred|mv|dd|truncate|mkfs(?:\.\w+)?|chmod|chown|chgrp)\b"
+    r"|\bgit\s+(?:-\S+\s+)*(?:reset|clean|restore|rm|checkout\s+(?:--|\.)"
+    r"|push\b[^;&|\n]*\s(?:-f|--force)|branch\s+-D|stash\s+(?:drop|clear))"
+    r"|\bfind\b[^;&|\n]*\s-delete\b"
+    r"|\|\s*(?:sudo\s+)?(?:ba|z|da|k)?sh\b",
+    re.MULTILINE,
+)
+
+#: Shell words that name a place outside the workspace: an absolute path (``/etc``, but not
+#: ``/dev/null``), a home-relative one (``~``) or a parent (``..``).
+LEAVES_WORKSPACE = re.compile(r"(?:^|[\s=:'\"(<>])(?:/(?!dev/null\b)|~|\.\.(?:/|\s|$))")
+
+# Folders of tools and caches, not of the project: glob and grep do not descend into them.
+_SKIPPED_DIRS = frozenset(
+    {".git", ".hg", ".venv", "venv", "__pycache__", "node_modules", ".mypy_cache", ".pytest_cache"}
+)
+# Environment variables a command should not see: the agent's own credentials.
+_SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH", re.IGNORECASE)
+_MAX_READ_BYTES = 256_000
+_MAX_OUTPUT_CHARS = 16_000
+_MAX_LISTED = 500
+_MAX_MATCHES = 200
+_MAX_TIMEOUT = 600
+
+
+class CodingWorkspace:
+    """The coding tools, bound to one folder they may not leave.
+
+    Example::
+
+        tools = CodingWorkspace("project").registry()
+        loop = composable_loop(llm=llm, tools=tools, task="implement fizzbuzz")
+
+    Args:
+        root: the folder (it must exist). ``None``: each call's
+            ``ToolContext.workspace_root``, which the loop sets from
+            ``LoopConfig.workspace_root``.
+    """
+
+    def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
+        self.root = Path(root).resolve() if root is not None else None
+
+    def registry(self) -> BaseToolRegistry:
+        """The tools as a registry: bash, read, write, edit, glob, grep, think (free), done."""
+        specs: list[ToolSpec] = [
+            tool(self.bash),
+            tool(self.read),
+            tool(self.write),
+            tool(self.edit),
+            tool(self.glob),
+            tool(self.grep),
+            tool(free=True)(self.think),
+            tool(self.done),
+        ]
+        return BaseToolRegistry(specs)
+
+    # -- the tools: their docstrings are what the model reads -----------------------------------
+
+    def bash(self, command: str, ctx: ToolContext, timeout: int = 60) -> dict[str, object]:
+        """Run a bash command in the workspace; returns its exit code and output.
+
+        Args:
+            command: the command line, run by ``bash -c`` in the workspace folder.
+            timeout: seconds before the command and everything it started are killed.
+        """
+        if not 1 <= timeout <= _MAX_TIMEOUT:
+            raise ToolError(
+                "validation", f"timeout must be 1 to {_MAX_TIMEOUT} seconds, not {timeout}"
+            )
+        shell = shutil.which("bash")
+        if shell is None:
+            raise ToolError("execution", "bash is not installed on this machine")
+        process = subprocess.Popen(
+            [shell, "-c", command],
+            cwd=self._root(ctx),
+            env=_command_env(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, so a timeout can kill it all
+        )
+        try:
+            out, _ = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _kill_group(process)
+            raise ToolError(
+                "timeout",
+                f"{command!r} ran longer than {timeout}s; it was killed with every process it "
+                "started. Run it with a larger timeout, or in smaller parts.",
+            ) from None
+        except BaseException:  # Ctrl-C in the caller: leave no process behind
+            _kill_group(process)
+            raise
+        return {"exit_code": process.returncode, "output": _clip_head(out)}
+
+    def read(self, path: str, ctx: ToolContext) -> str:
+        """Read a text file of the workspace.
+
+        Args:
+            path: the file's path, relative to the workspace.
+        """
+        target = self._file(ctx, path)
+        if target.stat().st_size > _MAX_READ_BYTES:
+            raise ToolError(
+                "validation",
+                f"{path!r} is larger than {_MAX_READ_BYTES} bytes; grep it, or read part of it "
+                "with bash (sed -n 1,200p)",
+            )
+        try:
+            return target.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise ToolError("validation", f"{path!r} is not UTF-8 text") from None
+
+    def write(self, path: str, content: str, ctx: ToolContext) -> dict[str, object]:
+        """Write a text file, creating it (and its folders) or replacing what it held.
+
+        Args:
+            path: the file's path, relative to the workspace.
+            content: the whole new content.
+        """
+        target = self._path(ctx, path)
+        if target.is_dir():
+            raise ToolError("validation", f"{path!r} is a folder, not a file")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(content, encoding="utf-8")
+        return {"path": path, "bytes": len(content.encode("utf-8"))}
+
+    def edit(self, path: str, old: str, new: str, ctx: ToolContext) -> dict[str, object]:
+        """Replace one exact piece of a file's text with another.
+
+        Args:
+            path: the file's path, relative to the workspace.
+            old: the text to replace, exactly as in the file (whitespace included); it must
+                occur exactly once.
+            new: the text to put in its place.
+        """
+        if not old:
+            raise ToolError("validation", "old must not be empty; use write to create a file")
+        target = self._file(ctx, path)
+        text = target.read_text(encoding="utf-8")
+        count = text.count(old)
+        if count == 0:
+            raise ToolError(
+                "validation",
+                f"the old text was not found in {path!r}; read the file and copy the text "
+                "exactly, whitespace included",
+            )
+        if count > 1:
+            raise ToolError(
+                "validation",
+                f"the old text occurs {count} times in {path!r}; include more of the lines "
+                "around it so that it occurs once",
+            )
+        target.write_text(text.replace(old, new, 1), encoding="utf-8")
+        return {"path": path, "replaced_lines": old.count("\n") + 1}
+
+    def glob(self, ctx: ToolContext, pattern: str = "**/*") -> list[str]:
+        """List the workspace's files whose paths match a glob pattern, sorted.
+
+        Args:
+            pattern: a pattern relative to the workspace, like ``**/*.py``.
+        """
+        if Path(pattern).is_absolute() or ".." in Path(pattern).parts:
+            raise ToolError(
+                "permission_denied",
+                f"the pattern {pattern!r} leaves the workspace; use one relative to it, like "
+                "'**/*.py'",
+            )
+        root = self._root(ctx)
+        try:
+            found = [p for p in root.glob(pattern) if p.is_file()]
+        except ValueError as exc:
+            raise ToolError("validation", f"bad glob pattern {pattern!r}: {exc}") from None
+        names = sorted(
+            p.relative_to(root).as_posix()
+            for p in found
+            if _inside(root, p.resolve()) and not _SKIPPED_DIRS.intersection(p.parts)
+        )
+        if len(names) > _MAX_LISTED:
+            more = len(names) - _MAX_LISTED
+            names = [*names[:_MAX_LISTED], f"... and {more} more: narrow the pattern"]
+        return names
+
+    def grep(self, pattern: str, ctx: ToolContext, path: str = ".") -> str:
+        """Search the workspace's text files for lines matching a regular expression.
+
+        Args:
+            pattern: a Python regular expression.
+            path: a file or folder to search, relative to the workspace.
+        """
+        try:
+            regex = re.compile(pattern)
+        except re.error as exc:
+            raise ToolError("validation", f"bad regular expression {pattern!r}: {exc}") from None
+        root = self._root(ctx)
+        start = self._path(ctx, path)
+        if not start.exists():
+            raise ToolError("validation", f"no file or folder {path!r} in the workspace")
+        lines: list[str] = []
+        for file in _text_files(start):
+            name = file.relative_to(root).as_posix()
+            text = file.read_text(encoding="utf-8", errors="replace")
+            for number, line in enumerate(text.splitlines(), 1):
+                if regex.search(line):
+                    lines.append(f"{name}:{number}: {line[:300]}")
+                if len(lines) > _MAX_MATCHES:
+                    return "\n".join([*lines[:_MAX_MATCHES], "... more matches: narrow it"])
+        return "\n".join(lines) if lines else "no matches"
+
+    def think(self, thought: str) -> str:
+        """Think out loud: plan, or reason about a result. Free: it costs no step.
+
+        Args:
+            thought: the thought.
+        """
+        return "ok"
+
+    def done(self, summary: str) -> dict[str, str]:
+        """Finish: the task is complete, or cannot be done.
+
+        Args:
+            summary: what was done, in a sentence or two.
+        """
+        return {"summary": summary}
+
+    # -- confinement ----------------------------------------------------------------------------
+
+    def _root(self, ctx: ToolContext) -> Path:
+        return self.root if self.root is not None else Path(ctx.workspace_root).resolve()
+
+    def _path(self, ctx: ToolContext, path: str) -> Path:
+        """``path`` inside the workspace, or a ToolError naming it."""
+        root = self._root(ctx)
+        target = (root / path).resolve()  # an absolute `path` replaces root: checked below
+        if not _inside(root, target):
+            raise ToolError(
+                "permission_denied",
+                f"{path!r} is outside the workspace: paths are relative to the workspace "
+                "folder and may not leave it",
+                context={"path": path},
+            )
+        return target
+
+    def _file(self, ctx: ToolContext, path: str) -> Path:
+        target = self._path(ctx, path)
+        if not target.is_file():
+            raise ToolError("validation", f"no file {path!r} in the workspace; glob lists them")
+        return target
+
+
+def _inside(root: Path, target: Path) -> bool:
+    return target == root or root in target.parents
+
+
+def _text_files(start: Path) -> list[Path]:
+    """The files below ``start`` (or ``start`` itself) that look like text, sorted."""
+    if start.is_file():
+        candidates = [start]
+    else:
+        candidates = []
+        for folder, dirs, files in os.walk(start):  # symlinked folders are not followed
+            dirs[:] = sorted(d for d in dirs if d not in _SKIPPED_DIRS)
+            candidates += [Path(folder, f) for f in sorted(files)]
+    return [p for p in candidates if p.is_file() and _looks_like_text(p)]
+
+
+def _looks_like_text(path: Path) -> bool:
+    try:
+        if path.stat().st_size > 2 * _MAX_READ_BYTES:
+            return False
+        with path.open("rb") as handle:
+            return b"\0" not in handle.read(1024)
+    except OSError:
+        return False
+
+
+def _command_env() -> dict[str, str]:
+    """The agent's environment without credentials; ``python`` is the running interpreter."""
+    env = {k: v for k, v in os.environ.items() if not _SECRET_NAME.search(k)}
+    here = os.path.dirname(sys.executable)
+    env["PATH"] = os.pathsep.join(filter(None, [here, env.get("PATH")]))
+    return env
+
+
+def _kill_group(process: subprocess.Popen[bytes]) -> None:
+    try:
+        if hasattr(os, "killpg"):
+            os.killpg(process.pid, signal.SIGKILL)
+        else:  # Windows has no process groups of this kind
+            process.kill()
+    except (ProcessLookupError, PermissionError):
+        pass  # already gone
+    # The group is dead; a process that moved itself to another group could still hold the
+    # pipe open, so waiting for the output is bounded.
+    try:
+        process.communicate(timeout=5)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def _clip_head(out: bytes) -> str:
+    """The output, its beginning cut when long: the end of a log says what went wrong."""
+    text = out.decode("utf-8", errors="replace")
+    if len(text) <= _MAX_OUTPUT_CHARS:
+        return text
+    cut = len(text) - _MAX_OUTPUT_CHARS
+    return f"[... {cut} earlier characters cut]\n" + text[cut:]
