@@ -52,6 +52,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     _tolerate_unencodable_output()
     try:
         status: int = args.run(args)
+    except BrokenPipeError:  # `looplet show DIR | head`: the reader left, nothing is wrong
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except UsageError as exc:
         print(args.usage, end="", file=sys.stderr)
         print(f"looplet {args.command}: error: {exc}", file=sys.stderr)

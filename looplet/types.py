@@ -239,6 +239,11 @@ class Trajectory:
             (:class:`~looplet.permissions.PermissionOutcome`, added by ``PermissionHook``).
         compactions: every context compaction of the run, in order
             (:class:`~looplet.compact.CompactionRecord`: reason, sizes before and after).
+        children: the runs of sub-agents started during this run
+            (:func:`looplet.subagent.run_sub_loop`), in the order they started. Their steps
+            and tokens are theirs, not this run's; :attr:`total_usage` adds them in.
+        parent_step: for a sub-agent's run, the number of the parent's step whose tool
+            started it (``None`` for a top-level run). ``children_of(n)`` finds them.
     """
 
     task: Any = None
@@ -253,6 +258,8 @@ class Trajectory:
     error: BaseException | None = None
     permission_decisions: list[Any] = field(default_factory=list)
     compactions: list[Any] = field(default_factory=list)
+    children: list[Trajectory] = field(default_factory=list)
+    parent_step: int | None = None
 
     @property
     def tools(self) -> list[str]:
@@ -263,6 +270,23 @@ class Trajectory:
     def errors(self) -> list[Step]:
         """The steps that failed."""
         return [s for s in self.steps if s.tool_result.error is not None]
+
+    def children_of(self, step: int, /) -> list[Trajectory]:
+        """The sub-agent runs started by the tool of step ``step``, in order."""
+        return [c for c in self.children if c.parent_step == step]
+
+    @property
+    def total_usage(self) -> Usage:
+        """Tokens of this run and of every sub-agent run under it, at any depth."""
+        total = self.usage
+        for child in self.children:
+            total = total + child.total_usage
+        return total
+
+    @property
+    def total_llm_calls(self) -> int:
+        """Model calls of this run and of every sub-agent run under it, at any depth."""
+        return self.llm_calls + sum(c.total_llm_calls for c in self.children)
 
     # The queries below live in looplet.assertions, imported when first used: that module
     # imports this one, and `import looplet` should not pay for the matchers.
@@ -358,11 +382,20 @@ class Trajectory:
             "error": f"{type(self.error).__name__}: {self.error}" if self.error else None,
             "permission_decisions": [d.to_dict() for d in self.permission_decisions],
             "compactions": [c.to_dict() for c in self.compactions],
+            "parent_step": self.parent_step,
+            "children": [c.to_dict() for c in self.children],
         }
 
     def pretty(self) -> str:
-        """The steps, one per line, then the stop reason and totals."""
-        lines = [s.pretty() for s in self.steps]
+        """The steps, one per line, then the stop reason and totals.
+
+        A sub-agent's steps follow the step that started it, indented under ``↳``.
+        """
+        lines = []
+        for step in self.steps:
+            lines.append(step.pretty())
+            for child in self.children_of(step.number) if self.children else ():
+                lines.extend("    ↳ " + line for line in child.pretty().splitlines())
         reason = self.stop_reason.value if self.stop_reason else "running"
         lines.append(
             f"stopped: {reason} · {len(self.steps)} steps · {self.llm_calls} model calls · "
