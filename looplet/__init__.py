@@ -82,6 +82,7 @@ if TYPE_CHECKING:
         eval_run,
         eval_run_batch,
     )
+    from looplet.observe import MetricsCollector, MetricsHook
     from looplet.permissions import (
         PermissionDecision,
         PermissionEngine,
@@ -96,7 +97,10 @@ if TYPE_CHECKING:
         load_run,
         replay_loop,
     )
+    from looplet.skills import Skill, load_skills
+    from looplet.subagent import SubagentResult, arun_sub_loop, run_sub_loop, subagent_tool
     from looplet.testing.mock import AsyncMockLLMBackend, MockLLMBackend
+    from looplet.tracing import Tracer, TracingHook
 
 __all__ = [
     "ANY",
@@ -140,6 +144,8 @@ __all__ = [
     "LoopRun",
     "LoopletError",
     "Message",
+    "MetricsCollector",
+    "MetricsHook",
     "MockLLMBackend",
     "OpenAIBackend",
     "PermissionDecision",
@@ -151,17 +157,21 @@ __all__ = [
     "ProvenanceSink",
     "PruneToolResults",
     "Regex",
+    "Skill",
     "Step",
     "Stop",
     "StopReason",
     "StreamChunk",
     "StreamingHook",
+    "SubagentResult",
     "SummarizeCompact",
     "ToolCall",
     "ToolContext",
     "ToolError",
     "ToolResult",
     "ToolSpec",
+    "Tracer",
+    "TracingHook",
     "Trajectory",
     "TrajectoryMismatch",
     "TrajectoryRecorder",
@@ -169,6 +179,7 @@ __all__ = [
     "Usage",
     "__version__",
     "areplay_loop",
+    "arun_sub_loop",
     "assert_trajectory",
     "async_composable_loop",
     "compact_chain",
@@ -181,8 +192,11 @@ __all__ = [
     "eval_run_batch",
     "explain_mismatch",
     "load_run",
+    "load_skills",
     "replay_loop",
     "resume_loop_state",
+    "run_sub_loop",
+    "subagent_tool",
     "tool",
     "trajectory_matches",
 ]
@@ -216,6 +230,12 @@ _LAZY = {
         "looplet.evals",
     ),
     "eval_cli": "looplet.cli",
+    **dict.fromkeys(("Skill", "load_skills"), "looplet.skills"),
+    **dict.fromkeys(
+        ("SubagentResult", "arun_sub_loop", "run_sub_loop", "subagent_tool"), "looplet.subagent"
+    ),
+    **dict.fromkeys(("MetricsCollector", "MetricsHook"), "looplet.observe"),
+    **dict.fromkeys(("Tracer", "TracingHook"), "looplet.tracing"),
     **dict.fromkeys(
         ("Checkpoint", "FileCheckpointStore", "resume_loop_state"), "looplet.checkpoint"
     ),

@@ -292,7 +292,7 @@ def new_run(
         "trajectory": trajectory,
         "tools": registry,
     }
-    return RunState(
+    run = RunState(
         llm=backend,
         tools=registry,
         config=config,
@@ -305,6 +305,8 @@ def new_run(
         max_llm_calls=config.llm_call_cap(max_steps),
         hook_values=hook_values,
     )
+    ctx.run = run  # a sub-agent tool reaches its parent run (budget, nesting) through ctx
+    return run
 
 
 def _attach_checkpoints(

@@ -38,6 +38,7 @@ class ToolContext:
         step: the number of the step this call belongs to.
         metadata: free-form values the caller wants tools to see.
         on_progress: called as ``on_progress(message, data)`` by :meth:`report_progress`.
+        run: the running loop's state, set by the loop (``None`` outside a loop).
     """
 
     cwd: str = field(default_factory=os.getcwd)
@@ -47,6 +48,9 @@ class ToolContext:
     step: int = 0
     metadata: dict[str, Any] = field(default_factory=dict)
     on_progress: Callable[[str, dict[str, Any]], None] | None = None
+    #: The running loop's state (``looplet.engine.RunState``), set by the loop; sub-agents
+    #: use it to share the budget and nest their trajectory. ``None`` outside a loop.
+    run: Any = None
 
     def __post_init__(self) -> None:
         if not self.workspace_root:

@@ -17,13 +17,13 @@ from __future__ import annotations
 import inspect
 import json
 import math
-import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, NoReturn
 
 import pytest
 
+from looplet import pricing
 from looplet.evals.result import EvalResult
 from looplet.types import Step, Trajectory
 from pytest_looplet.plugin import LoopletSettings, check_threshold
@@ -45,35 +45,17 @@ MARKER_KEYS = ("threshold", "repeat", "max_steps", "max_tokens", "max_cost")
 """The keyword arguments ``@pytest.mark.looplet(...)`` accepts."""
 
 Prices = dict[str, tuple[float, float]]
-"""Model name -> (input, output) price in US dollars per million tokens."""
+"""Model name -> (input, output) price in US dollars per million tokens (a mutable table)."""
 
-PRICES: Prices = {
-    "gpt-4o": (2.50, 10.00),
-    "gpt-4o-mini": (0.15, 0.60),
-    "gpt-4.1": (2.00, 8.00),
-    "gpt-4.1-mini": (0.40, 1.60),
-    "gpt-4.1-nano": (0.10, 0.40),
-    "o3-mini": (1.10, 4.40),
-    "o4-mini": (1.10, 4.40),
-    "claude-3-5-haiku": (0.80, 4.00),
-    "claude-3-7-sonnet": (3.00, 15.00),
-    "claude-sonnet-4": (3.00, 15.00),
-    "claude-opus-4": (15.00, 75.00),
-}
-"""The built-in price table (list prices, USD per 1M input / output tokens, mid-2025).
-
-Prices change: check your provider's page, and override or extend the table with
-``looplet_prices`` files (``docs/reports.md``). A model name matches an entry exactly, or
-after dropping a date or ``-latest`` suffix (``gpt-4o-mini-2024-07-18`` is ``gpt-4o-mini``).
-"""
+PRICES: Prices = dict(pricing.PRICES)
+"""The built-in price table (:data:`looplet.pricing.PRICES`), as extended per run by
+``looplet_prices`` files (``docs/reports.md``)."""
 
 PREVIEW_CHARS = 200
 """How much of each argument list, result, error and reasoning a step keeps in reports."""
 
 MAX_REPORTED_STEPS = 100
 """A trajectory longer than this keeps its first and last halves in reports."""
-
-_DATED = re.compile(r"-(?:\d{8}|\d{4}-\d{2}-\d{2}|latest)$")
 
 trajectory_key = pytest.StashKey[Trajectory]()
 """Where :func:`record_trajectory` keeps an item's trajectory (on ``item.stash``)."""
@@ -275,16 +257,12 @@ def _budget(key: str, value: float) -> str:
 
 def price_of(model: str, prices: Prices) -> tuple[float, float] | None:
     """``model``'s (input, output) price per 1M tokens, or ``None`` when the table lacks it."""
-    return prices.get(model) or prices.get(_DATED.sub("", model))
+    return pricing.price_of(model, prices)
 
 
 def cost_usd(trajectory: Trajectory, model: str | None, prices: Prices) -> float | None:
     """The trajectory's cost in US dollars, or ``None`` for an unknown or unpriced model."""
-    price = price_of(model, prices) if model else None
-    if price is None:
-        return None
-    usage = trajectory.usage
-    return (usage.input_tokens * price[0] + usage.output_tokens * price[1]) / 1_000_000
+    return pricing.cost_usd(trajectory.usage, model, prices) if model else None
 
 
 def load_prices(paths: Iterable[Path]) -> Prices:
