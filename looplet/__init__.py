@@ -82,6 +82,7 @@ if TYPE_CHECKING:
         eval_run,
         eval_run_batch,
     )
+    from looplet.mcp import AsyncMCPToolAdapter, MCPError, MCPToolAdapter
     from looplet.observe import MetricsCollector, MetricsHook
     from looplet.permissions import (
         PermissionDecision,
@@ -110,6 +111,7 @@ __all__ = [
     "AsyncAnthropicBackend",
     "AsyncLLMBackend",
     "AsyncLoopRun",
+    "AsyncMCPToolAdapter",
     "AsyncMockLLMBackend",
     "AsyncOpenAIBackend",
     "BaseToolRegistry",
@@ -143,6 +145,8 @@ __all__ = [
     "LoopHook",
     "LoopRun",
     "LoopletError",
+    "MCPError",
+    "MCPToolAdapter",
     "Message",
     "MetricsCollector",
     "MetricsHook",
@@ -230,6 +234,7 @@ _LAZY = {
         "looplet.evals",
     ),
     "eval_cli": "looplet.cli",
+    **dict.fromkeys(("AsyncMCPToolAdapter", "MCPError", "MCPToolAdapter"), "looplet.mcp"),
     **dict.fromkeys(("Skill", "load_skills"), "looplet.skills"),
     **dict.fromkeys(
         ("SubagentResult", "arun_sub_loop", "run_sub_loop", "subagent_tool"), "looplet.subagent"

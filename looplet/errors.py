@@ -12,6 +12,8 @@ The hierarchy::
     ├── CassetteError             (looplet.cassettes) record/replay failed: not found,
     │                             corrupt, mismatch (with a diff), exhausted
     ├── ProvenanceError           (looplet.provenance) a run directory cannot be written
+    ├── MCPError                  (looplet.mcp) an MCP server could not be started or
+    │                             initialised
     ├── TrajectoryLoadError       (looplet.evals) a saved run cannot be read
     ├── EvalImportError           (looplet.evals) an eval file does not import
     ├── HookError                 a hook raised; names the hook object, slot and step
