@@ -61,9 +61,9 @@ from looplet._run_files import (
 )
 from looplet.backends.base import LLMRequest, LLMResponse
 from looplet.config import LoopConfig
-from looplet.errors import ConfigurationError, LoopletError
+from looplet.errors import ConfigurationError
 from looplet.hooks import LoopEvent
-from looplet.types import Step, StopReason, Trajectory, _jsonable
+from looplet.types import Step, Trajectory, _jsonable
 
 __all__ = [
     "FORMAT",
@@ -428,14 +428,5 @@ class ProvenanceSink(TrajectoryRecorder):
 
 
 def _trajectory_dict(trajectory: Trajectory, calls: list[LLMCall]) -> dict[str, Any]:
-    data = trajectory.to_dict()
-    # The engine sets trajectory.error only after on_loop_end hooks ran, so at that moment an
-    # error run shows error=None. Its stop_detail is str(error) (engine.fail), and an
-    # llm_error run ends on the error of its last model call: state the error from those.
-    if data["error"] is None and trajectory.stop_reason is StopReason.HOOK_ERROR:
-        data["error"] = f"HookError: {trajectory.stop_detail}"
-    elif data["error"] is None and trajectory.stop_reason is StopReason.LLM_ERROR and calls:
-        last = calls[-1].error
-        kind = type(last).__name__ if isinstance(last, LoopletError) else "LLMError"
-        data["error"] = f"{kind}: {trajectory.stop_detail}"
-    return data
+    # The engine sets trajectory.error before on_loop_end runs, so the record is complete.
+    return trajectory.to_dict()
