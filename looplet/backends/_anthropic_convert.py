@@ -14,7 +14,9 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from looplet.backends.base import LLMRequest, LLMResponse, RetryPolicy, ToolSchema
+from looplet.backends._sdk import retry_after, sdk_llm_error
+from looplet.backends._streaming import broken_connection_error
+from looplet.backends.base import LLMRequest, LLMResponse, ToolSchema
 from looplet.errors import LLMError
 from looplet.parse import tool_call_from_openai
 from looplet.types import ToolCall, Usage
@@ -241,56 +243,17 @@ def to_llm_error(exc: Exception, attempts: int, *, provider: str = "anthropic") 
     """
     import anthropic
 
-    if isinstance(exc, anthropic.APIStatusError):
-        status: int | None = exc.status_code
-        if status is None or status < 400:
-            status = _STATUS_OF_ERROR_TYPE.get(_error_field(exc.body, "type"), 500)
-        return LLMError(
-            provider,
-            _provider_message(exc),
-            status=status,
-            retriable=RetryPolicy.is_retriable(status),
-            attempts=attempts,
-        )
-    if isinstance(exc, anthropic.APITimeoutError):
-        return LLMError(
-            provider, _with_cause(exc), retriable=True, attempts=attempts, kind="timeout"
-        )
-    if isinstance(exc, anthropic.APIConnectionError):
-        return LLMError(
-            provider, _with_cause(exc), retriable=True, attempts=attempts, kind="connection_error"
-        )
-    if isinstance(exc, anthropic.APIError):
-        return LLMError(
-            provider,
-            f"{type(exc).__name__}: {exc}",
-            retriable=False,
-            attempts=attempts,
-            kind="invalid_response",
-        )
-    return LLMError(
-        provider,
-        f"the connection broke while the reply was being read ({type(exc).__name__}: {exc})",
-        retriable=True,
-        attempts=attempts,
-        kind="connection_error",
-    )
+    if not isinstance(exc, anthropic.APIError):
+        return broken_connection_error(provider, exc, attempts)
+    return sdk_llm_error(anthropic, exc, attempts, provider=provider, status_error=_status_error)
 
 
-def retry_after(exc: Exception) -> str | None:
-    """The wait the server asked for, in seconds as text (``retry-after-ms`` first, as the
-    SDK reads it), or ``None``."""
-    response = getattr(exc, "response", None)
-    if response is None:
-        return None
-    millis = response.headers.get("retry-after-ms")
-    if millis is not None:
-        try:
-            return str(float(millis) / 1000)
-        except ValueError:
-            pass  # malformed: fall back to retry-after
-    value = response.headers.get("retry-after")
-    return str(value) if value is not None else None
+def _status_error(exc: Any) -> tuple[int | None, str]:
+    # An error event inside a stream arrives on a 200 response; its type gives the status.
+    status: int | None = exc.status_code
+    if status is None or status < 400:
+        status = _STATUS_OF_ERROR_TYPE.get(_error_field(exc.body, "type"), 500)
+    return status, _provider_message(exc)
 
 
 def _provider_message(exc: Any) -> str:
@@ -311,11 +274,6 @@ def _error_field(body: object, name: str) -> str:
         if isinstance(inner, Mapping):
             return _str(inner.get(name))
     return ""
-
-
-def _with_cause(exc: BaseException) -> str:
-    cause = exc.__cause__
-    return f"{exc} ({type(cause).__name__}: {cause})" if cause is not None else str(exc)
 
 
 # The SDK builds replies without validating them, so a field a compatible server leaves out

@@ -13,7 +13,8 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from looplet.backends.base import LLMRequest, LLMResponse, RetryPolicy, ToolSchema
+from looplet.backends._sdk import sdk_llm_error
+from looplet.backends.base import LLMRequest, LLMResponse, ToolSchema
 from looplet.errors import LLMError
 from looplet.parse import tool_call_from_openai
 from looplet.types import ToolCall, Usage
@@ -192,30 +193,12 @@ def to_llm_error(exc: Exception, attempts: int, *, provider: str = "openai") -> 
     """
     import openai
 
-    if isinstance(exc, openai.APIStatusError):
-        status = exc.status_code
-        return LLMError(
-            provider,
-            _provider_message(exc),
-            status=status,
-            retriable=RetryPolicy.is_retriable(status),
-            attempts=attempts,
-        )
-    if isinstance(exc, openai.APITimeoutError):
-        return LLMError(
-            provider, _with_cause(exc), retriable=True, attempts=attempts, kind="timeout"
-        )
-    if isinstance(exc, openai.APIConnectionError):
-        return LLMError(
-            provider, _with_cause(exc), retriable=True, attempts=attempts, kind="connection_error"
-        )
-    # A reply that does not parse as a chat completion will not parse the next time either.
-    return LLMError(
-        provider,
-        f"{type(exc).__name__}: {exc}",
-        retriable=False,
-        attempts=attempts,
-        kind="invalid_response",
+    return sdk_llm_error(
+        openai,
+        exc,
+        attempts,
+        provider=provider,
+        status_error=lambda error: (error.status_code, _provider_message(error)),
     )
 
 
@@ -235,8 +218,3 @@ def _provider_message(exc: Any) -> str:
     if isinstance(body, str) and body.strip():
         return body.strip()
     return str(exc.message)
-
-
-def _with_cause(exc: BaseException) -> str:
-    cause = exc.__cause__
-    return f"{exc} ({type(cause).__name__}: {cause})" if cause is not None else str(exc)

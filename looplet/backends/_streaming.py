@@ -17,6 +17,7 @@ from looplet.errors import ConfigurationError, LLMError
 __all__ = [
     "STREAM_INTERRUPTED",
     "TokenCallback",
+    "as_stream_failure",
     "broken_connection_error",
     "check_on_token",
     "interrupted_error",
@@ -53,6 +54,23 @@ def interrupted_error(
         retriable=False,
         attempts=attempts,
         kind=STREAM_INTERRUPTED,
+    )
+
+
+def as_stream_failure(error: LLMError, delivered: int) -> LLMError:
+    """The error a stream that failed with ``error`` ends its attempt with.
+
+    ``error`` itself when no piece had reached the callbacks (a retry is then safe, if
+    ``error`` is retriable); after ``delivered`` pieces, the :func:`interrupted_error` for it.
+    """
+    if not delivered:
+        return error
+    return interrupted_error(
+        error.provider,
+        error.provider_message,
+        delivered,
+        attempts=error.attempts,
+        status=error.status,
     )
 
 

@@ -7,9 +7,11 @@ retry policy, the attempt count and the final :class:`~looplet.errors.LLMError` 
 looplet's. With ``stream=True`` they stream the reply, handing text and tool-call pieces to
 callbacks as they arrive, and return the same :class:`LLMResponse` as without. The translation
 to and from OpenAI JSON lives in :mod:`looplet.backends._openai_convert` (re-exported here),
-the assembling of streamed chunks in :mod:`looplet.backends._openai_stream`, and what every
+the assembling of streamed chunks in :mod:`looplet.backends._openai_stream`, what every
 streaming backend shares (a broken stream's error, the ``on_token`` check) in
-:mod:`looplet.backends._streaming`.
+:mod:`looplet.backends._streaming`, and what every SDK-client backend shares (the checks, the
+retry loop and its decisions, the sync and async drivers, ``close``) in
+:mod:`looplet.backends._sdk`; this module fills in what is OpenAI's.
 
 The ``openai`` package is imported only when a backend is built, so this module can be
 imported (and a missing extra reported) without it.
@@ -17,11 +19,9 @@ imported (and a missing extra reported) without it.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import time
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Generic, Self
 
 from looplet.backends._openai_convert import (
     build_request_kwargs,
@@ -31,20 +31,13 @@ from looplet.backends._openai_convert import (
     to_openai_tools,
 )
 from looplet.backends._openai_stream import StreamAssembler
-from looplet.backends._streaming import (
-    TokenCallback,
-    broken_connection_error,
-    check_on_token,
-    interrupted_error,
-)
+from looplet.backends._sdk import AsyncSDKBackend, ClientT, SDKBackend, SyncSDKBackend
+from looplet.backends._streaming import TokenCallback, as_stream_failure, broken_connection_error
 from looplet.backends.base import LLMRequest, LLMResponse, RetryPolicy, reraise_own_error
-from looplet.errors import ConfigurationError, LLMError, MissingExtraError
-from looplet.messages import Message
-from looplet.types import Usage
+from looplet.errors import ConfigurationError, LLMError
 
 if TYPE_CHECKING:
-    import openai
-    from openai.types.chat import ChatCompletion
+    import openai  # noqa: F401 (the quoted base classes below name it)
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -61,40 +54,49 @@ __all__ = [
 DEFAULT_MODEL = "gpt-4o-mini"
 
 
-class _OpenAIBackendBase:
-    """What the sync and async backends share: settings, request building, retry decisions."""
+class _OpenAIBackendBase(SDKBackend, Generic[ClientT]):
+    """What the sync and async backends share: the constructor, and OpenAI's side of
+    :class:`~looplet.backends._sdk.SDKBackend` (requests, replies, errors, the environment)."""
+
+    _sdk = "openai"
+    _default_model = DEFAULT_MODEL
+    _assembler_class = StreamAssembler
 
     def __init__(
         self,
+        client: ClientT,
         *,
         model: str,
-        default_max_tokens: int,
-        retry: RetryPolicy,
-        provider: str,
-        stream: bool,
-        on_token: TokenCallback | None,
-        request_defaults: dict[str, Any],
+        default_max_tokens: int = 2000,
+        retry: RetryPolicy = RetryPolicy(),  # noqa: B008 (frozen, so sharing it is safe)
+        provider: str = "openai",
+        stream: bool = False,
+        on_token: TokenCallback | None = None,
+        **request_defaults: Any,
     ) -> None:
-        feature = type(self).__name__
-        _require_openai(feature)
-        import openai
+        super().__init__(
+            client, model, default_max_tokens, retry, provider, stream, on_token, request_defaults
+        )
 
-        if not model:
-            raise ConfigurationError(
-                f"{feature} needs a model name, got {model!r}: pass model='gpt-4o-mini' "
-                "(or the model your server serves)."
-            )
-        check_on_token(feature, stream, on_token)
-        self.model = model
-        self.provider = provider
-        self.retry = retry
-        self.default_max_tokens = default_max_tokens
-        self.request_defaults = request_defaults
-        self.stream = stream
-        self.on_token = on_token
-        #: The token usage of the last successful call (``None`` before the first).
-        self.last_usage: Usage | None = None
-        self._sdk_error: type[Exception] = openai.APIError
+    @classmethod
+    def from_env(cls, **kw: Any) -> Self:
+        """A backend configured from the environment variables the ``openai`` SDK reads.
+
+        Reads ``OPENAI_API_KEY`` (required), ``OPENAI_BASE_URL`` (optional) and
+        ``OPENAI_MODEL`` (default ``gpt-4o-mini``); ``kw`` goes to the constructor and may
+        override the model. Close the backend (or use it in ``with``; ``async with`` for
+        :class:`AsyncOpenAIBackend`) when done.
+
+        Raises:
+            ConfigurationError: ``OPENAI_API_KEY`` is not set.
+            MissingExtraError: the ``openai`` package is not installed.
+        """
+        return cls._from_env(kw)
+
+    @classmethod
+    def _client_env(cls, kw: dict[str, Any]) -> dict[str, Any]:
+        _check_env(cls.__name__, kw)
+        return {}  # the SDK's client reads OPENAI_API_KEY and OPENAI_BASE_URL itself
 
     def _request_kwargs(self, request: LLMRequest) -> dict[str, Any]:
         kwargs = build_request_kwargs(
@@ -111,49 +113,11 @@ class _OpenAIBackendBase:
             }
         return kwargs
 
-    def _assembler(self, request: LLMRequest) -> StreamAssembler:
-        """A fresh assembler for one streamed attempt."""
-        return StreamAssembler(
-            on_chunk=request.on_chunk, on_token=self.on_token, provider=self.provider
-        )
+    def _create(self, kwargs: dict[str, Any]) -> Any:
+        return self._client.chat.completions.create(**kwargs)
 
-    def _after_stream(
-        self, assembler: StreamAssembler, failure: Exception | None, attempts: int
-    ) -> LLMResponse | float:
-        """The reply of a stream that ended, or the seconds to wait before retrying it.
-
-        Raises:
-            LLMError: giving up (``kind="stream_interrupted"`` once callbacks saw pieces, or
-                when the stream ended without a ``finish_reason``).
-        """
-        if failure is None:
-            return self._finish(assembler, attempts)
-        return self._wait_or_raise(failure, attempts, assembler)
-
-    def _wait_or_raise(
-        self, exc: Exception, attempts: int, assembler: StreamAssembler | None = None
-    ) -> float:
-        """Seconds to wait before retrying after ``exc``; raises the LLMError when giving up.
-
-        A stream that failed after its callbacks received pieces is never retried (they would
-        receive them twice): that raises ``LLMError(kind="stream_interrupted")``.
-        """
-        reraise_own_error(exc)
-        error = self._to_llm_error(exc, attempts)
-        if assembler is not None and assembler.delivered:
-            raise interrupted_error(
-                self.provider,
-                error.provider_message,
-                assembler.delivered,
-                attempts=attempts,
-                status=error.status,
-            ) from exc
-        wait = (
-            self.retry.delay(attempts, error.status, _retry_after(exc)) if error.retriable else None
-        )
-        if wait is None:
-            raise error from exc
-        return wait
+    def _from_reply(self, reply: Any) -> LLMResponse:
+        return from_openai_completion(reply)
 
     def _to_llm_error(self, exc: Exception, attempts: int) -> LLMError:
         if isinstance(exc, self._sdk_error):
@@ -162,20 +126,22 @@ class _OpenAIBackendBase:
         # the HTTP library's (or a garbled event's) and means the stream broke.
         return broken_connection_error(self.provider, exc, attempts)
 
-    def _finish(self, reply: ChatCompletion | StreamAssembler, attempts: int) -> LLMResponse:
-        if isinstance(reply, StreamAssembler):
-            response = reply.response(attempts=attempts)
-        else:
-            response = from_openai_completion(reply)
-        self.last_usage = response.usage
-        return response
+    def _stream_result(
+        self, assembler: StreamAssembler, failure: Exception | None, attempts: int
+    ) -> LLMResponse | LLMError:
+        """The reply of a stream that ended, or the error it broke with.
 
-    def __repr__(self) -> str:
-        streamed = ", stream=True" if self.stream else ""
-        return f"{type(self).__name__}(model={self.model!r}, provider={self.provider!r}{streamed})"
+        Raises:
+            LLMError: ``kind="stream_interrupted"``, when the stream ended without a
+                ``finish_reason``.
+        """
+        if failure is None:
+            return assembler.response(attempts=attempts)
+        reraise_own_error(failure)
+        return as_stream_failure(self._to_llm_error(failure, attempts), assembler.delivered)
 
 
-class OpenAIBackend(_OpenAIBackendBase):
+class OpenAIBackend(_OpenAIBackendBase["openai.OpenAI"], SyncSDKBackend):
     """A synchronous backend for OpenAI's Chat Completions API and compatible servers.
 
     Transient failures (429, 5xx, time-outs, connection errors) are retried per ``retry``,
@@ -214,131 +180,13 @@ class OpenAIBackend(_OpenAIBackendBase):
         ConfigurationError: ``on_token`` is given without ``stream=True``, or is not callable.
     """
 
-    def __init__(
-        self,
-        client: openai.OpenAI,
-        *,
-        model: str,
-        default_max_tokens: int = 2000,
-        retry: RetryPolicy = RetryPolicy(),  # noqa: B008 (frozen, so sharing it is safe)
-        provider: str = "openai",
-        stream: bool = False,
-        on_token: TokenCallback | None = None,
-        **request_defaults: Any,
-    ) -> None:
-        super().__init__(
-            model=model,
-            default_max_tokens=default_max_tokens,
-            retry=retry,
-            provider=provider,
-            stream=stream,
-            on_token=on_token,
-            request_defaults=request_defaults,
-        )
-        self._client = client.with_options(max_retries=0)
+    _client_class = "OpenAI"
 
-    @classmethod
-    def from_env(cls, **kw: Any) -> Self:
-        """A backend configured from the environment variables the ``openai`` SDK reads.
-
-        Reads ``OPENAI_API_KEY`` (required), ``OPENAI_BASE_URL`` (optional) and
-        ``OPENAI_MODEL`` (default ``gpt-4o-mini``); ``kw`` goes to the constructor and may
-        override the model. Close the backend (or use it in ``with``) when done.
-
-        Raises:
-            ConfigurationError: ``OPENAI_API_KEY`` is not set.
-            MissingExtraError: the ``openai`` package is not installed.
-        """
-        _require_openai(cls.__name__)
-        _check_env(cls.__name__, kw)
-        import openai
-
-        return cls(openai.OpenAI(), **kw)
-
-    def complete(self, request: LLMRequest) -> LLMResponse:
-        """Send ``request`` and return the reply, retrying transient failures.
-
-        Raises:
-            LLMError: the provider failed; ``.attempts`` says how many requests were sent.
-                ``kind="stream_interrupted"``: a streamed reply broke off.
-        """
-        kwargs = self._request_kwargs(request)
-        attempts = 0
-        while True:
-            attempts += 1
-            if self.stream:
-                outcome = self._stream_once(kwargs, request, attempts)
-                if isinstance(outcome, LLMResponse):
-                    return outcome
-                time.sleep(outcome)
-                continue
-            try:
-                completion = self._client.chat.completions.create(**kwargs)
-            except self._sdk_error as exc:
-                time.sleep(self._wait_or_raise(exc, attempts))
-            else:
-                return self._finish(completion, attempts)
-
-    def _stream_once(
-        self, kwargs: dict[str, Any], request: LLMRequest, attempts: int
-    ) -> LLMResponse | float:
-        """One streamed attempt: the reply, or the seconds to wait before the next one."""
-        assembler = self._assembler(request)
-        try:
-            chunks = self._client.chat.completions.create(**kwargs)
-        except self._sdk_error as exc:
-            return self._wait_or_raise(exc, attempts)
-        failure: Exception | None = None
-        with chunks:
-            while True:
-                try:
-                    chunk = next(chunks)
-                except StopIteration:
-                    break
-                # Whatever breaks the reading (an error event, a cut connection: older SDKs let
-                # the HTTP library's own errors through) ends this attempt; a callback's
-                # exception, raised by feed(), is not caught and ends the call unchanged.
-                except Exception as exc:
-                    failure = exc
-                    break
-                assembler.feed(chunk)
-        return self._after_stream(assembler, failure, attempts)
-
-    def generate(
-        self,
-        prompt: str,
-        *,
-        max_tokens: int = 2000,
-        system_prompt: str = "",
-        temperature: float = 0.2,
-    ) -> str:
-        """The original looplet interface: send ``prompt`` as one user message, return the text.
-
-        ``system_prompt``, when given, goes first as a system message. Kept for code written
-        against looplet 0.1; new code calls :meth:`complete`.
-        """
-        messages = [Message.system(system_prompt)] if system_prompt else []
-        messages.append(Message.user(prompt))
-        request = LLMRequest(messages, max_tokens=max_tokens, temperature=temperature)
-        return self.complete(request).text
-
-    def close(self) -> None:
-        """Close the client's connections; the backend (and the client) cannot be used after."""
-        self._client.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
+    def _sleep(self, seconds: float) -> None:
+        time.sleep(seconds)  # this module's ``time``, which a test may replace
 
 
-class AsyncOpenAIBackend(_OpenAIBackendBase):
+class AsyncOpenAIBackend(_OpenAIBackendBase["openai.AsyncOpenAI"], AsyncSDKBackend):
     """The asynchronous twin of :class:`OpenAIBackend`, wrapping an ``openai.AsyncOpenAI``.
 
     It makes the same requests, retry decisions and errors, and streams the same way; only
@@ -359,110 +207,7 @@ class AsyncOpenAIBackend(_OpenAIBackendBase):
         ConfigurationError: ``on_token`` is given without ``stream=True``, or is not callable.
     """
 
-    def __init__(
-        self,
-        client: openai.AsyncOpenAI,
-        *,
-        model: str,
-        default_max_tokens: int = 2000,
-        retry: RetryPolicy = RetryPolicy(),  # noqa: B008 (frozen, so sharing it is safe)
-        provider: str = "openai",
-        stream: bool = False,
-        on_token: TokenCallback | None = None,
-        **request_defaults: Any,
-    ) -> None:
-        super().__init__(
-            model=model,
-            default_max_tokens=default_max_tokens,
-            retry=retry,
-            provider=provider,
-            stream=stream,
-            on_token=on_token,
-            request_defaults=request_defaults,
-        )
-        self._client = client.with_options(max_retries=0)
-
-    @classmethod
-    def from_env(cls, **kw: Any) -> Self:
-        """A backend configured from the environment; see :meth:`OpenAIBackend.from_env`.
-
-        Raises:
-            ConfigurationError: ``OPENAI_API_KEY`` is not set.
-            MissingExtraError: the ``openai`` package is not installed.
-        """
-        _require_openai(cls.__name__)
-        _check_env(cls.__name__, kw)
-        import openai
-
-        return cls(openai.AsyncOpenAI(), **kw)
-
-    async def acomplete(self, request: LLMRequest) -> LLMResponse:
-        """Send ``request`` and return the reply, retrying transient failures.
-
-        Raises:
-            LLMError: the provider failed; ``.attempts`` says how many requests were sent.
-                ``kind="stream_interrupted"``: a streamed reply broke off.
-        """
-        kwargs = self._request_kwargs(request)
-        attempts = 0
-        while True:
-            attempts += 1
-            if self.stream:
-                outcome = await self._stream_once(kwargs, request, attempts)
-                if isinstance(outcome, LLMResponse):
-                    return outcome
-                await asyncio.sleep(outcome)
-                continue
-            try:
-                completion = await self._client.chat.completions.create(**kwargs)
-            except self._sdk_error as exc:
-                await asyncio.sleep(self._wait_or_raise(exc, attempts))
-            else:
-                return self._finish(completion, attempts)
-
-    async def _stream_once(
-        self, kwargs: dict[str, Any], request: LLMRequest, attempts: int
-    ) -> LLMResponse | float:
-        """One streamed attempt: the reply, or the seconds to wait before the next one."""
-        assembler = self._assembler(request)
-        try:
-            chunks = await self._client.chat.completions.create(**kwargs)
-        except self._sdk_error as exc:
-            return self._wait_or_raise(exc, attempts)
-        failure: Exception | None = None
-        async with chunks:
-            while True:
-                try:
-                    chunk = await anext(chunks)
-                except StopAsyncIteration:
-                    break
-                except Exception as exc:  # as in OpenAIBackend._stream_once
-                    failure = exc
-                    break
-                assembler.feed(chunk)
-        return self._after_stream(assembler, failure, attempts)
-
-    async def aclose(self) -> None:
-        """Close the client's connections; the backend (and the client) cannot be used after."""
-        await self._client.close()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-
-def _require_openai(feature: str) -> None:
-    try:
-        import openai  # noqa: F401
-    except ImportError as exc:
-        raise MissingExtraError("openai", "openai", feature) from exc
+    _client_class = "AsyncOpenAI"
 
 
 def _check_env(feature: str, kw: dict[str, Any]) -> None:
@@ -475,19 +220,3 @@ def _check_env(feature: str, kw: dict[str, Any]) -> None:
             f"(default {DEFAULT_MODEL!r})."
         )
     kw.setdefault("model", os.environ.get("OPENAI_MODEL") or DEFAULT_MODEL)
-
-
-def _retry_after(exc: Exception) -> str | None:
-    """The wait the server asked for, in seconds as text (``retry-after-ms`` first, as the SDK)."""
-    response = getattr(exc, "response", None)
-    if response is None:
-        return None
-    headers = response.headers
-    millis = headers.get("retry-after-ms")
-    if millis is not None:
-        try:
-            return str(float(millis) / 1000)
-        except ValueError:
-            pass  # malformed: fall back to retry-after
-    value = headers.get("retry-after")
-    return str(value) if value is not None else None
