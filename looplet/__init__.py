@@ -42,7 +42,6 @@ from looplet.hooks import (
 )
 from looplet.loop import AsyncLoopRun, LoopRun, async_composable_loop, composable_loop
 from looplet.messages import Message
-from looplet.observe import StreamingHook
 from looplet.state import AgentState, DefaultState
 from looplet.tools import BaseToolRegistry, ToolContext, ToolSpec, tool
 from looplet.types import Step, StopReason, ToolCall, ToolResult, Trajectory, Usage
@@ -83,7 +82,7 @@ if TYPE_CHECKING:
         eval_run_batch,
     )
     from looplet.mcp import AsyncMCPToolAdapter, MCPError, MCPToolAdapter
-    from looplet.observe import MetricsCollector, MetricsHook
+    from looplet.observe import MetricsCollector, MetricsHook, StreamingHook
     from looplet.permissions import (
         PermissionDecision,
         PermissionEngine,
@@ -239,7 +238,7 @@ _LAZY = {
     **dict.fromkeys(
         ("SubagentResult", "arun_sub_loop", "run_sub_loop", "subagent_tool"), "looplet.subagent"
     ),
-    **dict.fromkeys(("MetricsCollector", "MetricsHook"), "looplet.observe"),
+    **dict.fromkeys(("MetricsCollector", "MetricsHook", "StreamingHook"), "looplet.observe"),
     **dict.fromkeys(("Tracer", "TracingHook"), "looplet.tracing"),
     **dict.fromkeys(
         ("Checkpoint", "FileCheckpointStore", "resume_loop_state"), "looplet.checkpoint"
