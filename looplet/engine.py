@@ -476,6 +476,10 @@ def finish_run(run: RunState) -> Trajectory:
     if trajectory.stop_reason is None:  # only reachable through an unexpected exit path
         set_stop(run, StopReason.CANCELLED, "the loop ended unexpectedly")
     trajectory.elapsed_ms = (time.perf_counter() - run.started) * 1000
+    # ctx.run points back at this run (for sub-agent tools); break the cycle now, so a
+    # finished run is freed by reference counting instead of waiting for the cyclic GC.
+    if run.ctx.run is run:
+        run.ctx.run = None
     failed_hook = run.error.hook if isinstance(run.error, HookError) else None
     if run.error is not None:  # before the hooks, so on_loop_end sees why the run failed
         trajectory.error = run.error
