@@ -213,7 +213,7 @@ class TrajectoryRecorder:
             config=plain(config_to_dict(self.config)) if self.config is not None else None,
             calls=[c.to_recorded() for c in self.calls],
             steps=[plain(s.to_dict()) for s in self.steps],
-            trajectory=plain(_trajectory_dict(traj, self.calls)) if traj is not None else None,
+            trajectory=plain(traj.to_dict()) if traj is not None else None,
         )
         return Redactor(self._secrets, self._secret_keys).run(run) if redact else run
 
@@ -425,8 +425,3 @@ class ProvenanceSink(TrajectoryRecorder):
 
     def _finished(self) -> None:
         self.flush()
-
-
-def _trajectory_dict(trajectory: Trajectory, calls: list[LLMCall]) -> dict[str, Any]:
-    # The engine sets trajectory.error before on_loop_end runs, so the record is complete.
-    return trajectory.to_dict()
