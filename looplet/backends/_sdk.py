@@ -219,7 +219,11 @@ class SDKBackend:
 
         Raises:
             LLMError: giving up (``kind="stream_interrupted"`` once callbacks saw pieces).
+            LoopletError: one of looplet's own that the SDK wrapped while the stream was read
+                (a cassette mismatch): it is raised as it is, for both providers.
         """
+        if failure is not None:
+            reraise_own_error(failure)
         result = self._stream_result(attempt.assembler, failure, attempt.number)
         if isinstance(result, LLMResponse):
             return self._finish(result)

@@ -33,7 +33,7 @@ from looplet.backends._openai_convert import (
 from looplet.backends._openai_stream import StreamAssembler
 from looplet.backends._sdk import AsyncSDKBackend, ClientT, SDKBackend, SyncSDKBackend
 from looplet.backends._streaming import TokenCallback, as_stream_failure, broken_connection_error
-from looplet.backends.base import LLMRequest, LLMResponse, RetryPolicy, reraise_own_error
+from looplet.backends.base import LLMRequest, LLMResponse, RetryPolicy
 from looplet.errors import ConfigurationError, LLMError
 
 if TYPE_CHECKING:
@@ -137,7 +137,6 @@ class _OpenAIBackendBase(SDKBackend, Generic[ClientT]):
         """
         if failure is None:
             return assembler.response(attempts=attempts)
-        reraise_own_error(failure)
         return as_stream_failure(self._to_llm_error(failure, attempts), assembler.delivered)
 
 
