@@ -9,28 +9,13 @@ from typing import Any
 import pytest
 
 from looplet import BaseToolRegistry, ToolSpec, Trajectory, async_composable_loop, composable_loop
+from looplet.examples.hello_world import build_tools
 from looplet.types import Step
 
 
 def make_tools(**extra: ToolSpec) -> BaseToolRegistry:
     """The README example's tools (greet, done) plus any extra ones."""
-    tools = BaseToolRegistry()
-    tools.register(
-        ToolSpec(
-            name="greet",
-            description="Greet someone.",
-            parameters={"name": "str"},
-            execute=lambda *, name: {"greeting": f"Hello, {name}!"},
-        )
-    )
-    tools.register(
-        ToolSpec(
-            name="done",
-            description="Finish.",
-            parameters={"answer": "str"},
-            execute=lambda *, answer: {"answer": answer},
-        )
-    )
+    tools = build_tools()  # the hello_world example's: the same tools the README shows
     for spec in extra.values():
         tools.register(spec)
     return tools

@@ -17,13 +17,14 @@ item is for.
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from looplet.testing._script import ScriptedCall, ScriptedReply, StreamCut
-from looplet.testing._wire import Invalid, pieces
+
+# Token estimates and value descriptions are the OpenAI wire module's: one rule for both APIs.
+from looplet.testing._wire import Invalid, _kind, _tokens, pieces
 from looplet.types import Usage
 
 __all__ = [
@@ -54,7 +55,6 @@ _ERROR_TYPES = {
     500: "api_error",
     529: "overloaded_error",
 }
-_CHARS_PER_TOKEN = 4
 _TOOL_ID = re.compile(r"^[a-zA-Z0-9_-]+$")
 _TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,128}$")
 _BLOCK_TYPES = frozenset({"text", "image", "document", "tool_use", "tool_result", "thinking"})
@@ -414,23 +414,3 @@ def _input(c: ScriptedCall) -> Any:
     except ValueError:
         return text
     return value if isinstance(value, dict) else text
-
-
-def _tokens(chars: int) -> int:
-    return max(1, math.ceil(chars / _CHARS_PER_TOKEN))
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, str):
-        return f"a string ({value[:40]!r})"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, list):
-        return "an array" if value else "an empty array"
-    if isinstance(value, Mapping):
-        return "an object"
-    if isinstance(value, int | float):
-        return "a number"
-    return type(value).__name__
