@@ -12,10 +12,9 @@ from __future__ import annotations
 import dataclasses
 import itertools
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Literal, overload
 
-from looplet._frozen import fast_init
+from looplet._frozen import value_type
 from looplet.types import ToolCall, ToolResult, _jsonable
 
 __all__ = ["ConversationView", "Message", "Role", "render_task", "render_tool_result"]
@@ -40,8 +39,7 @@ def _first_encode(data: Any) -> str:
 _encode: Callable[[Any], str] = _first_encode
 
 
-@fast_init
-@dataclass(frozen=True, slots=True)
+@value_type
 class Message:
     """One message of the conversation.
 

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
-from looplet._frozen import fast_init
+from looplet._frozen import value_type
 from looplet.errors import ErrorKind, ToolError
 
 if TYPE_CHECKING:
@@ -26,8 +26,7 @@ _TAIL_CHARS = 60
 _ERROR_CHARS = 80
 
 
-@fast_init
-@dataclass(frozen=True, slots=True)
+@value_type
 class ToolCall:
     """One tool call requested by the model.
 
@@ -71,8 +70,7 @@ class ToolCall:
         return out
 
 
-@fast_init
-@dataclass(frozen=True, slots=True)
+@value_type
 class ToolResult:
     """The outcome of one tool call: its data, or an error.
 
@@ -131,8 +129,7 @@ class ToolResult:
         }
 
 
-@fast_init
-@dataclass(frozen=True, slots=True)
+@value_type
 class Step:
     """One tool call and its result: what ``composable_loop`` yields.
 
@@ -171,8 +168,7 @@ class Step:
         }
 
 
-@fast_init
-@dataclass(frozen=True, slots=True)
+@value_type
 class Usage:
     """Token counts reported by the provider. Add two with ``+``."""
 

@@ -9,10 +9,10 @@ here, shared by every sync and async backend.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, Protocol, runtime_checkable
 
-from looplet._frozen import fast_init
+from looplet._frozen import value_type
 from looplet.messages import Message
 from looplet.types import ToolCall, Usage
 
@@ -32,8 +32,7 @@ __all__ = [
 ToolSchema = Mapping[str, Any]
 
 
-@fast_init
-@dataclass(frozen=True, slots=True)
+@value_type
 class StreamChunk:
     """One piece of a streamed reply, as a streaming backend receives it.
 
@@ -56,8 +55,7 @@ class StreamChunk:
 ChunkCallback = Callable[[StreamChunk], None]
 
 
-@fast_init
-@dataclass(frozen=True, slots=True)
+@value_type
 class LLMRequest:
     """Everything one model call needs.
 
@@ -85,8 +83,7 @@ class LLMRequest:
         return "\n\n".join(m.content for m in self.messages if m.role == "system")
 
 
-@fast_init
-@dataclass(frozen=True, slots=True)
+@value_type
 class LLMResponse:
     """The model's reply, provider-neutral.
 
@@ -148,8 +145,7 @@ def reraise_own_error(exc: BaseException) -> None:
 _RETRIABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 529})
 
 
-@fast_init
-@dataclass(frozen=True, slots=True)
+@value_type
 class RetryPolicy:
     """When and how long to wait before retrying a failed model call.
 
