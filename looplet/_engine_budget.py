@@ -2,7 +2,7 @@
 
 Used by :func:`looplet.engine.run_engine` only when a context budget is set: measure the
 request, compact the conversation under pressure (the compaction service's own model calls go
-through the driver as ``CallModel`` effects, like every other call), and compact-and-retry
+through the driver like every other model request, like every other call), and compact-and-retry
 once when the provider answers "context length exceeded". The strategies themselves live in
 :mod:`looplet.compact`; the rest of the step engine in :mod:`looplet.engine`.
 """
@@ -14,7 +14,7 @@ from collections.abc import Generator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from looplet.backends.base import LLMRequest, LLMResponse
-from looplet.engine import CallModel, Effect, RunState, fail
+from looplet.engine import Effect, RunState, fail
 from looplet.errors import ConfigurationError, LoopletError
 from looplet.hooks import emit
 from looplet.messages import ConversationView, Message
@@ -67,7 +67,7 @@ def compact_conversation(
 ) -> Generator[Effect, Any, bool | None]:
     """Replace the run's conversation with a compacted one; the steps are not touched.
 
-    The service's model calls (a summary) go through the driver as ``CallModel`` effects.
+    The service's model calls (a summary) go through the driver like every other model request.
     Returns True if the conversation changed, False if nothing could be dropped, ``None``
     if a model call failed and ended the run.
     """
@@ -80,7 +80,7 @@ def compact_conversation(
     try:
         ask = next(steps)
         while True:
-            reply = yield CallModel(ask)
+            reply = yield ask
             calls += 1
             run.trajectory.llm_calls += 1
             if isinstance(reply, LLMResponse):
@@ -120,7 +120,7 @@ def _send(
     if run.hooks.on_event:
         emit(run.hooks, "llm_call", request.step, request=request)
     meter.sent(run.messages, extra, request.tools)
-    reply = yield CallModel(request)
+    reply = yield request
     meter.replied(reply)
     return reply
 

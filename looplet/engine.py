@@ -2,10 +2,10 @@
 
 :func:`run_engine` is a generator that *yields effects* and receives their outcomes:
 
-* ``CallModel(request)``: the driver calls the backend and sends back an ``LLMResponse``,
-  or the ``LLMError`` it failed with;
-* ``RunTools(calls, ctx)``: the driver runs the tools and sends back their ``ToolResult``s,
-  in order;
+* an :class:`~looplet.backends.base.LLMRequest`: the driver calls the backend with it and
+  sends back an ``LLMResponse``, or the ``LLMError`` it failed with;
+* ``RunTools(calls)``: the driver runs these prepared calls (checked, permitted, see
+  :class:`~looplet.tools.PreparedCall`) and sends back their ``ToolResult``s, in order;
 * a :class:`~looplet.types.Step`: the driver hands it to the caller and sends back ``None``;
 * ``SaveCheckpoint(final)`` (only when ``RunState.checkpoint`` is set): the driver saves the
   run and sends back ``None``, or the ``CheckpointError`` the write failed with.
@@ -39,34 +39,25 @@ from looplet.errors import (
 from looplet.hooks import HookDecision, ResolvedHooks, decide, emit, observe
 from looplet.messages import ConversationView, Message, render_task, render_tool_result
 from looplet.state import AgentState
-from looplet.tools import BaseToolRegistry, ToolContext
+from looplet.tools import BaseToolRegistry, PreparedCall, ToolContext
 from looplet.types import Step, StopReason, ToolCall, ToolResult, Trajectory
 
 if TYPE_CHECKING:  # looplet.compact loads when a run has a context budget
     from looplet.compact import CompactionRecord, ContextMeter
 
-__all__ = ["CallModel", "Effect", "RunState", "RunTools", "SaveCheckpoint", "run_engine"]
+__all__ = ["Effect", "RunState", "RunTools", "SaveCheckpoint", "run_engine"]
 
 
-# The effects are plain slotted classes, not frozen dataclasses: two are built per step and
-# a frozen one costs about four times as much to build (bench/step_overhead.py).
-class CallModel:
-    """Effect: send ``request`` to the model; answer with an LLMResponse or LLMError."""
-
-    __slots__ = ("request",)
-
-    def __init__(self, request: LLMRequest) -> None:
-        self.request = request
-
-
+# The effects are plain slotted classes, cheap to build; a model call needs no wrapper: the
+# engine yields the LLMRequest itself.
 class RunTools:
-    """Effect: run ``calls`` (already checked and permitted); answer with their results."""
+    """Effect: run ``calls`` (checked and permitted; together if more than one); answer
+    with their results, in order."""
 
-    __slots__ = ("calls", "ctx")
+    __slots__ = ("calls",)
 
-    def __init__(self, calls: tuple[ToolCall, ...], ctx: ToolContext) -> None:
+    def __init__(self, calls: tuple[PreparedCall, ...]) -> None:
         self.calls = calls
-        self.ctx = ctx
 
 
 class SaveCheckpoint:
@@ -82,8 +73,8 @@ class SaveCheckpoint:
         self.final = final
 
 
-#: What the engine yields: a model call, a batch of tool calls, a checkpoint, or a step.
-Effect = CallModel | RunTools | SaveCheckpoint | Step
+#: What the engine yields: a model request, a batch of tool calls, a checkpoint, or a step.
+Effect = LLMRequest | RunTools | SaveCheckpoint | Step
 
 
 @dataclass(slots=True, eq=False)
@@ -156,7 +147,7 @@ def run_engine(run: RunState) -> Generator[Effect, Any, Trajectory]:
             if run.meter is None:
                 if run.hooks.on_event:
                     emit(run.hooks, "llm_call", request.step, request=request)
-                reply = yield CallModel(request)
+                reply = yield request
             else:
                 from looplet._engine_budget import call_within_budget  # budgeted runs only
 
@@ -164,10 +155,22 @@ def run_engine(run: RunState) -> Generator[Effect, Any, Trajectory]:
                 if reply is None:
                     break
             calls = record_reply(run, reply)
-            if len(calls) == 1:  # the common case, without the grouping machinery
-                yield from run_one_call(run, calls[0])
-            elif calls:
+            if len(calls) != 1:  # none (the run has stopped), or several
                 yield from run_turn(run, calls)
+                continue
+            # One call, the common case: run here rather than in run_turn, whose grouping and
+            # nested generator cost a noticeable share of every step (bench/step_overhead.py).
+            outcome = screen_call(run, calls[0])
+            if isinstance(outcome, PreparedCall):
+                run.ctx.step = len(run.trajectory.steps) + 1
+                (result,) = yield RunTools((outcome,))
+                step = record_step(run, outcome.call, result)
+            else:
+                step = record_step(run, calls[0], outcome)
+            if run.checkpoint is not None:
+                take_save_outcome(run, (yield SaveCheckpoint(final=False)))
+            yield step
+            after_step(run, step)
     except HookError as err:
         fail(run, StopReason.HOOK_ERROR, err)
     except GeneratorExit:
@@ -293,16 +296,16 @@ def run_turn(run: RunState, calls: Sequence[ToolCall]) -> Generator[Effect, Any,
         group = next_group(run, calls, index)
         index += len(group)
         outcomes, charges = screen_group(run, group)
-        to_run = tuple(o for o in outcomes if isinstance(o, ToolCall))
+        to_run = tuple(o for o in outcomes if isinstance(o, PreparedCall))
         ran: list[ToolResult] = []
         if to_run:
             run.ctx.step = run.next_step
-            ran = yield RunTools(to_run, run.ctx)
+            ran = yield RunTools(to_run)
         ran_iter = iter(ran)
         for call, outcome, charge in zip(group, outcomes, charges, strict=True):
             run.charged_pending -= charge
-            if isinstance(outcome, ToolCall):
-                step = record_step(run, outcome, next(ran_iter))
+            if isinstance(outcome, PreparedCall):
+                step = record_step(run, outcome.call, next(ran_iter))
             else:
                 step = record_step(run, call, outcome)
             if run.checkpoint is not None:
@@ -313,9 +316,9 @@ def run_turn(run: RunState, calls: Sequence[ToolCall]) -> Generator[Effect, Any,
 
 def screen_group(
     run: RunState, group: Sequence[ToolCall]
-) -> tuple[list[ToolCall | ToolResult], list[int]]:
+) -> tuple[list[PreparedCall | ToolResult], list[int]]:
     """Screen each call of a group; also say how much budget each one was charged."""
-    outcomes: list[ToolCall | ToolResult] = []
+    outcomes: list[PreparedCall | ToolResult] = []
     charges: list[int] = []
     for call in group:
         used = run.state.queries_used
@@ -323,21 +326,6 @@ def screen_group(
         charges.append(run.state.queries_used - used)
     run.charged_pending = sum(charges)
     return outcomes, charges
-
-
-def run_one_call(run: RunState, call: ToolCall) -> Generator[Effect, Any, None]:
-    """Screen, run and record a turn's only call."""
-    outcome = screen_call(run, call)
-    if isinstance(outcome, ToolCall):
-        run.ctx.step = len(run.trajectory.steps) + 1
-        results = yield RunTools((outcome,), run.ctx)
-        step = record_step(run, outcome, results[0])
-    else:
-        step = record_step(run, call, outcome)
-    if run.checkpoint is not None:
-        take_save_outcome(run, (yield SaveCheckpoint(final=False)))
-    yield step
-    after_step(run, step)
 
 
 def next_group(run: RunState, calls: Sequence[ToolCall], start: int) -> Sequence[ToolCall]:
@@ -350,21 +338,24 @@ def next_group(run: RunState, calls: Sequence[ToolCall], start: int) -> Sequence
     return calls[start : max(end, start + 1)]
 
 
-def screen_call(run: RunState, call: ToolCall) -> ToolCall | ToolResult:
+def screen_call(run: RunState, call: ToolCall) -> PreparedCall | ToolResult:
     """Decide what happens to one call before it runs.
 
-    Returns the call to run (arguments possibly rewritten by a hook), or the result to
-    record instead: a malformed or unknown call, invalid arguments, a refused done, a hook's
-    own result, a denial, or "not run" once the run has stopped or the budget is spent.
+    Returns the prepared call to run (arguments possibly rewritten by a hook), or the result
+    to record instead: a malformed or unknown call, invalid arguments, a refused done, a
+    hook's own result, a denial, or "not run" once the run has stopped or the budget is spent.
     """
     if run.trajectory.stop_reason is not None:
         return _not_run(call, f"the run stopped ({run.trajectory.stop_reason}) before this call")
     done_tool = run.config.done_tool
     is_done = call.tool == done_tool
     spec = run.tools.get(call.tool)
-    implicit_done = is_done and spec is None
-    if not implicit_done and (problem := run.tools.check_call(call)) is not None:
-        return ToolResult.failure(call, problem)
+    implicit_done = is_done and spec is None  # a done tool the caller did not register
+    prepared: PreparedCall | ToolResult | None = None
+    if not implicit_done:
+        prepared = run.tools.prepare(call, run.ctx)
+        if isinstance(prepared, ToolResult):
+            return prepared
     counts = not is_done and spec is not None and not spec.free
     if counts and run.state.queries_used >= run.max_steps:
         set_stop(run, StopReason.MAX_STEPS, f"{run.max_steps} steps used")
@@ -380,38 +371,49 @@ def screen_call(run: RunState, call: ToolCall) -> ToolCall | ToolResult:
             if verdict is not None and verdict.is_block:
                 reason = verdict.block or "refused by a check_done hook"
                 return ToolResult.failure(call, ToolError(ErrorKind.DONE_REJECTED, reason))
-        screened = apply_dispatch_hooks(run, call, step)
+        screened = apply_pre_dispatch(run, call, step)
         if isinstance(screened, ToolResult):
             return screened
-    else:
-        screened = call
-    if implicit_done:
-        return ToolResult(done_tool, screened.args_summary(), screened.args, call_id=call.call_id)
+        if screened is not call:  # a hook rewrote the arguments: check them again
+            call = screened
+            values["tool_call"] = call
+            prepared = None if implicit_done else run.tools.prepare(call, run.ctx)
+            if isinstance(prepared, ToolResult):
+                return prepared
+        if (denied := check_permissions(run, call, step)) is not None:
+            return denied
+    if prepared is None:  # the implicit done succeeds with its arguments as its data
+        return ToolResult(done_tool, call.args_summary(), call.args, call_id=call.call_id)
     if counts:
         run.state.queries_used += 1
-    return screened
+    return prepared
 
 
-def apply_dispatch_hooks(run: RunState, call: ToolCall, step: int) -> ToolCall | ToolResult:
-    """Run ``pre_dispatch`` then ``check_permission`` hooks on ``call``."""
+def apply_pre_dispatch(run: RunState, call: ToolCall, step: int) -> ToolCall | ToolResult:
+    """Run ``pre_dispatch`` hooks on ``call``: the call to go on with (a new one if a hook
+    rewrote its arguments), or the result to record instead of running it."""
     decision = decide(run.hooks.pre_dispatch, run.hook_values, step)
-    if decision is not None:
-        if decision.stop is not None:
-            set_stop(run, StopReason.HOOK_STOP, decision.stop)
-            return _not_run(call, f"a hook stopped the run: {decision.stop}")
-        if decision.updated_result is not None:
-            return dataclasses.replace(decision.updated_result, call_id=call.call_id)
-        if decision.is_block:
-            return _denied(call, decision, "pre_dispatch")
-        if decision.updated_args is not None:
-            call = dataclasses.replace(call, args=dict(decision.updated_args))
-            if (problem := run.tools.check_call(call)) is not None:
-                return ToolResult.failure(call, problem)
+    if decision is None:
+        return call
+    if decision.stop is not None:
+        set_stop(run, StopReason.HOOK_STOP, decision.stop)
+        return _not_run(call, f"a hook stopped the run: {decision.stop}")
+    if decision.updated_result is not None:
+        return dataclasses.replace(decision.updated_result, call_id=call.call_id)
+    if decision.is_block:
+        return _denied(call, decision, "pre_dispatch")
+    if decision.updated_args is not None:
+        return dataclasses.replace(call, args=dict(decision.updated_args))
+    return call
+
+
+def check_permissions(run: RunState, call: ToolCall, step: int) -> ToolResult | None:
+    """Ask each ``check_permission`` hook about ``call``; the first refusal is the result."""
     for bound in run.hooks.check_permission:
         verdict = decide((bound,), run.hook_values, step)
         if verdict is not None and verdict.is_block:
             return _denied(call, verdict, f"{type(bound.hook).__name__}.check_permission")
-    return call
+    return None
 
 
 def record_step(run: RunState, call: ToolCall, result: ToolResult) -> Step:

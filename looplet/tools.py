@@ -26,6 +26,7 @@ from looplet.types import ToolCall, ToolResult
 __all__ = [
     "BaseToolRegistry",
     "ErrorKind",
+    "PreparedCall",
     "ToolContext",
     "ToolError",
     "ToolSpec",
@@ -82,9 +83,38 @@ def _kind_of(exc: BaseException) -> tuple[ErrorKind, bool]:
 # --------------------------------------------------------------------------- the registry
 
 
-#: A call that passed every check: the spec to run and the keywords to run it with. A plain
-#: tuple, built on every call.
-_Prepared = tuple[ToolSpec, Mapping[str, Any]]
+class PreparedCall:
+    """A call that passed every check, ready to run: its tool and the keywords to run it with.
+
+    :meth:`BaseToolRegistry.prepare` makes one; :meth:`BaseToolRegistry.run_prepared` (or
+    ``arun_prepared``) runs it. The loop checks each call once this way, lets hooks and
+    permissions look at it, and then runs it without checking it again. A call prepared
+    with a cancel token is not run if the token is cancelled by the time it would run.
+
+    Attributes:
+        call: the call as checked.
+        spec: the tool that runs it.
+        kwargs: the keyword arguments (without ``__`` bookkeeping; with ``ctx`` if the tool
+            takes one).
+        cancel_token: checked again right before the tool runs, or ``None``.
+    """
+
+    __slots__ = ("call", "cancel_token", "kwargs", "spec")
+
+    def __init__(
+        self,
+        call: ToolCall,
+        spec: ToolSpec,
+        kwargs: Mapping[str, Any],
+        cancel_token: CancelToken | None = None,
+    ) -> None:
+        self.call = call
+        self.spec = spec
+        self.kwargs = kwargs
+        self.cancel_token = cancel_token
+
+    def __repr__(self) -> str:
+        return f"PreparedCall({self.call.tool}({self.call.args_summary()}))"
 
 
 class BaseToolRegistry:
@@ -194,67 +224,31 @@ class BaseToolRegistry:
     def dispatch(
         self, call: ToolCall, *, ctx: ToolContext | None = None, validate: bool = True
     ) -> ToolResult:
-        """Run one call and return its result; never raises for the tool's problems.
+        """Check one call, run it, and return its result; never raises for the tool's problems.
 
-        An async tool is run with ``asyncio.run``; from inside a running event loop that is
-        impossible, and the result is an EXECUTION error saying to use :meth:`adispatch`.
+        The same as :meth:`prepare` then :meth:`run_prepared`. An async tool is run with
+        ``asyncio.run``; from inside a running event loop that is impossible, and the result
+        is an EXECUTION error saying to use :meth:`adispatch`.
 
         Args:
             call: the call to run.
-            ctx: handed to the tool if it takes ``ctx`` (a default one is made otherwise).
-            validate: check the arguments against the schema first. The loop passes
-                ``False`` for calls it has already checked with :meth:`check_call`.
+            ctx: handed to the tool if it takes ``ctx`` (a default one is made otherwise);
+                a cancelled ``ctx.cancel_token`` stops the call from running.
+            validate: check the arguments against the schema first.
         """
-        prepared = self._prepare(call, ctx, validate)
+        prepared = self.prepare(call, ctx, validate=validate)
         if isinstance(prepared, ToolResult):
             return prepared
-        spec, kwargs = prepared
-        if spec.is_async and _loop_running():
-            return ToolResult.failure(call, _async_in_loop_error(spec.name))
-        start = time.perf_counter()
-        try:
-            if spec.is_async:
-                import asyncio
-
-                data = asyncio.run(spec.execute(**kwargs))
-            else:
-                data = spec.execute(**kwargs)
-        except Exception as exc:
-            return _failed(call, exc, start)
-        except BaseException as exc:  # an async tool's CancelledError is the tool's failure
-            if not _is_cancelled_error(exc):
-                raise
-            return _failed(call, exc, start)
-        return _succeeded(call, data, start)
+        return self.run_prepared(prepared)
 
     async def adispatch(
         self, call: ToolCall, *, ctx: ToolContext | None = None, validate: bool = True
     ) -> ToolResult:
-        """Like :meth:`dispatch`, awaiting async tools and running sync ones in a thread.
-
-        Sync tools go through ``asyncio.to_thread`` so a slow one does not block the event
-        loop. If the awaiting task itself is cancelled, the cancellation propagates.
-        """
-        import asyncio
-
-        prepared = self._prepare(call, ctx, validate)
+        """Like :meth:`dispatch`, awaiting async tools and running sync ones in a thread."""
+        prepared = self.prepare(call, ctx, validate=validate)
         if isinstance(prepared, ToolResult):
             return prepared
-        spec, kwargs = prepared
-        start = time.perf_counter()
-        try:
-            if spec.is_async:
-                data = await spec.execute(**kwargs)
-            else:
-                data = await asyncio.to_thread(spec.execute, **kwargs)
-        except asyncio.CancelledError as exc:
-            task = asyncio.current_task()
-            if task is not None and task.cancelling():
-                raise
-            return _failed(call, exc, start)
-        except Exception as exc:
-            return _failed(call, exc, start)
-        return _succeeded(call, data, start)
+        return await self.arun_prepared(prepared)
 
     def dispatch_batch(
         self,
@@ -274,16 +268,9 @@ class BaseToolRegistry:
             return [self.dispatch(calls[0], ctx=ctx, validate=validate)]
         results: list[ToolResult] = []
         for group in self._groups(calls):
-            if len(group) == 1:
-                results.append(self.dispatch(group[0], ctx=ctx, validate=validate))
-                continue
-            from concurrent.futures import ThreadPoolExecutor
-
-            workers = min(max_workers, len(group))
-            with ThreadPoolExecutor(workers, "looplet-tool") as pool:
-                results.extend(
-                    pool.map(lambda c: self.dispatch(c, ctx=ctx, validate=validate), group)
-                )
+            outcomes = [self.prepare(call, ctx, validate=validate) for call in group]
+            ran = iter(self.run_group(_runnable(outcomes), max_workers=max_workers))
+            results.extend(o if isinstance(o, ToolResult) else next(ran) for o in outcomes)
         return results
 
     async def adispatch_batch(
@@ -298,26 +285,17 @@ class BaseToolRegistry:
 
         At most ``max_workers`` calls of a group are in flight at once.
         """
-        import asyncio
-
         _check_workers(max_workers)
         if len(calls) == 1:
             return [await self.adispatch(calls[0], ctx=ctx, validate=validate)]
-        limit = asyncio.Semaphore(max_workers)
-
-        async def limited(call: ToolCall) -> ToolResult:
-            async with limit:
-                return await self.adispatch(call, ctx=ctx, validate=validate)
-
         results: list[ToolResult] = []
         for group in self._groups(calls):
-            if len(group) == 1:
-                results.append(await self.adispatch(group[0], ctx=ctx, validate=validate))
-                continue
-            results.extend(await asyncio.gather(*(limited(c) for c in group)))
+            outcomes = [self.prepare(call, ctx, validate=validate) for call in group]
+            ran = iter(await self.arun_group(_runnable(outcomes), max_workers=max_workers))
+            results.extend(o if isinstance(o, ToolResult) else next(ran) for o in outcomes)
         return results
 
-    # ------------------------------------------------------------------ shared checks
+    # ------------------------------------------------------------------ checked calls
 
     def check_call(self, call: ToolCall) -> ToolError | None:
         """The error that would stop ``call`` before it runs, or ``None`` if it may run.
@@ -328,9 +306,117 @@ class BaseToolRegistry:
         checked = self._check(call, None, True)
         return checked if isinstance(checked, ToolError) else None
 
+    def prepare(
+        self, call: ToolCall, ctx: ToolContext | None = None, *, validate: bool = True
+    ) -> PreparedCall | ToolResult:
+        """Check ``call`` and make it ready to run, or return the failed result it gets instead.
+
+        Checks, in order: the arguments were valid JSON, the tool is registered, the run is
+        not cancelled (``ctx.cancel_token``), the arguments are a JSON object matching the
+        tool's schema (unless ``validate`` is False). Arguments starting with ``__`` are loop
+        bookkeeping and are dropped; ``ctx`` is added for a tool that takes it.
+        """
+        token = ctx.cancel_token if ctx is not None else None
+        checked = self._check(call, token, validate)
+        if isinstance(checked, ToolError):
+            return ToolResult.failure(call, checked)
+        if checked.spec.takes_ctx:
+            checked.kwargs = {**checked.kwargs, "ctx": ctx if ctx is not None else ToolContext()}
+        return checked
+
+    def run_prepared(self, prepared: PreparedCall) -> ToolResult:
+        """Run a prepared call and return its result; the tool's exceptions become failures.
+
+        An async tool is run with ``asyncio.run`` (impossible inside a running event loop:
+        the result is then an EXECUTION error saying to use the async loop).
+        """
+        call, spec = prepared.call, prepared.spec
+        if (token := prepared.cancel_token) is not None and token.is_cancelled:
+            return ToolResult.failure(call, _cancelled_error(spec.name, token))
+        if spec.is_async and _loop_running():
+            return ToolResult.failure(call, _async_in_loop_error(spec.name))
+        start = time.perf_counter()
+        try:
+            if spec.is_async:
+                import asyncio
+
+                data = asyncio.run(spec.execute(**prepared.kwargs))
+            else:
+                data = spec.execute(**prepared.kwargs)
+        except Exception as exc:
+            return _failed(call, exc, start)
+        except BaseException as exc:  # an async tool's CancelledError is the tool's failure
+            if not _is_cancelled_error(exc):
+                raise
+            return _failed(call, exc, start)
+        duration_ms = (time.perf_counter() - start) * 1000
+        return ToolResult(
+            call.tool, call.args_summary(), data, None, None, duration_ms, call.call_id
+        )
+
+    async def arun_prepared(self, prepared: PreparedCall) -> ToolResult:
+        """Like :meth:`run_prepared`, awaiting an async tool or running a sync one in a thread.
+
+        Sync tools go through ``asyncio.to_thread`` so a slow one does not block the event
+        loop. If the awaiting task itself is cancelled, the cancellation propagates.
+        """
+        import asyncio
+
+        call, spec = prepared.call, prepared.spec
+        if (token := prepared.cancel_token) is not None and token.is_cancelled:
+            return ToolResult.failure(call, _cancelled_error(spec.name, token))
+        start = time.perf_counter()
+        try:
+            if spec.is_async:
+                data = await spec.execute(**prepared.kwargs)
+            else:
+                data = await asyncio.to_thread(spec.execute, **prepared.kwargs)
+        except asyncio.CancelledError as exc:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise
+            return _failed(call, exc, start)
+        except Exception as exc:
+            return _failed(call, exc, start)
+        duration_ms = (time.perf_counter() - start) * 1000
+        return ToolResult(
+            call.tool, call.args_summary(), data, None, None, duration_ms, call.call_id
+        )
+
+    def run_group(
+        self, prepared: Sequence[PreparedCall], *, max_workers: int = 8
+    ) -> list[ToolResult]:
+        """Run prepared calls at the same time, in a pool of at most ``max_workers`` threads.
+
+        The results come back in the calls' order. One call runs in the calling thread.
+        """
+        if len(prepared) <= 1:
+            return [self.run_prepared(p) for p in prepared]
+        from concurrent.futures import ThreadPoolExecutor
+
+        workers = min(max_workers, len(prepared))
+        with ThreadPoolExecutor(workers, "looplet-tool") as pool:
+            return list(pool.map(self.run_prepared, prepared))
+
+    async def arun_group(
+        self, prepared: Sequence[PreparedCall], *, max_workers: int = 8
+    ) -> list[ToolResult]:
+        """Like :meth:`run_group`, with ``asyncio.gather`` and at most ``max_workers`` in flight."""
+        if len(prepared) == 1:
+            return [await self.arun_prepared(prepared[0])]
+        import asyncio
+
+        limit = asyncio.Semaphore(max_workers)
+
+        async def limited(p: PreparedCall) -> ToolResult:
+            async with limit:
+                return await self.arun_prepared(p)
+
+        return list(await asyncio.gather(*(limited(p) for p in prepared)))
+
     def _check(
         self, call: ToolCall, token: CancelToken | None, validate: bool
-    ) -> ToolError | _Prepared:
+    ) -> ToolError | PreparedCall:
         if call.parse_error is not None:
             return _parse_error(call)
         spec = self._specs.get(call.tool)
@@ -350,19 +436,7 @@ class BaseToolRegistry:
                 break
         if validate and (problems := spec.validate(args)):
             return _validation_error(spec, problems)
-        return spec, args
-
-    def _prepare(
-        self, call: ToolCall, ctx: ToolContext | None, validate: bool
-    ) -> _Prepared | ToolResult:
-        """Check a call before running it: the keywords to run it with, or the failure."""
-        checked = self._check(call, ctx.cancel_token if ctx is not None else None, validate)
-        if isinstance(checked, ToolError):
-            return ToolResult.failure(call, checked)
-        spec, kwargs = checked
-        if spec.takes_ctx:
-            return spec, {**kwargs, "ctx": ctx if ctx is not None else ToolContext()}
-        return checked
+        return PreparedCall(call, spec, args, token)
 
     def _groups(self, calls: Sequence[ToolCall]) -> list[list[ToolCall]]:
         """Split ``calls`` into runs of concurrent-safe calls and single other calls."""
@@ -444,9 +518,8 @@ def _failed(call: ToolCall, exc: BaseException, start: float) -> ToolResult:
     return ToolResult.failure(call, classify_exception(exc), duration_ms=duration_ms)
 
 
-def _succeeded(call: ToolCall, data: Any, start: float) -> ToolResult:
-    duration_ms = (time.perf_counter() - start) * 1000
-    return ToolResult(call.tool, call.args_summary(), data, None, None, duration_ms, call.call_id)
+def _runnable(outcomes: Sequence[PreparedCall | ToolResult]) -> list[PreparedCall]:
+    return [o for o in outcomes if isinstance(o, PreparedCall)]
 
 
 def _is_cancelled_error(exc: BaseException) -> bool:

@@ -252,6 +252,38 @@ def test_pre_dispatch_can_rewrite_arguments_or_answer_instead(run_loop: RunLoop)
     assert traj.stop_reason is StopReason.DONE
 
 
+def test_rewritten_arguments_are_checked_before_permission_hooks_see_them(
+    run_loop: RunLoop,
+) -> None:
+    from looplet import HookDecision
+
+    seen: list[dict[str, Any]] = []
+
+    class Rewrite:
+        def pre_dispatch(self, tool_call: ToolCall) -> Any:
+            if tool_call.tool == "greet":
+                new = {"name": 7} if tool_call.args["name"] == "Alice" else {"name": "Bob"}
+                return HookDecision(updated_args=new)
+            return None
+
+    class Watch:
+        def check_permission(self, tool_call: ToolCall) -> bool:
+            seen.append(dict(tool_call.args))
+            return True
+
+    steps, _ = run_loop(
+        llm=MockLLMBackend([GREET, '{"tool": "greet", "args": {"name": "Carol"}}', DONE]),
+        tools=make_tools(),
+        task="t",
+        hooks=[Rewrite(), Watch()],
+    )
+    # The rewrite to a wrongly typed argument fails validation and is never shown for
+    # permission; the valid rewrite is what the permission hook sees and what runs.
+    assert steps[0].tool_result.error_kind is ErrorKind.VALIDATION
+    assert steps[1].tool_result.data == {"greeting": "Hello, Bob!"}
+    assert seen == [{"name": "Bob"}, {"answer": "ok"}]
+
+
 def test_post_dispatch_context_reaches_the_next_model_call(run_loop: RunLoop) -> None:
     class Note:
         def post_dispatch(self, tool_call: ToolCall) -> Any:

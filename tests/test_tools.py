@@ -11,8 +11,15 @@ import pytest
 
 from looplet.cancel import CancelToken
 from looplet.errors import ConfigurationError, ErrorKind, ToolError, ToolRegistrationError
-from looplet.tools import BaseToolRegistry, ToolContext, ToolSpec, classify_exception, tool
-from looplet.types import ToolCall
+from looplet.tools import (
+    BaseToolRegistry,
+    PreparedCall,
+    ToolContext,
+    ToolSpec,
+    classify_exception,
+    tool,
+)
+from looplet.types import ToolCall, ToolResult
 
 
 def _greet_spec() -> ToolSpec:
@@ -397,6 +404,59 @@ def test_cancelled_token_gives_cancelled_result_without_running() -> None:
     assert result.error is not None
     assert "user pressed stop" in result.error
     assert counter.calls == 0
+
+
+def test_a_prepared_call_runs_later_with_clean_kwargs_and_its_ctx() -> None:
+    seen: list[Any] = []
+
+    def note(*, text: str, ctx: ToolContext) -> str:
+        seen.append(ctx)
+        return text.upper()
+
+    tools = BaseToolRegistry([ToolSpec("note", "Note.", {"text": "str"}, note)])
+    ctx = ToolContext(session_id="s1")
+    prepared = tools.prepare(ToolCall("note", {"text": "hi", "__theory__": "t"}), ctx)
+    assert isinstance(prepared, PreparedCall)
+    assert dict(prepared.kwargs) == {"text": "hi", "ctx": ctx}  # bookkeeping dropped
+    assert seen == []  # preparing runs nothing
+    result = tools.run_prepared(prepared)
+    assert (result.ok, result.data, seen) == (True, "HI", [ctx])
+    assert "note(text='hi'" in repr(prepared)
+
+
+def test_prepare_returns_the_failure_instead_of_a_prepared_call() -> None:
+    tools = BaseToolRegistry([_greet_spec()])
+    bad = tools.prepare(ToolCall("greet", {"name": 3}))
+    assert isinstance(bad, ToolResult) and bad.error_kind is ErrorKind.VALIDATION
+    unknown = tools.prepare(ToolCall("greeet"))
+    assert isinstance(unknown, ToolResult) and unknown.error_kind is ErrorKind.UNKNOWN_TOOL
+
+
+def test_a_call_cancelled_after_it_was_prepared_does_not_run() -> None:
+    counter = Counter()
+    tools = _counted(counter)
+    token = CancelToken()
+    prepared = tools.prepare(ToolCall("count"), ToolContext(cancel_token=token))
+    assert isinstance(prepared, PreparedCall)
+    token.cancel("stopped between screening and running")
+    result = tools.run_prepared(prepared)
+    assert result.error_kind is ErrorKind.CANCELLED and counter.calls == 0
+    assert result.error is not None and "between screening" in result.error
+    again = asyncio.run(tools.arun_prepared(prepared))
+    assert again.error_kind is ErrorKind.CANCELLED and counter.calls == 0
+
+
+def test_run_group_runs_prepared_calls_together_and_keeps_order() -> None:
+    tools = _meeting_registry(threading.Barrier(2, timeout=5))
+    prepared = [tools.prepare(ToolCall("meet", {"i": i})) for i in (0, 1)]
+    assert all(isinstance(p, PreparedCall) for p in prepared)
+    runnable = [p for p in prepared if isinstance(p, PreparedCall)]
+    assert [r.data for r in tools.run_group(runnable)] == [0, 1]
+    async_results = asyncio.run(
+        tools.arun_group([p for p in prepared if isinstance(p, PreparedCall)])
+    )
+    assert [r.error for r in async_results] == [None, None]  # to_thread: they meet too
+    assert tools.run_group([]) == []
 
 
 def test_report_progress_calls_the_listener() -> None:
