@@ -4,8 +4,10 @@
 
 * an :class:`~looplet.backends.base.LLMRequest`: the driver calls the backend with it and
   sends back an ``LLMResponse``, or the ``LLMError`` it failed with;
-* ``RunTools(calls)``: the driver runs these prepared calls (checked, permitted, see
-  :class:`~looplet.tools.PreparedCall`) and sends back their ``ToolResult``s, in order;
+* a :class:`~looplet.tools.PreparedCall` (checked and permitted): the driver runs it and
+  sends back its ``ToolResult``;
+* ``RunTools(calls)``: the driver runs these prepared calls together and sends back their
+  ``ToolResult``s, in order;
 * a :class:`~looplet.types.Step`: the driver hands it to the caller and sends back ``None``;
 * ``SaveCheckpoint(final)`` (only when ``RunState.checkpoint`` is set): the driver saves the
   run and sends back ``None``, or the ``CheckpointError`` the write failed with.
@@ -73,8 +75,9 @@ class SaveCheckpoint:
         self.final = final
 
 
-#: What the engine yields: a model request, a batch of tool calls, a checkpoint, or a step.
-Effect = LLMRequest | RunTools | SaveCheckpoint | Step
+#: What the engine yields: a model request, a tool call or a batch of them, a checkpoint,
+#: or a step.
+Effect = LLMRequest | PreparedCall | RunTools | SaveCheckpoint | Step
 
 
 @dataclass(slots=True, eq=False)
@@ -163,8 +166,7 @@ def run_engine(run: RunState) -> Generator[Effect, Any, Trajectory]:
             outcome = screen_call(run, calls[0])
             if isinstance(outcome, PreparedCall):
                 run.ctx.step = len(run.trajectory.steps) + 1
-                (result,) = yield RunTools((outcome,))
-                step = record_step(run, outcome.call, result)
+                step = record_step(run, outcome.call, (yield outcome))
             else:
                 step = record_step(run, calls[0], outcome)
             if run.checkpoint is not None:
@@ -249,7 +251,8 @@ def build_request(run: RunState) -> LLMRequest | None:
         if texts:
             extra = (Message.user("\n\n".join(texts)),)
     config = run.config
-    view = ConversationView(run.messages, None, extra)
+    messages = run.messages
+    view = ConversationView(messages, len(messages), extra)
     hooks = run.hooks
     on_chunk = None
     if hooks.on_event:  # streamed chunks become "llm_chunk" events (see StreamingHook)
@@ -273,7 +276,11 @@ def record_reply(run: RunState, reply: LLMResponse | BaseException) -> tuple[Too
     usage = reply.usage
     if usage.input_tokens or usage.output_tokens:
         trajectory.usage = trajectory.usage + usage
-    calls = _with_call_ids(reply.tool_calls, trajectory.llm_calls)
+    calls = reply.tool_calls
+    for call in calls:
+        if not call.call_id:  # the tool message must name its call: give each one an id
+            calls = _with_call_ids(calls, trajectory.llm_calls)
+            break
     run.messages.append(Message("assistant", reply.text, calls))
     run.pending_calls[:] = calls
     if run.hooks.on_event:
@@ -349,13 +356,15 @@ def screen_call(run: RunState, call: ToolCall) -> PreparedCall | ToolResult:
         return _not_run(call, f"the run stopped ({run.trajectory.stop_reason}) before this call")
     done_tool = run.config.done_tool
     is_done = call.tool == done_tool
-    spec = run.tools.get(call.tool)
-    implicit_done = is_done and spec is None  # a done tool the caller did not register
+    # A done tool the caller did not register: it succeeds with its arguments as its data.
+    implicit_done = is_done and run.tools.get(call.tool) is None
     prepared: PreparedCall | ToolResult | None = None
+    spec = None
     if not implicit_done:
         prepared = run.tools.prepare(call, run.ctx)
         if isinstance(prepared, ToolResult):
             return prepared
+        spec = prepared.spec
     counts = not is_done and spec is not None and not spec.free
     if counts and run.state.queries_used >= run.max_steps:
         set_stop(run, StopReason.MAX_STEPS, f"{run.max_steps} steps used")
@@ -382,7 +391,7 @@ def screen_call(run: RunState, call: ToolCall) -> PreparedCall | ToolResult:
                 return prepared
         if (denied := check_permissions(run, call, step)) is not None:
             return denied
-    if prepared is None:  # the implicit done succeeds with its arguments as its data
+    if prepared is None:  # the implicit done
         return ToolResult(done_tool, call.args_summary(), call.args, call_id=call.call_id)
     if counts:
         run.state.queries_used += 1
@@ -418,12 +427,14 @@ def check_permissions(run: RunState, call: ToolCall, step: int) -> ToolResult | 
 
 def record_step(run: RunState, call: ToolCall, result: ToolResult) -> Step:
     """Let ``post_dispatch`` hooks see (or replace) the result, then record the step."""
-    step_num = len(run.trajectory.steps) + 1
-    if run.hooks.post_dispatch:
+    steps = run.trajectory.steps
+    step_num = len(steps) + 1
+    hooks = run.hooks
+    if hooks.post_dispatch:
         values = run.hook_values
         values["tool_call"] = call
         values["step_num"] = step_num
-        for bound in run.hooks.post_dispatch:
+        for bound in hooks.post_dispatch:
             values["tool_result"] = result
             decisions = observe((bound,), values, step_num)
             for d in decisions:
@@ -434,7 +445,6 @@ def record_step(run: RunState, call: ToolCall, result: ToolResult) -> Step:
                 if d.stop is not None and run.stop_requested is None:
                     run.stop_requested = d.stop
     step = Step(step_num, call, result)
-    steps = run.trajectory.steps
     steps.append(step)
     if run.state.steps is not steps:
         run.state.steps.append(step)
@@ -443,8 +453,8 @@ def record_step(run: RunState, call: ToolCall, result: ToolResult) -> Step:
     run.messages.append(
         Message("tool", content, (), result.call_id, result.tool, result.error is not None)
     )
-    if run.hooks.on_event:
-        emit(run.hooks, "step", step_num, step=step)
+    if hooks.on_event:
+        emit(hooks, "step", step_num, step=step)
     return step
 
 
@@ -561,11 +571,6 @@ def _denied(call: ToolCall, decision: HookDecision, where: str) -> ToolResult:
 
 
 def _with_call_ids(calls: tuple[ToolCall, ...], turn: int) -> tuple[ToolCall, ...]:
-    for c in calls:
-        if not c.call_id:
-            break
-    else:
-        return calls
     return tuple(
         c if c.call_id else dataclasses.replace(c, call_id=f"call_{turn}_{i}")
         for i, c in enumerate(calls)

@@ -281,6 +281,9 @@ class ResolvedHooks:
         return hooks
 
 
+_NO_HOOKS = ResolvedHooks()
+
+
 def resolve_hooks(hooks: Iterable[object] | None) -> ResolvedHooks:
     """Check every hook object and sort its methods into slots, once per run.
 
@@ -290,6 +293,8 @@ def resolve_hooks(hooks: Iterable[object] | None) -> ResolvedHooks:
             not provide.
     """
     objects = tuple(hooks or ())
+    if not objects:
+        return _NO_HOOKS  # most runs: nothing to resolve, and a run never changes its hooks
     by_slot: dict[str, list[BoundHook]] = {slot: [] for slot in SLOTS}
     for hook in objects:
         found = [_bind(hook, slot) for slot in SLOTS if callable(getattr(hook, slot, None))]

@@ -19,7 +19,7 @@ from looplet.engine import Effect, RunState, RunTools, SaveCheckpoint, run_engin
 from looplet.errors import ConfigurationError, LLMError, LoopletError
 from looplet.hooks import resolve_hooks
 from looplet.state import AgentState, DefaultState
-from looplet.tools import BaseToolRegistry, ToolContext, ToolSpec
+from looplet.tools import BaseToolRegistry, PreparedCall, ToolContext, ToolSpec
 from looplet.types import Step, Trajectory
 
 if TYPE_CHECKING:
@@ -143,14 +143,12 @@ class LoopRun(Generator[Step, None, Trajectory]):
         while True:  # `type(...) is`, most frequent first: this runs three times a step
             if type(effect) is Step:
                 return effect
-            if type(effect) is LLMRequest:
+            if type(effect) is PreparedCall:
+                effect = engine.send(run.tools.run_prepared(effect))
+            elif type(effect) is LLMRequest:
                 effect = engine.send(call_model(run.llm, effect))
             elif type(effect) is RunTools:
-                calls = effect.calls
-                if len(calls) == 1:
-                    effect = engine.send((run.tools.run_prepared(calls[0]),))
-                else:
-                    effect = engine.send(run.tools.run_group(calls))
+                effect = engine.send(run.tools.run_group(effect.calls))
             elif isinstance(effect, SaveCheckpoint):
                 effect = engine.send(run.checkpoint.save(run, effect.final))
             else:
@@ -203,7 +201,9 @@ class AsyncLoopRun(AsyncGenerator[Step, None]):
             while True:
                 if type(effect) is Step:
                     return effect
-                if type(effect) is LLMRequest:
+                if type(effect) is PreparedCall:
+                    effect = engine.send(await run.tools.arun_prepared(effect))
+                elif type(effect) is LLMRequest:
                     effect = engine.send(await acall_model(run.llm, effect))
                 elif type(effect) is RunTools:
                     effect = engine.send(await run.tools.arun_group(effect.calls))

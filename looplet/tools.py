@@ -303,8 +303,8 @@ class BaseToolRegistry:
         Checks, in order: the arguments were valid JSON, the tool is registered, the arguments
         match its schema. The tool is not run; :meth:`dispatch` makes the same checks.
         """
-        checked = self._check(call, None, True)
-        return checked if isinstance(checked, ToolError) else None
+        outcome = self.prepare(call)
+        return outcome.error_detail if isinstance(outcome, ToolResult) else None
 
     def prepare(
         self, call: ToolCall, ctx: ToolContext | None = None, *, validate: bool = True
@@ -316,13 +316,29 @@ class BaseToolRegistry:
         tool's schema (unless ``validate`` is False). Arguments starting with ``__`` are loop
         bookkeeping and are dropped; ``ctx`` is added for a tool that takes it.
         """
+        if call.parse_error is not None:
+            return ToolResult.failure(call, _parse_error(call))
+        spec = self._specs.get(call.tool)
+        if spec is None:
+            return ToolResult.failure(call, self._unknown_tool_error(call.tool))
         token = ctx.cancel_token if ctx is not None else None
-        checked = self._check(call, token, validate)
-        if isinstance(checked, ToolError):
-            return ToolResult.failure(call, checked)
-        if checked.spec.takes_ctx:
-            checked.kwargs = {**checked.kwargs, "ctx": ctx if ctx is not None else ToolContext()}
-        return checked
+        if token is not None and token.is_cancelled:
+            return ToolResult.failure(call, _cancelled_error(spec.name, token))
+        received: object = call.args
+        if type(received) is not dict and not isinstance(received, Mapping):
+            problem = f"the arguments must be a JSON object, got {type(received).__name__}"
+            return ToolResult.failure(call, _validation_error(spec, [problem]))
+        args: Mapping[str, Any] = received
+        for key in received:
+            # ``__``-prefixed arguments are loop bookkeeping, never the tool's.
+            if key[:2] == "__" if type(key) is str else str(key).startswith("__"):
+                args = {k: v for k, v in received.items() if not str(k).startswith("__")}
+                break
+        if validate and (problems := spec.validate(args)):
+            return ToolResult.failure(call, _validation_error(spec, problems))
+        if spec.takes_ctx:
+            args = {**args, "ctx": ctx if ctx is not None else ToolContext()}
+        return PreparedCall(call, spec, args, token)
 
     def run_prepared(self, prepared: PreparedCall) -> ToolResult:
         """Run a prepared call and return its result; the tool's exceptions become failures.
@@ -360,8 +376,6 @@ class BaseToolRegistry:
         Sync tools go through ``asyncio.to_thread`` so a slow one does not block the event
         loop. If the awaiting task itself is cancelled, the cancellation propagates.
         """
-        import asyncio
-
         call, spec = prepared.call, prepared.spec
         if (token := prepared.cancel_token) is not None and token.is_cancelled:
             return ToolResult.failure(call, _cancelled_error(spec.name, token))
@@ -370,18 +384,23 @@ class BaseToolRegistry:
             if spec.is_async:
                 data = await spec.execute(**prepared.kwargs)
             else:
+                import asyncio  # here, not above: the import statement costs on every call
+
                 data = await asyncio.to_thread(spec.execute, **prepared.kwargs)
-        except asyncio.CancelledError as exc:
+        except Exception as exc:
+            return _failed(call, exc, start)
+        except BaseException as exc:
+            if not _is_cancelled_error(exc):
+                raise
+            # The tool cancelled itself: its failure. The awaiting task being cancelled: ours.
+            import asyncio
+
             task = asyncio.current_task()
             if task is not None and task.cancelling():
                 raise
             return _failed(call, exc, start)
-        except Exception as exc:
-            return _failed(call, exc, start)
-        duration_ms = (time.perf_counter() - start) * 1000
-        return ToolResult(
-            call.tool, call.args_summary(), data, None, None, duration_ms, call.call_id
-        )
+        ms = (time.perf_counter() - start) * 1000
+        return ToolResult(call.tool, call.args_summary(), data, None, None, ms, call.call_id)
 
     def run_group(
         self, prepared: Sequence[PreparedCall], *, max_workers: int = 8
@@ -413,30 +432,6 @@ class BaseToolRegistry:
                 return await self.arun_prepared(p)
 
         return list(await asyncio.gather(*(limited(p) for p in prepared)))
-
-    def _check(
-        self, call: ToolCall, token: CancelToken | None, validate: bool
-    ) -> ToolError | PreparedCall:
-        if call.parse_error is not None:
-            return _parse_error(call)
-        spec = self._specs.get(call.tool)
-        if spec is None:
-            return self._unknown_tool_error(call.tool)
-        if token is not None and token.is_cancelled:
-            return _cancelled_error(spec.name, token)
-        received: object = call.args
-        if type(received) is not dict and not isinstance(received, Mapping):
-            problem = f"the arguments must be a JSON object, got {type(received).__name__}"
-            return _validation_error(spec, [problem])
-        args: Mapping[str, Any] = received
-        for key in received:
-            # ``__``-prefixed arguments are loop bookkeeping, never the tool's.
-            if key[:2] == "__" if type(key) is str else str(key).startswith("__"):
-                args = {k: v for k, v in received.items() if not str(k).startswith("__")}
-                break
-        if validate and (problems := spec.validate(args)):
-            return _validation_error(spec, problems)
-        return PreparedCall(call, spec, args, token)
 
     def _groups(self, calls: Sequence[ToolCall]) -> list[list[ToolCall]]:
         """Split ``calls`` into runs of concurrent-safe calls and single other calls."""

@@ -419,16 +419,36 @@ def _result_tail(result: ToolResult) -> str:
 
 
 def _jsonable(value: Any) -> Any:
-    """``value`` if JSON can encode it, else a JSON-able stand-in (``str`` at the leaves)."""
+    """``value`` if JSON can encode it, else a JSON-able stand-in (``str`` at the leaves).
+
+    A container met again inside itself becomes ``"<circular reference>"``, and nesting
+    deeper than 100 levels ``"<nested too deep>"``, so no value can crash a run here.
+    """
     import json  # not at module level: json (and re) would cost every `import looplet`
 
     try:
         json.dumps(value)
         return value
-    except (TypeError, ValueError):
-        pass
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        return [_jsonable(v) for v in value]
-    return str(value)
+    except (TypeError, ValueError, RecursionError):
+        return _stand_in(value, set())
+
+
+_MAX_DEPTH = 100
+
+
+def _stand_in(value: Any, open_containers: set[int]) -> Any:
+    if value is None or isinstance(value, str | int | float):
+        return value
+    if not isinstance(value, Mapping | list | tuple | set | frozenset):
+        return str(value)
+    if id(value) in open_containers:
+        return "<circular reference>"
+    if len(open_containers) >= _MAX_DEPTH:
+        return "<nested too deep>"
+    open_containers.add(id(value))
+    try:
+        if isinstance(value, Mapping):
+            return {str(k): _stand_in(v, open_containers) for k, v in value.items()}
+        return [_stand_in(v, open_containers) for v in value]
+    finally:
+        open_containers.discard(id(value))
