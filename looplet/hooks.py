@@ -26,9 +26,10 @@ from __future__ import annotations
 import inspect
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
+from looplet._frozen import value_type
 from looplet.errors import HookError, HookRegistrationError
 from looplet.types import ToolResult
 
@@ -73,7 +74,7 @@ SLOTS = tuple(SLOT_ARGUMENTS)
 _UNSUPPORTED_SLOTS = ("should_compact", "build_briefing", "build_prompt")
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class HookDecision:
     """What a hook wants the loop to do. Build one with the factories below.
 
@@ -146,7 +147,7 @@ def InjectContext(text: str) -> HookDecision:
     return HookDecision(additional_context=text)
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class LoopEvent:
     """A lifecycle event delivered to ``on_event``.
 

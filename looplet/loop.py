@@ -9,7 +9,7 @@ decision is the engine's, so both loops behave identically.
 from __future__ import annotations
 
 import inspect
-from collections.abc import AsyncGenerator, Generator, Iterable
+from collections.abc import AsyncGenerator, Callable, Coroutine, Generator, Iterable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -169,35 +169,32 @@ class AsyncLoopRun(AsyncGenerator[Step, None]):
         """The run's record (complete once iteration has ended)."""
         return self._run.trajectory
 
-    async def asend(self, value: None) -> Step:
-        """Advance to the next step (``value`` is ignored)."""
-        try:
-            effect = self._engine.send(None)
-        except StopIteration:
-            raise StopAsyncIteration from None
-        return await self._drive(effect)
+    def __anext__(self) -> Coroutine[Any, Any, Step]:
+        # The coroutine itself, not an `async def` awaiting it: one layer less per step.
+        return self._drive(self._engine.send, None)
 
-    async def athrow(
+    def asend(self, value: None) -> Coroutine[Any, Any, Step]:
+        """Advance to the next step (``value`` is ignored)."""
+        return self._drive(self._engine.send, None)
+
+    def athrow(
         self,
         typ: type[BaseException] | BaseException,
         val: object = None,
         tb: TracebackType | None = None,
-    ) -> Step:
+    ) -> Coroutine[Any, Any, Step]:
         """Raise an exception inside the run (``aclose()`` uses this to stop it cleanly)."""
         exc = typ if isinstance(typ, BaseException) else typ()
-        try:
-            effect = self._engine.throw(exc)
-        except StopIteration:
-            raise StopAsyncIteration from None
-        return await self._drive(effect)
+        return self._drive(self._engine.throw, exc)
 
     async def aclose(self) -> None:
         """Stop the run: it ends with stop reason ``cancelled`` and hooks see the end."""
         self._engine.close()
 
-    async def _drive(self, effect: Effect) -> Step:
+    async def _drive(self, resume: Callable[[Any], Effect], value: Any) -> Step:
         engine, run = self._engine, self._run
         try:
+            effect = resume(value)
             while True:
                 if type(effect) is Step:
                     return effect

@@ -4,7 +4,7 @@ Each assignment below must be a type error. Under ``--strict`` an ignore that si
 error is itself an error, so if a type ever stopped being read-only, mypy would fail here.
 """
 
-from looplet import Step, ToolCall, ToolResult, Usage
+from looplet import HookDecision, LoopEvent, Step, ToolCall, ToolResult, Usage
 from looplet.backends.base import LLMRequest, LLMResponse
 from looplet.messages import Message
 
@@ -25,3 +25,8 @@ def assign_fields(
     message.content = ""  # type: ignore[misc]
     request.step = 0  # type: ignore[misc]
     response.text = ""  # type: ignore[misc]
+
+
+def assign_hook_values(decision: HookDecision, event: LoopEvent) -> None:
+    decision.block = "no"  # type: ignore[misc]
+    event.kind = "step"  # type: ignore[misc]
