@@ -89,29 +89,31 @@ class PreparedCall:
     :meth:`BaseToolRegistry.prepare` makes one; :meth:`BaseToolRegistry.run_prepared` (or
     ``arun_prepared``) runs it. The loop checks each call once this way, lets hooks and
     permissions look at it, and then runs it without checking it again. A call prepared
-    with a cancel token is not run if the token is cancelled by the time it would run.
+    with a context whose cancel token is cancelled by the time it would run is not run.
 
     Attributes:
         call: the call as checked.
         spec: the tool that runs it.
         kwargs: the keyword arguments (without ``__`` bookkeeping; with ``ctx`` if the tool
             takes one).
-        cancel_token: checked again right before the tool runs, or ``None``.
+        ctx: the context it was prepared with, or ``None``.
+        cancel_token: ``ctx.cancel_token``, checked again right before the tool runs.
     """
 
-    __slots__ = ("call", "cancel_token", "kwargs", "spec")
+    __slots__ = ("call", "cancel_token", "ctx", "kwargs", "spec")
 
     def __init__(
         self,
         call: ToolCall,
         spec: ToolSpec,
         kwargs: Mapping[str, Any],
-        cancel_token: CancelToken | None = None,
+        ctx: ToolContext | None = None,
     ) -> None:
         self.call = call
         self.spec = spec
         self.kwargs = kwargs
-        self.cancel_token = cancel_token
+        self.ctx = ctx
+        self.cancel_token = ctx.cancel_token if ctx is not None else None
 
     def __repr__(self) -> str:
         return f"PreparedCall({self.call.tool}({self.call.args_summary()}))"
@@ -140,6 +142,21 @@ class BaseToolRegistry:
         self._specs: dict[str, ToolSpec] = {}
         self._schemas: tuple[dict[str, Any], ...] | None = None
         self.register_all(tools)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Keep a subclass's own ``dispatch``/``adispatch`` on the loop's path.
+
+        The loop runs prepared calls (:meth:`run_prepared`), not :meth:`dispatch`. Code
+        written for the original registry customises ``dispatch`` (logging, sandboxing...),
+        so a subclass that overrides it, and not ``run_prepared``, has its calls run through
+        its ``dispatch`` (the arguments are then checked twice); likewise ``adispatch``.
+        ``dispatch`` itself runs the base ``run_prepared``, so ``super().dispatch`` works.
+        """
+        super().__init_subclass__(**kwargs)
+        if "dispatch" in cls.__dict__ and "run_prepared" not in cls.__dict__:
+            cls.run_prepared = _run_through_dispatch  # type: ignore[method-assign]
+        if "adispatch" in cls.__dict__ and "arun_prepared" not in cls.__dict__:
+            cls.arun_prepared = _arun_through_adispatch  # type: ignore[method-assign]
 
     # ------------------------------------------------------------------ registration
 
@@ -239,7 +256,7 @@ class BaseToolRegistry:
         prepared = self.prepare(call, ctx, validate=validate)
         if isinstance(prepared, ToolResult):
             return prepared
-        return self.run_prepared(prepared)
+        return BaseToolRegistry.run_prepared(self, prepared)  # not an override: see below
 
     async def adispatch(
         self, call: ToolCall, *, ctx: ToolContext | None = None, validate: bool = True
@@ -248,7 +265,7 @@ class BaseToolRegistry:
         prepared = self.prepare(call, ctx, validate=validate)
         if isinstance(prepared, ToolResult):
             return prepared
-        return await self.arun_prepared(prepared)
+        return await BaseToolRegistry.arun_prepared(self, prepared)
 
     def dispatch_batch(
         self,
@@ -338,7 +355,7 @@ class BaseToolRegistry:
             return ToolResult.failure(call, _validation_error(spec, problems))
         if spec.takes_ctx:
             args = {**args, "ctx": ctx if ctx is not None else ToolContext()}
-        return PreparedCall(call, spec, args, token)
+        return PreparedCall(call, spec, args, ctx)
 
     def run_prepared(self, prepared: PreparedCall) -> ToolResult:
         """Run a prepared call and return its result; the tool's exceptions become failures.
@@ -511,6 +528,16 @@ def _async_in_loop_error(name: str) -> ToolError:
 def _failed(call: ToolCall, exc: BaseException, start: float) -> ToolResult:
     duration_ms = (time.perf_counter() - start) * 1000
     return ToolResult.failure(call, classify_exception(exc), duration_ms=duration_ms)
+
+
+def _run_through_dispatch(self: BaseToolRegistry, prepared: PreparedCall) -> ToolResult:
+    """``run_prepared`` for a registry subclass that overrides ``dispatch``."""
+    return self.dispatch(prepared.call, ctx=prepared.ctx)
+
+
+async def _arun_through_adispatch(self: BaseToolRegistry, prepared: PreparedCall) -> ToolResult:
+    """``arun_prepared`` for a registry subclass that overrides ``adispatch``."""
+    return await self.adispatch(prepared.call, ctx=prepared.ctx)
 
 
 def _runnable(outcomes: Sequence[PreparedCall | ToolResult]) -> list[PreparedCall]:

@@ -28,7 +28,8 @@ class ToolContext:
     """What a tool may know about the run that called it.
 
     A tool receives it when its function has a parameter named ``ctx``; the loop builds one per
-    call. When :meth:`BaseToolRegistry.dispatch` is called without one, a default is made.
+    run and sets ``step`` before each call. When :meth:`BaseToolRegistry.dispatch` is called
+    without one, a default is made.
 
     Attributes:
         cwd: the working directory for relative paths (the process's by default).

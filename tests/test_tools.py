@@ -622,3 +622,51 @@ def test_adispatch_batch_runs_sync_concurrent_safe_tools_in_parallel_threads() -
     calls = [ToolCall("meet", {"i": 0}), ToolCall("meet", {"i": 1})]
     results = asyncio.run(tools.adispatch_batch(calls))
     assert [r.data for r in results] == [0, 1]
+
+
+# --------------------------------------------------------------------------- subclasses
+
+
+class LoggingRegistry(BaseToolRegistry):
+    """Customises dispatch() the way code written for the original registry does."""
+
+    def __init__(self, tools: Any = ()) -> None:
+        super().__init__(tools)
+        self.log: list[str] = []
+
+    def dispatch(self, call: ToolCall, *, ctx: ToolContext | None = None) -> ToolResult:  # type: ignore[override]
+        self.log.append(f"sync {call.tool} step={ctx.step if ctx else None}")
+        return super().dispatch(call, ctx=ctx)
+
+    async def adispatch(self, call: ToolCall, *, ctx: ToolContext | None = None) -> ToolResult:  # type: ignore[override]
+        self.log.append(f"async {call.tool}")
+        return await super().adispatch(call, ctx=ctx)
+
+
+def test_the_loop_runs_calls_through_a_subclass_dispatch() -> None:
+    from looplet import LoopConfig, async_composable_loop, composable_loop
+    from looplet.testing import AsyncMockLLMBackend, MockLLMBackend
+
+    script = [ToolCall("greet", {"name": "Ann"}), ToolCall("greet", {"name": "Bo"})]
+    tools = LoggingRegistry([_greet_spec()])
+    loop = composable_loop(
+        llm=MockLLMBackend(script), tools=tools, task="t", config=LoopConfig(max_steps=2)
+    )
+    steps = list(loop)
+    assert [s.tool_result.data for s in steps] == [
+        {"greeting": "Hello, Ann!"},
+        {"greeting": "Hello, Bo!"},
+    ]
+    assert tools.log == ["sync greet step=1", "sync greet step=2"]
+
+    async def run_async() -> list[Any]:
+        run = async_composable_loop(
+            llm=AsyncMockLLMBackend(script), tools=tools, task="t", config=LoopConfig(max_steps=2)
+        )
+        return [s async for s in run]
+
+    assert len(asyncio.run(run_async())) == 2
+    assert tools.log[2:] == ["async greet", "async greet"]
+    # A plain registry is not rerouted: the loop runs its prepared calls directly.
+    assert BaseToolRegistry.run_prepared is not LoggingRegistry.run_prepared
+    assert tools.dispatch(ToolCall("greet", {"name": "Cy"})).data == {"greeting": "Hello, Cy!"}
