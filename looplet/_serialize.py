@@ -370,6 +370,9 @@ class Checkpoint:
         pending_context, stop_requested: what hooks asked for that takes effect later.
         max_steps: the run's step budget (for information).
         compactions: the run's context compactions so far, each in its ``to_dict`` form.
+        permission_decisions: the permission decisions taken so far, in order.
+        children: the runs of the sub-agents started so far (see
+            :mod:`looplet._serialize_records` for what of them cannot be kept).
         created_at: when it was taken (seconds since the epoch).
         path: the file it was read from, if any.
     """
@@ -392,6 +395,8 @@ class Checkpoint:
     stop_requested: str | None = None
     max_steps: int = 0
     compactions: tuple[dict[str, Any], ...] = ()
+    permission_decisions: tuple[Any, ...] = ()
+    children: tuple[Trajectory, ...] = ()
     created_at: float = 0.0
     path: Path | None = field(default=None, compare=False)
 
@@ -411,10 +416,14 @@ class Checkpoint:
             usage=self.usage,
             messages=list(self.messages),
             final_text=self.final_text,
+            permission_decisions=list(self.permission_decisions),
+            children=list(self.children),
         )
 
     def to_json(self) -> str:
         """The checkpoint file's text."""
+        from looplet._serialize_records import encode_child, encode_permission
+
         doc = {
             "format": FORMAT,
             "looplet_version": __version__,
@@ -437,6 +446,8 @@ class Checkpoint:
             "stop_requested": self.stop_requested,
             "max_steps": self.max_steps,
             "compactions": [encode_data(c) for c in self.compactions],
+            "permission_decisions": [encode_permission(d) for d in self.permission_decisions],
+            "children": [encode_child(c) for c in self.children],
         }
         return json.dumps(doc, ensure_ascii=False, allow_nan=False)
 
@@ -491,6 +502,8 @@ def decode_checkpoint(text: str | bytes, path: Path | None) -> Checkpoint:
 
 
 def _checkpoint_fields(doc: dict[str, Any], path: Path | None) -> Checkpoint:
+    from looplet._serialize_records import decode_child, decode_permission
+
     run_id = field_str(doc, "run_id", "")
     if not RUN_ID.match(run_id):
         raise DecodeError("run_id", f"not a plain name: {run_id!r}")
@@ -523,6 +536,12 @@ def _checkpoint_fields(doc: dict[str, Any], path: Path | None) -> Checkpoint:
         stop_requested=optional_str(doc, "stop_requested", ""),
         max_steps=field_int(doc, "max_steps", "", 0),
         compactions=tuple(decode_list(doc.get("compactions", []), "compactions", _object)),
+        permission_decisions=tuple(
+            decode_list(
+                doc.get("permission_decisions", []), "permission_decisions", decode_permission
+            )
+        ),
+        children=tuple(decode_list(doc.get("children", []), "children", decode_child)),
         created_at=float(created),
         path=path,
     )

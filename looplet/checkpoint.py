@@ -12,10 +12,13 @@ or ``restart=True`` to start a new run instead).
 A :class:`FileCheckpointStore` keeps ``<dir>/<run_id>/step-0001.json`` (one file per step)
 and ``step-NNNN.end.json`` for the end, each written atomically. The files are versioned
 JSON (``"format": "looplet-checkpoint/1"``); tool data that JSON cannot hold is stored by its
-``repr`` in a ``{"__looplet_repr__": ...}`` marker and comes back as that dict. Hooks, tools,
-the agent state's own fields (other than ``steps`` and ``queries_used``) and the
-trajectory's permission decisions are not saved; a context budget's calibration starts over.
-The checkpoint document and the encoding of each value live in :mod:`looplet._serialize`.
+``repr`` in a ``{"__looplet_repr__": ...}`` marker and comes back as that dict. The
+trajectory's permission decisions and its sub-agents' runs are saved too (a permission
+rule's argument matcher, being code, comes back as a stand-in that refuses to decide).
+Hooks, tools and the agent state's own fields (other than ``steps`` and ``queries_used``)
+are not saved; a context budget's calibration starts over. The checkpoint document and the
+encoding of each value live in :mod:`looplet._serialize` and
+:mod:`looplet._serialize_records`.
 """
 
 from __future__ import annotations
@@ -356,6 +359,8 @@ def snapshot(run: RunState, run_id: str, final: bool) -> Checkpoint:
         stop_requested=run.stop_requested,
         max_steps=run.max_steps,
         compactions=tuple(r.to_dict() for r in run.compactions),
+        permission_decisions=tuple(trajectory.permission_decisions),
+        children=tuple(trajectory.children),
         created_at=time.time(),
     )
 
@@ -382,6 +387,8 @@ def _restore(run: RunState, checkpoint: Checkpoint, task_given: bool) -> None:
     run.stop_requested = checkpoint.stop_requested
     if checkpoint.compactions:
         run.compactions.extend(_compactions(checkpoint))
+    trajectory.permission_decisions.extend(checkpoint.permission_decisions)
+    trajectory.children.extend(checkpoint.children)
 
 
 def _compactions(checkpoint: Checkpoint) -> list[Any]:
