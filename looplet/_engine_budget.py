@@ -14,10 +14,11 @@ from collections.abc import Generator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from looplet.backends.base import LLMRequest, LLMResponse
-from looplet.engine import Effect, RunState, fail
+from looplet.engine import Effect, fail
 from looplet.errors import ConfigurationError, LoopletError
 from looplet.hooks import emit
 from looplet.messages import ConversationView, Message
+from looplet.run_state import RunState
 from looplet.types import StopReason
 
 if TYPE_CHECKING:

@@ -40,7 +40,7 @@ from looplet._serialize import FORMAT, Checkpoint
 from looplet.errors import CheckpointError, ConfigurationError
 
 if TYPE_CHECKING:
-    from looplet.engine import RunState
+    from looplet.run_state import RunState
 
 __all__ = ["FORMAT", "Checkpoint", "FileCheckpointStore", "resume_loop_state"]
 

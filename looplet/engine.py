@@ -26,10 +26,9 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Generator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from looplet.backends.base import LLMRequest, LLMResponse
-from looplet.config import LoopConfig
 from looplet.errors import (
     ErrorKind,
     HookError,
@@ -37,14 +36,11 @@ from looplet.errors import (
     LoopletError,
     ToolError,
 )
-from looplet.hooks import HookDecision, ResolvedHooks, decide, emit, observe
+from looplet.hooks import HookDecision, decide, emit, observe
 from looplet.messages import ConversationView, Message, render_task, render_tool_result
-from looplet.state import AgentState
-from looplet.tools import BaseToolRegistry, PreparedCall, ToolContext
+from looplet.run_state import RunState
+from looplet.tools import PreparedCall
 from looplet.types import Step, StopReason, ToolCall, ToolResult, Trajectory
-
-if TYPE_CHECKING:  # looplet.compact loads when a run has a context budget
-    from looplet.compact import CompactionRecord, ContextMeter
 
 __all__ = ["Effect", "RunState", "RunTools", "SaveCheckpoint", "run_engine"]
 
@@ -77,102 +73,6 @@ class SaveCheckpoint:
 #: What the engine yields: a model request, a tool call or a batch of them, a checkpoint,
 #: or a step.
 Effect = LLMRequest | PreparedCall | RunTools | SaveCheckpoint | Step
-
-
-class RunState:
-    """Everything that survives from one step to the next. A checkpoint serialises it.
-
-    A plain class rather than a dataclass: one is built per run, and nothing compares,
-    copies or lists its fields (and a dataclass costs ~0.6 ms more at ``import looplet``).
-    """
-
-    __slots__ = (
-        "charged_pending",
-        "checkpoint",
-        "compactions",
-        "config",
-        "context",
-        "ctx",
-        "error",
-        "hook_values",
-        "hooks",
-        "llm",
-        "max_llm_calls",
-        "max_steps",
-        "messages",
-        "meter",
-        "pending_calls",
-        "pending_context",
-        "started",
-        "state",
-        "stop_requested",
-        "tools",
-        "trajectory",
-    )
-
-    def __init__(
-        self,
-        *,
-        llm: Any,
-        tools: BaseToolRegistry,
-        config: LoopConfig,
-        state: AgentState,
-        hooks: ResolvedHooks,
-        context: Any,
-        trajectory: Trajectory,
-        ctx: ToolContext,
-        max_steps: int,
-        max_llm_calls: int,
-        hook_values: dict[str, Any],
-    ) -> None:
-        self.llm = llm
-        self.tools = tools
-        self.config = config
-        self.state = state
-        self.hooks = hooks
-        self.context = context
-        self.trajectory = trajectory
-        self.ctx = ctx
-        self.max_steps = max_steps
-        self.max_llm_calls = max_llm_calls
-        self.hook_values = hook_values
-        #: The conversation: append-only, and the very list that ``trajectory.messages``
-        #: is; a compaction replaces it (in both places) with a new list.
-        self.messages: list[Message] = trajectory.messages
-        #: ``pre_prompt``/``post_dispatch`` context waiting for the next model call.
-        self.pending_context: list[str] = []
-        #: A ``post_dispatch`` hook's stop, taken once its step is recorded.
-        self.stop_requested: str | None = None
-        #: The calls of the current model turn not yet recorded as steps, in order: kept
-        #: only for checkpoints (nothing else reads them). A run resumed from a checkpoint
-        #: runs these before it asks the model again.
-        self.pending_calls: list[ToolCall] = []
-        #: How many of ``pending_calls`` are already counted in ``state.queries_used``
-        #: (screened with their group, not yet recorded): a checkpoint leaves them out.
-        self.charged_pending = 0
-        #: Saves checkpoints for the driver (``looplet.checkpoint``); ``None``: none taken.
-        self.checkpoint: Any = None
-        #: The error that ended the run, raised by the driver once the run has finished.
-        self.error: LoopletError | None = None
-        self.started = time.perf_counter()
-        #: Every compaction of the conversation, in order (``Trajectory.compactions``).
-        self.compactions: list[CompactionRecord] = trajectory.compactions
-        #: The prompt's measure against ``config.context_budget`` (``None``: no budget).
-        self.meter: ContextMeter | None = None
-        if config.context_budget is not None:
-            from looplet.compact import ContextMeter
-
-            self.meter = ContextMeter(config.context_budget)
-
-    @property
-    def stopped(self) -> bool:
-        """True once a stop reason is set."""
-        return self.trajectory.stop_reason is not None
-
-    @property
-    def next_step(self) -> int:
-        """The number the next step will get."""
-        return len(self.trajectory.steps) + 1
 
 
 def run_engine(run: RunState) -> Generator[Effect, Any, Trajectory]:

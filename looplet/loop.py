@@ -15,9 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 from looplet.backends.base import LLMRequest, LLMResponse
 from looplet.config import LoopConfig
-from looplet.engine import Effect, RunState, RunTools, SaveCheckpoint, run_engine
+from looplet.engine import Effect, RunTools, SaveCheckpoint, run_engine
 from looplet.errors import ConfigurationError, LLMError, LoopletError
 from looplet.hooks import resolve_hooks
+from looplet.run_state import RunState
 from looplet.state import AgentState, DefaultState
 from looplet.tools import BaseToolRegistry, PreparedCall, ToolContext, ToolSpec
 from looplet.types import Step, Trajectory

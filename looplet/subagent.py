@@ -25,9 +25,9 @@ from typing import Any
 
 from looplet.cancel import CancelToken
 from looplet.config import LoopConfig
-from looplet.engine import RunState
 from looplet.errors import ConfigurationError, ErrorKind, LoopletError, ToolError
 from looplet.loop import AsyncLoopRun, LoopRun, async_composable_loop, composable_loop
+from looplet.run_state import RunState
 from looplet.state import DefaultState
 from looplet.tools import BaseToolRegistry, ToolContext, ToolSpec
 from looplet.types import StopReason, Trajectory

@@ -49,7 +49,7 @@ class ToolContext:
     step: int = 0
     metadata: dict[str, Any] = field(default_factory=dict)
     on_progress: Callable[[str, dict[str, Any]], None] | None = None
-    #: The running loop's state (``looplet.engine.RunState``), set by the loop; sub-agents
+    #: The running loop's state (``looplet.run_state.RunState``), set by the loop; sub-agents
     #: use it to share the budget and nest their trajectory. ``None`` outside a loop.
     run: Any = None
 
