@@ -19,7 +19,7 @@ from looplet.backends._anthropic_convert import (
     tool_call_from_anthropic,
     usage_from_anthropic,
 )
-from looplet.backends._streaming import TokenCallback, interrupted_error
+from looplet.backends._streaming import ChunkDelivery, TokenCallback, interrupted_error
 from looplet.backends.base import ChunkCallback, LLMResponse, StreamChunk
 from looplet.errors import LLMError
 from looplet.types import Usage
@@ -39,7 +39,7 @@ class _Block:
     start_input: object = None  # for tool_use: the input sent with content_block_start
 
 
-class AnthropicStreamAssembler:
+class AnthropicStreamAssembler(ChunkDelivery):
     """Builds one :class:`LLMResponse` from the events of a streamed Messages reply.
 
     Text blocks are joined in order; each ``tool_use`` block becomes a call whose input is
@@ -69,14 +69,10 @@ class AnthropicStreamAssembler:
         on_token: TokenCallback | None = None,
         provider: str = "anthropic",
     ) -> None:
+        super().__init__(on_chunk, on_token)
         self.provider = provider
-        #: How many pieces the callbacks received. Once above 0, a failed stream must not be
-        #: retried: the callbacks would see those pieces twice.
-        self.delivered = 0
         #: Whether ``message_stop`` arrived: without it the reply may be cut short.
         self.complete = False
-        self._on_chunk = on_chunk
-        self._on_token = on_token
         self._blocks: dict[int, _Block] = {}
         self._calls = 0
         self._usage = Usage()
@@ -197,17 +193,6 @@ class AnthropicStreamAssembler:
             self._usage = Usage(usage_from_anthropic(usage).input_tokens, self._usage.output_tokens)
         if isinstance(output, int):
             self._usage = Usage(self._usage.input_tokens, output)
-
-    def _deliver(self, piece: StreamChunk) -> None:
-        to_token = self._on_token is not None and bool(piece.text)
-        if self._on_chunk is None and not to_token:
-            return  # nobody saw it, so it does not stand in the way of a retry
-        self.delivered += 1
-        if self._on_chunk is not None:
-            self._on_chunk(piece)
-        if to_token:
-            assert self._on_token is not None
-            self._on_token(piece.text)
 
 
 def _str(value: object) -> str:

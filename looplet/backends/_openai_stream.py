@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from looplet.backends._openai_convert import as_str, usage_from_openai
-from looplet.backends._streaming import TokenCallback, interrupted_error
+from looplet.backends._streaming import ChunkDelivery, TokenCallback, interrupted_error
 from looplet.backends.base import ChunkCallback, LLMResponse, StreamChunk
 from looplet.parse import tool_call_from_openai
 from looplet.types import Usage
@@ -35,7 +35,7 @@ class _PartialCall:
     arguments: list[str] = field(default_factory=list)
 
 
-class StreamAssembler:
+class StreamAssembler(ChunkDelivery):
     """Builds one :class:`LLMResponse` from the chunks of a streamed Chat Completion.
 
     Only the first choice (``index`` 0) is kept, as in the non-streaming path. Text pieces
@@ -64,12 +64,8 @@ class StreamAssembler:
         on_token: TokenCallback | None = None,
         provider: str = "openai",
     ) -> None:
+        super().__init__(on_chunk, on_token)
         self.provider = provider
-        #: How many pieces the callbacks have received. Once it is above 0 a failed stream
-        #: must not be retried: the callbacks would see those pieces a second time.
-        self.delivered = 0
-        self._on_chunk = on_chunk
-        self._on_token = on_token
         self._text: list[str] = []
         self._calls: dict[int, _PartialCall] = {}
         self._usage = Usage()
@@ -154,13 +150,3 @@ class StreamAssembler:
         if fragment.id or not self._calls:
             return max(self._calls, default=-1) + 1
         return max(self._calls)
-
-    def _deliver(self, piece: StreamChunk) -> None:
-        to_token = self._on_token is not None and bool(piece.text)
-        if self._on_chunk is None and not to_token:
-            return  # nobody sees it, so it does not stop a retry
-        self.delivered += 1
-        if self._on_chunk is not None:
-            self._on_chunk(piece)
-        if self._on_token is not None and to_token:
-            self._on_token(piece.text)

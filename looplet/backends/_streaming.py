@@ -12,10 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from looplet.backends.base import ChunkCallback, StreamChunk
 from looplet.errors import ConfigurationError, LLMError
 
 __all__ = [
     "STREAM_INTERRUPTED",
+    "ChunkDelivery",
     "TokenCallback",
     "as_stream_failure",
     "broken_connection_error",
@@ -28,6 +30,32 @@ TokenCallback = Callable[[str], None]
 
 #: The :attr:`LLMError.kind <looplet.errors.LLMError.kind>` of a stream that broke mid-way.
 STREAM_INTERRUPTED = "stream_interrupted"
+
+
+class ChunkDelivery:
+    """Hands a stream's pieces to ``on_chunk`` and ``on_token``, counting what was seen.
+
+    The base of each provider's stream assembler. ``delivered`` counts the pieces a
+    callback received: once it is above 0, a failed stream must not be retried (the
+    callbacks would see those pieces a second time). A piece no callback receives is not
+    counted, so it never stands in the way of a retry.
+    """
+
+    def __init__(self, on_chunk: ChunkCallback | None, on_token: TokenCallback | None) -> None:
+        #: How many pieces the callbacks received.
+        self.delivered = 0
+        self._on_chunk = on_chunk
+        self._on_token = on_token
+
+    def _deliver(self, piece: StreamChunk) -> None:
+        on_token = self._on_token if piece.text else None
+        if self._on_chunk is None and on_token is None:
+            return
+        self.delivered += 1
+        if self._on_chunk is not None:
+            self._on_chunk(piece)
+        if on_token is not None:
+            on_token(piece.text)
 
 
 def interrupted_error(
