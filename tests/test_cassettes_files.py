@@ -56,7 +56,7 @@ def test_the_file_is_valid_yaml_too(cassette: tuple[Path, str]) -> None:
     assert yaml.safe_load(path.read_text()) == json.loads(path.read_text())
 
 
-def test_recording_the_same_run_again_changes_only_the_date_headers(tmp_path: Path) -> None:
+def test_recording_the_same_run_again_writes_the_same_file(tmp_path: Path) -> None:
     path = tmp_path / "stable.yaml"
     texts = []
     with ScriptedOpenAIServer() as server:
@@ -66,9 +66,8 @@ def test_recording_the_same_run_again_changes_only_the_date_headers(tmp_path: Pa
                 ask(server.base_url, "one")
                 ask(server.base_url, "two")
             texts.append(path.read_text())
-    first, second = (t.splitlines() for t in texts)
-    changed = [a for a, b in zip(first, second, strict=True) if a != b]
-    assert all('"date":' in line for line in changed)
+    # No date header or request id left to differ (test_cassettes_volatile makes them differ).
+    assert texts[0] == texts[1]
 
 
 def test_a_gzipped_response_is_stored_decompressed(tmp_path: Path) -> None:

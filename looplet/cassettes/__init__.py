@@ -36,12 +36,14 @@ from looplet.cassettes.errors import (
 )
 from looplet.cassettes.matching import DEFAULT_MATCH_ON, DEFAULT_VOLATILE_FIELDS, MATCHER_NAMES
 from looplet.cassettes.scrub import DEFAULT_SECRET_HEADERS, DEFAULT_SECRET_QUERY
+from looplet.cassettes.volatile import DEFAULT_VOLATILE_HEADERS
 
 __all__ = [
     "DEFAULT_MATCH_ON",
     "DEFAULT_SECRET_HEADERS",
     "DEFAULT_SECRET_QUERY",
     "DEFAULT_VOLATILE_FIELDS",
+    "DEFAULT_VOLATILE_HEADERS",
     "MATCHER_NAMES",
     "RECORD_MODES",
     "Cassette",
@@ -93,6 +95,7 @@ def use_cassette(
     ignore_fields: Iterable[str] = DEFAULT_VOLATILE_FIELDS,
     filter_headers: Iterable[str] = (),
     filter_query: Iterable[str] = (),
+    volatile_headers: Iterable[str] = DEFAULT_VOLATILE_HEADERS,
     before_record: RequestHook | None = None,
     before_record_response: ResponseHook | None = None,
     allow_repeats: bool = False,
@@ -120,6 +123,14 @@ def use_cassette(
         filter_headers: header names to remove before recording, besides
             :data:`DEFAULT_SECRET_HEADERS` and any name with a part like ``key``/``token``.
         filter_query: query parameters to remove, besides :data:`DEFAULT_SECRET_QUERY`.
+        volatile_headers: header names (``*`` wildcards allowed) left out when the file is
+            written, request and response, because they change on every call (the date,
+            request ids, rate-limit counters...), so re-recording an unchanged run changes
+            no byte of the file. :data:`DEFAULT_VOLATILE_HEADERS` says which and why; pass
+            ``(*DEFAULT_VOLATILE_HEADERS, "x-mine")`` to add one, ``()`` to keep them all.
+            Replay never needs them, and the headers it does need (``content-type``,
+            ``retry-after``...) are written even if named. Files that hold them replay as
+            before; a ``new_episodes`` recording rewrites the file without them.
         before_record: called with each vcrpy ``Request`` (``.method``, ``.uri``, ``.body``,
             ``.headers``) after the secrets are removed, before it is matched or recorded;
             returns it (changed or not), or ``None`` to let it through unrecorded.
@@ -144,6 +155,7 @@ def use_cassette(
         ignore_fields=tuple(ignore_fields),
         filter_headers=filter_headers,
         filter_query=filter_query,
+        volatile_headers=volatile_headers,
         before_record=before_record,
         before_record_response=before_record_response,
         allow_repeats=allow_repeats,

@@ -22,6 +22,7 @@ from looplet.cassettes.errors import CassetteError
 from looplet.cassettes.matching import RequestMatcher
 from looplet.cassettes.recorder import Recorder, RequestHook, ResponseHook
 from looplet.cassettes.scrub import Scrubber
+from looplet.cassettes.volatile import VolatileHeaders
 from looplet.errors import ConfigurationError, MissingExtraError
 
 __all__ = ["RECORD_MODES", "Cassette", "RequestHook", "ResponseHook", "require_vcrpy"]
@@ -70,6 +71,7 @@ class Cassette:
         ignore_fields: Iterable[str],
         filter_headers: Iterable[str],
         filter_query: Iterable[str],
+        volatile_headers: Iterable[str],
         before_record: RequestHook | None,
         before_record_response: ResponseHook | None,
         allow_repeats: bool,
@@ -86,6 +88,7 @@ class Cassette:
         self._matcher = RequestMatcher(match_on, ignore_fields)
         self._filter_headers = tuple(filter_headers)
         self._filter_query = tuple(filter_query)
+        self._volatile = VolatileHeaders(volatile_headers)
         self._before_record = before_record
         self._before_record_response = before_record_response
         self._allow_repeats = allow_repeats
@@ -107,6 +110,7 @@ class Cassette:
             self.record_mode,
             self._matcher,
             Scrubber(self._filter_headers, self._filter_query),
+            self._volatile,
             before_record=self._before_record,
             before_record_response=self._before_record_response,
             allow_repeats=self._allow_repeats,

@@ -32,6 +32,7 @@ from looplet.cassettes.serializer import (
     dump_interactions,
     load_interactions,
 )
+from looplet.cassettes.volatile import VolatileHeaders
 
 __all__ = ["Exchange", "Recorder", "RequestHook", "ResponseHook"]
 
@@ -88,6 +89,7 @@ class Recorder:
         mode: str,
         matcher: RequestMatcher,
         scrubber: Scrubber,
+        volatile: VolatileHeaders,
         *,
         before_record: RequestHook | None,
         before_record_response: ResponseHook | None,
@@ -97,6 +99,7 @@ class Recorder:
         self._mode = mode
         self._matcher = matcher
         self._scrubber = scrubber
+        self._volatile = volatile
         self._before_record = before_record
         self._before_record_response = before_record_response
         self._allow_repeats = allow_repeats
@@ -141,10 +144,17 @@ class Recorder:
         return True
 
     def save(self) -> None:
-        """Write the cassette if this block recorded something."""
+        """Write the cassette if this block recorded something.
+
+        Volatile headers are left out of every exchange written, the loaded ones too: a
+        ``new_episodes`` recording cleans an older file once, and only at the write, so
+        the hooks see (and replay in this block uses) the headers as received.
+        """
         if not self.new:
             return
-        text = dump_interactions((_request_dict(e.request), e.response) for e in self.exchanges)
+        text = dump_interactions(
+            ((_request_dict(e.request), e.response) for e in self.exchanges), self._volatile
+        )
         path = Path(self._path)
         path.parent.mkdir(parents=True, exist_ok=True)
         temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")

@@ -16,10 +16,13 @@ A cassette is one JSON document::
 Bodies are stored decoded: a JSON body as the JSON itself (``{"json": ...}``, keys sorted),
 multi-line text such as a server-sent-event stream as its lines (``{"lines": [...]}``), other
 text as ``{"text": ...}``, and only bytes that are not UTF-8 as ``{"base64": ...}``. Headers
-are sorted, one value or a list. So re-recording a changed run gives a diff of the fields
-that changed. A JSON body is replayed re-encoded compactly (``Content-Length`` follows); its
-meaning is kept, not its exact bytes, so match it with ``json_body`` or vcrpy's ``body``,
-not ``raw_body``.
+are sorted, one value or a list, without the ones that change on every call (the date,
+request ids, rate-limit counters: :mod:`looplet.cassettes.volatile`). The file holds no
+recording time or machine name either (git knows when a cassette changed), so re-recording
+an unchanged run writes the same bytes, and a changed run gives a diff of the fields that
+changed. A file holding such headers (an older one) loads and replays them. A JSON body is
+replayed re-encoded compactly (``Content-Length`` follows); its meaning is kept, not its
+exact bytes, so match it with ``json_body`` or vcrpy's ``body``, not ``raw_body``.
 
 Why JSON, in a file that keeps the ``.yaml`` name the pytest plugin gives it: JSON is YAML
 (any YAML reader loads these files), and ``json.loads`` reads a 200-exchange cassette
@@ -40,6 +43,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlparse
 
 from looplet.cassettes.matching import NOT_JSON, parse_json_body
+from looplet.cassettes.volatile import DEFAULT_VOLATILE_HEADERS, VolatileHeaders
 
 __all__ = [
     "FORMAT",
@@ -69,39 +73,56 @@ class CassetteFormatError(ValueError):
 # -- writing ---------------------------------------------------------------------------------
 
 
-def dump_interactions(interactions: Iterable[tuple[Mapping[str, Any], Mapping[str, Any]]]) -> str:
-    """The file text for ``(request, response)`` pairs in vcrpy's dict form."""
+def dump_interactions(
+    interactions: Iterable[tuple[Mapping[str, Any], Mapping[str, Any]]],
+    volatile_headers: Iterable[str] | VolatileHeaders = DEFAULT_VOLATILE_HEADERS,
+) -> str:
+    """The file text for ``(request, response)`` pairs in vcrpy's dict form.
+
+    The same exchanges always give the same text: headers named by ``volatile_headers``
+    (see :data:`~looplet.cassettes.volatile.DEFAULT_VOLATILE_HEADERS`) are left out, the
+    rest and JSON bodies are sorted by name, and nothing about the recording itself (no
+    time, no host name) is added.
+    """
+    volatile = (
+        volatile_headers
+        if isinstance(volatile_headers, VolatileHeaders)
+        else VolatileHeaders(volatile_headers)
+    )
     document = {
         "format": FORMAT,
         "interactions": [
-            {"request": _request_node(req), "response": _response_node(resp)}
+            {"request": _request_node(req, volatile), "response": _response_node(resp, volatile)}
             for req, resp in interactions
         ],
     }
     return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
 
 
-def _request_node(request: Mapping[str, Any]) -> dict[str, Any]:
+def _request_node(request: Mapping[str, Any], volatile: VolatileHeaders) -> dict[str, Any]:
     return {
         "method": request["method"],
         "uri": request["uri"],
-        "headers": _headers_node(request.get("headers") or {}),
+        "headers": _headers_node(request.get("headers") or {}, volatile),
         "body": _body_node(request.get("body")),
     }
 
 
-def _response_node(response: Mapping[str, Any]) -> dict[str, Any]:
+def _response_node(response: Mapping[str, Any], volatile: VolatileHeaders) -> dict[str, Any]:
     status = response.get("status") or {}
     return {
         "status": {"code": status.get("code"), "message": status.get("message") or ""},
-        "headers": _headers_node(response.get("headers") or {}),
+        "headers": _headers_node(response.get("headers") or {}, volatile),
         "body": _body_node((response.get("body") or {}).get("string")),
     }
 
 
-def _headers_node(headers: Mapping[str, Any]) -> dict[str, Any]:
+def _headers_node(headers: Mapping[str, Any], volatile: VolatileHeaders) -> dict[str, Any]:
     node: dict[str, Any] = {}
-    for name in sorted(headers, key=str.lower):
+    # By lower-cased name, then as sent: the order never depends on the order received.
+    for name in sorted(headers, key=lambda name: (name.lower(), name)):
+        if volatile.drops(name):
+            continue
         values = headers[name]
         values = list(values) if isinstance(values, list | tuple) else [values]
         values = [v.decode("latin-1") if isinstance(v, bytes) else str(v) for v in values]
@@ -369,7 +390,11 @@ def _load_vcrpy(item: Mapping[str, Any]) -> StoredExchange:
 
 
 def serialize(cassette_dict: Mapping[str, Any]) -> str:
-    """vcrpy's interface: the file text for ``{"interactions": [{"request", "response"}]}``."""
+    """vcrpy's interface: the file text for ``{"interactions": [{"request", "response"}]}``.
+
+    Volatile headers (:data:`~looplet.cassettes.volatile.DEFAULT_VOLATILE_HEADERS`) are left
+    out here too; vcrpy's own ``filter_headers`` removes more.
+    """
     return dump_interactions(
         (item["request"], item["response"]) for item in cassette_dict["interactions"]
     )
