@@ -373,6 +373,8 @@ class Checkpoint:
         permission_decisions: the permission decisions taken so far, in order.
         children: the runs of the sub-agents started so far (see
             :mod:`looplet._serialize_records` for what of them cannot be kept).
+        context_calibration: with a context budget, the prompt limit as lowered by
+            provider refusals and the provider's tokens per estimated token.
         created_at: when it was taken (seconds since the epoch).
         path: the file it was read from, if any.
     """
@@ -397,6 +399,7 @@ class Checkpoint:
     compactions: tuple[dict[str, Any], ...] = ()
     permission_decisions: tuple[Any, ...] = ()
     children: tuple[Trajectory, ...] = ()
+    context_calibration: tuple[int, float] | None = None
     created_at: float = 0.0
     path: Path | None = field(default=None, compare=False)
 
@@ -448,6 +451,9 @@ class Checkpoint:
             "compactions": [encode_data(c) for c in self.compactions],
             "permission_decisions": [encode_permission(d) for d in self.permission_decisions],
             "children": [encode_child(c) for c in self.children],
+            "context_calibration": None
+            if self.context_calibration is None
+            else dict(zip(("limit", "scale"), self.context_calibration, strict=True)),
         }
         return json.dumps(doc, ensure_ascii=False, allow_nan=False)
 
@@ -542,6 +548,17 @@ def _checkpoint_fields(doc: dict[str, Any], path: Path | None) -> Checkpoint:
             )
         ),
         children=tuple(decode_list(doc.get("children", []), "children", decode_child)),
+        context_calibration=_calibration(doc.get("context_calibration")),
         created_at=float(created),
         path=path,
     )
+
+
+def _calibration(value: Any) -> tuple[int, float] | None:
+    if value is None:
+        return None
+    obj = _object(value, "context_calibration")
+    scale = obj.get("scale")
+    if isinstance(scale, bool) or not isinstance(scale, int | float) or scale < 1:
+        raise DecodeError("context_calibration.scale", f"expected a number >= 1, got {scale!r}")
+    return field_int(obj, "limit", "context_calibration"), float(scale)

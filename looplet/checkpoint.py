@@ -14,11 +14,11 @@ and ``step-NNNN.end.json`` for the end, each written atomically. The files are v
 JSON (``"format": "looplet-checkpoint/1"``); tool data that JSON cannot hold is stored by its
 ``repr`` in a ``{"__looplet_repr__": ...}`` marker and comes back as that dict. The
 trajectory's permission decisions and its sub-agents' runs are saved too (a permission
-rule's argument matcher, being code, comes back as a stand-in that refuses to decide).
-Hooks, tools and the agent state's own fields (other than ``steps`` and ``queries_used``)
-are not saved; a context budget's calibration starts over. The checkpoint document and the
-encoding of each value live in :mod:`looplet._serialize` and
-:mod:`looplet._serialize_records`.
+rule's argument matcher, being code, comes back as a stand-in that refuses to decide), and
+so is a context budget's calibration (the limit a provider's refusal lowered, the provider's
+tokens per estimated one). Hooks, tools and the agent state's own fields (other than
+``steps`` and ``queries_used``) are not saved. The checkpoint document and the encoding of
+each value live in :mod:`looplet._serialize` and :mod:`looplet._serialize_records`.
 """
 
 from __future__ import annotations
@@ -361,6 +361,7 @@ def snapshot(run: RunState, run_id: str, final: bool) -> Checkpoint:
         compactions=tuple(r.to_dict() for r in run.compactions),
         permission_decisions=tuple(trajectory.permission_decisions),
         children=tuple(trajectory.children),
+        context_calibration=None if run.meter is None else (run.meter.limit, run.meter.scale),
         created_at=time.time(),
     )
 
@@ -389,6 +390,8 @@ def _restore(run: RunState, checkpoint: Checkpoint, task_given: bool) -> None:
         run.compactions.extend(_compactions(checkpoint))
     trajectory.permission_decisions.extend(checkpoint.permission_decisions)
     trajectory.children.extend(checkpoint.children)
+    if run.meter is not None and checkpoint.context_calibration is not None:
+        run.meter.calibrate(*checkpoint.context_calibration)
 
 
 def _compactions(checkpoint: Checkpoint) -> list[Any]:

@@ -485,6 +485,20 @@ class ContextMeter:
         # How many tokens the provider counts per estimated token (never below 1).
         self._scale = 1.0
 
+    @property
+    def scale(self) -> float:
+        """How many tokens the provider counts per estimated one (1.0 until it reports)."""
+        return self._scale
+
+    def calibrate(self, limit: int, scale: float) -> None:
+        """Take back a calibration saved earlier (a checkpoint's ``limit`` and ``scale``).
+
+        The limit never rises above the budget's ``max_tokens`` (the budget may have been
+        lowered since), and the scale never drops below 1.
+        """
+        self.limit = max(1, min(int(limit), self.budget.max_tokens))
+        self._scale = max(1.0, float(scale))
+
     def conversation_tokens(self, messages: list[Message]) -> int:
         """The estimated tokens of ``messages`` (the run's list), counted incrementally."""
         if messages is not self._counted_list or len(messages) < self._counted:

@@ -163,3 +163,69 @@ def test_checkpoints_written_before_these_records_existed_still_resume(tmp_path:
     path.write_text(json.dumps(doc))
     resumed = run("sync", checkpoint=store, resume=store)
     assert resumed.stop_reason is StopReason.DONE and resumed.permission_decisions == []
+
+
+@pytest.mark.parametrize("stop_after", [2, 3, 4])
+def test_a_context_budgets_calibration_survives_a_resume(tmp_path: Path, stop_after: int) -> None:
+    from looplet import ToolSpec
+    from looplet.backends.base import LLMRequest, LLMResponse
+    from looplet.compact import ContextBudget
+    from looplet.types import Usage
+
+    def reader(request: LLMRequest) -> LLMResponse:
+        # Reads parts in order; the provider counts three tokens per estimated one.
+        last = [m.content for m in request.messages if m.role == "tool"]
+        part = int(last[-1].split(":")[0]) + 1 if last else 0
+        call = (
+            ToolCall("done", {"answer": "read"}, call_id="d")
+            if part == 6
+            else ToolCall("read", {"part": part}, call_id=f"r{part}")
+        )
+        chars = sum(len(m.content) for m in request.messages)
+        return LLMResponse(tool_calls=(call,), usage=Usage(3 * chars // 4, 5))
+
+    tools = make_tools(
+        read=ToolSpec("read", "Read.", {"part": "int"}, lambda *, part: f"{part}:" + "x" * 900)
+    )
+    config = LoopConfig(max_steps=10, context_budget=ContextBudget(max_tokens=2400))
+
+    def go(store: FileCheckpointStore, stop: int = 0, **options: Any) -> Trajectory:
+        loop = composable_loop(
+            MockLLMBackend([reader], cycle=True), tools=tools, config=config, checkpoint=store,
+            **options,
+        )  # fmt: skip
+        for n, _ in enumerate(loop, 1):
+            if n == stop:
+                break
+        return loop.trajectory
+
+    whole = go(FileCheckpointStore(tmp_path / "whole"), task=TASK)
+    assert whole.stop_reason is StopReason.DONE and whole.compactions
+    store = FileCheckpointStore(tmp_path / "cut")
+    go(store, stop_after, task=TASK)
+    saved = store.load_latest()
+    assert saved.context_calibration is not None and saved.context_calibration[1] > 1.5
+    resumed = go(store, resume=store)
+    assert strip(resumed) == strip(whole)
+    assert [c.to_dict() for c in resumed.compactions] == [c.to_dict() for c in whole.compactions]
+
+
+def test_a_restored_calibration_is_clamped_and_a_bad_one_is_named(tmp_path: Path) -> None:
+    from looplet.compact import ContextBudget, ContextMeter
+
+    meter = ContextMeter(ContextBudget(max_tokens=1000))
+    meter.calibrate(5000, 0.5)  # saved under a larger budget, and a scale below 1
+    assert (meter.limit, meter.scale) == (1000, 1.0)
+    meter.calibrate(700, 2.5)
+    assert (meter.limit, meter.scale) == (700, 2.5)
+
+    store = FileCheckpointStore(tmp_path / "runs")
+    config = LoopConfig(max_steps=10, context_budget=ContextBudget(max_tokens=100_000))
+    run("sync", task=TASK, config=config, checkpoint=store, stop_after=1)
+    (path,) = sorted(store.run_dir(store.runs()[0]).glob("step-*.json"))
+    doc = json.loads(path.read_text())
+    assert doc["context_calibration"] == {"limit": 100_000, "scale": 1.0}
+    doc["context_calibration"] = {"limit": 100, "scale": "big"}
+    path.write_text(json.dumps(doc))
+    with pytest.raises(CheckpointError, match=r"context_calibration\.scale"):
+        store.load_latest()
