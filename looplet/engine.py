@@ -48,8 +48,7 @@ __all__ = ["Effect", "RunState", "RunTools", "SaveCheckpoint", "run_engine"]
 # The effects are plain slotted classes, cheap to build; a model call needs no wrapper: the
 # engine yields the LLMRequest itself.
 class RunTools:
-    """Effect: run ``calls`` (checked and permitted; together if more than one); answer
-    with their results, in order."""
+    """Effect: run several prepared ``calls`` together; answer with their results, in order."""
 
     __slots__ = ("calls",)
 
