@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import field
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
-from looplet._frozen import value_type
+from looplet._value_type import value_type
 from looplet.errors import HookError, HookRegistrationError
 from looplet.types import ToolResult
 

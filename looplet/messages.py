@@ -14,7 +14,7 @@ import itertools
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Literal, overload
 
-from looplet._frozen import value_type
+from looplet._value_type import value_type
 from looplet.types import ToolCall, ToolResult, _jsonable
 
 __all__ = ["ConversationView", "Message", "Role", "render_task", "render_tool_result"]

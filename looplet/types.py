@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
-from looplet._frozen import value_type
+from looplet._value_type import value_type
 from looplet.errors import ErrorKind, ToolError
 
 if TYPE_CHECKING:

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import field
 from typing import Any, Protocol, runtime_checkable
 
-from looplet._frozen import value_type
+from looplet._value_type import value_type
 from looplet.messages import Message
 from looplet.types import ToolCall, Usage
 
