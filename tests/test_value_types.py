@@ -38,3 +38,15 @@ def test_equal_values_hash_alike_and_a_missing_field_is_a_type_error() -> None:
     assert {Message.user("hi"), Message.user("hi")} == {Message.user("hi")}
     with pytest.raises(TypeError):
         ToolCall()  # type: ignore[call-arg]
+
+
+def test_values_pickle_and_copy_to_equal_values() -> None:
+    import copy
+    import pickle
+
+    call = ToolCall("greet", {"name": "Alice"}, call_id="c1")
+    step = Step(1, call, ToolResult("greet", "name='Alice'", {"greeting": "hi"}, call_id="c1"))
+    request = LLMRequest((Message.user("hi"), Message("assistant", "", (call,))), step=2)
+    for value in (step, request, LLMResponse("x", (call,), Usage(3, 4)), Usage(1, 2)):
+        assert pickle.loads(pickle.dumps(value)) == value
+        assert copy.deepcopy(value) == value and copy.copy(value) == value
