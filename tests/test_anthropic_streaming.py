@@ -138,7 +138,9 @@ def _stream(
 @pytest.mark.parametrize(
     ("ending", "detail"),
     [
-        ("cut", "the connection broke"),
+        # A cut connection is worded by the SDK or the HTTP library (it changes between
+        # releases): only looplet's own fields are checked for it.
+        ("cut", ""),
         ("error", "Overloaded"),
         ("no_finish", "ended before its message_stop"),
     ],

@@ -3,7 +3,6 @@ request it sends, and still finishes with every step yielded and recorded unchan
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import openai
@@ -88,7 +87,6 @@ def wire_messages(body: dict[str, Any]) -> list[Message]:
 def test_200_steps_stay_within_the_budget_in_every_request_and_finish(strategy: Any) -> None:
     budget = ContextBudget(max_tokens=MAX_TOKENS, strategy=strategy)
     events = Events()
-    started = time.perf_counter()
     with ScriptedOpenAIServer([agent_script()] * (3 * STEPS)) as server:
         client = openai.OpenAI(base_url=server.base_url, api_key="sk-test")
         try:
@@ -101,7 +99,6 @@ def test_200_steps_stay_within_the_budget_in_every_request_and_finish(strategy: 
         finally:
             client.close()
         bodies = [r.body for r in server.requests]
-    elapsed = time.perf_counter() - started
 
     traj = loop.trajectory
     assert traj.stop_reason is StopReason.DONE, traj.stop_detail
@@ -121,4 +118,3 @@ def test_200_steps_stay_within_the_budget_in_every_request_and_finish(strategy: 
     # Compacting to `target` leaves headroom: a compaction every few steps, not every step.
     assert 0 < len(events.compactions) < STEPS // 4
     assert traj.llm_calls == len(bodies) == STEPS + sum(c.llm_calls for c in events.compactions)
-    assert elapsed < 10, f"took {elapsed:.1f}s"

