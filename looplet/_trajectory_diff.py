@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Final, Literal
 from looplet.types import Step, StopReason, Trajectory, _result_tail
 
 if TYPE_CHECKING:
-    from looplet.assertions import ExpectedStep
+    from looplet._expected_steps import ExpectedStep
 
 __all__ = ["FAILING", "MISSING", "ArgDiff", "Report", "Row", "StepProblem", "align", "clip"]
 
@@ -36,6 +36,7 @@ _ACTUAL_WIDTH = 56
 _VALUE_CHARS = 60
 _RESULT_CHARS = 160
 _DETAIL_CHARS = 60
+_FAILURE_CHARS = 60
 # Long tables are cut around the marked row: pytest shows a few lines unless run with -vv.
 _MAX_ROWS = 24
 _CONTEXT_ROWS = 8
@@ -263,10 +264,15 @@ class ArgDiff:
 
 @dataclass(frozen=True, slots=True)
 class StepProblem:
-    """Why an actual step does not fit an expected one: the tool, the outcome, arguments."""
+    """Why an actual step does not fit an expected one: the tool, the outcome, arguments.
+
+    ``ok`` is set when it succeeded and should have failed or the other way round; ``kind``
+    when it failed, as expected, but with another :class:`~looplet.errors.ErrorKind`.
+    """
 
     tool: bool = False
     ok: bool = False
+    kind: bool = False
     args: tuple[ArgDiff, ...] = ()
 
 
@@ -355,20 +361,21 @@ class Report:
             tool = step.tool_call.tool
             if problem.tool:
                 return f"step {n}: expected a call to {want.tool}, got {tool}{also}"
-            if problem.args:
-                keys = ", ".join(dict.fromkeys(d.path for d in problem.args))
-                return f"step {n}: {tool} was called with other arguments ({keys}){also}"
-            outcome = "succeeded" if step.ok else f"failed ({step.tool_result.error_kind})"
-            wanted = "succeed" if want.ok else "fail"
-            return f"step {n}: expected {tool} to {wanted}; it {outcome}{also}"
+            keys = ", ".join(dict.fromkeys(d.path for d in problem.args))
+            if problem.ok or problem.kind:
+                # The outcome first: a failed call usually explains its odd arguments too.
+                args = f"; its arguments differ too ({keys})" if keys else ""
+                return f"step {n}: {_outcome_reason(want, step)}{args}{also}"
+            return f"step {n}: {tool} was called with other arguments ({keys}){also}"
         if row.kind == "extra" and row.actual is not None:
-            tool = steps[row.actual].tool_call.tool
+            step = steps[row.actual]
             why = {
                 "strict": "",
                 "unordered": " (no unmatched expected step fits it)",
                 "superset": " (no expected step after the previous match fits it)",
             }[self.order]
-            return f"step {n}: unexpected extra call to {tool}{why}{also}"
+            outcome = "" if step.ok else f", which failed ({failure_text(step)})"
+            return f"step {n}: unexpected extra call to {step.tool_call.tool}{outcome}{why}{also}"
         assert row.expected is not None
         want_text = self.wanted[row.expected].describe(self.args_mode)
         if self.order == "unordered":
@@ -409,7 +416,7 @@ class Report:
             if step.tool_call.tool != self.wanted[expected].tool:
                 continue
             problem = self.problem(expected, j)
-            score = 0 if problem is None else len(problem.args) + problem.ok
+            score = 0 if problem is None else len(problem.args) + problem.ok + problem.kind
             if best is None or score < best[0]:
                 best = (score, j)
         return None if best is None else best[1]
@@ -421,6 +428,29 @@ def step_text(step: Step) -> str:
     head = f"#{step.number} {'✓' if step.ok else '✗'} {step.tool_call.tool}({result.args_summary})"
     tail = _result_tail(result)
     return f"{head} → {tail}" if tail else head
+
+
+def _outcome_reason(want: ExpectedStep, step: Step) -> str:
+    """``expected greet to succeed, it failed (permission_denied: ...)`` and the like."""
+    tool = step.tool_call.tool
+    if want.ok is True:
+        return f"expected {tool} to succeed, it failed ({failure_text(step)})"
+    wanted = f"fail with {want.kind.value}" if want.kind is not None else "fail"
+    got = "succeeded" if step.ok else f"failed ({failure_text(step)})"
+    return f"expected {tool} to {wanted}, it {got}"
+
+
+def failure_text(step: Step) -> str:
+    """A failed step's kind and message, short: ``permission_denied: not on the list``."""
+    result = step.tool_result
+    kind = result.error_kind
+    detail = result.error_detail
+    message = detail.message if detail is not None else (result.error or "")
+    if kind is None:
+        return clip(message, _FAILURE_CHARS)
+    prefix = f"{kind.value}: "
+    message = message.removeprefix(prefix)
+    return prefix + clip(message, _FAILURE_CHARS)
 
 
 def _result_line(step: Step) -> str:

@@ -5,8 +5,11 @@ Plain Python, usable in any test runner or script (no pytest import):
 message is a headline, the reasons, a step-by-step table of expected against actual steps and
 the divergent step's result; :func:`trajectory_matches` is the ``bool`` form. Argument values
 are compared through matchers (:data:`ANY`, :class:`Regex`, :class:`Predicate`, a compiled
-regex, a callable, nested dicts and lists). The query methods on ``Trajectory`` (``called``,
-``count``, ``denied``...) delegate here. Aligning steps and drawing the table live in
+regex, a callable, nested dicts and lists). An expected step means the call succeeded unless
+it says otherwise: :func:`failed` expects a failed call (optionally of one
+:class:`~looplet.errors.ErrorKind`), :func:`any_outcome` takes either (both built in
+:mod:`looplet._expected_steps`). The query methods on ``Trajectory`` (``called``, ``count``,
+``denied``...) delegate here. Aligning steps and drawing the table live in
 :mod:`looplet._trajectory_diff`; the pytest hook that shows the message lives in the plugin.
 """
 
@@ -14,10 +17,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Final, Literal, TypeAlias, final
 
 from looplet import _trajectory_diff as diff
+from looplet._expected_steps import ExpectedStep, StepSpec, any_outcome, failed, normalise
 from looplet.errors import ConfigurationError, ErrorKind, LoopletError
 from looplet.types import Step, StopReason, Trajectory
 
@@ -27,8 +30,10 @@ __all__ = [
     "Predicate",
     "Regex",
     "TrajectoryMismatch",
+    "any_outcome",
     "assert_trajectory",
     "explain_mismatch",
+    "failed",
     "trajectory_matches",
 ]
 
@@ -37,7 +42,6 @@ ArgsMode: TypeAlias = Literal["exact", "ignore", "subset"]
 
 _ORDERS: Final = ("strict", "unordered", "subset", "superset")
 _ARGS_MODES: Final = ("exact", "ignore", "subset")
-_ARG_IN_LINE_CHARS = 24
 
 
 @final
@@ -134,58 +138,6 @@ class Predicate:
         return f"<{self.description}>"
 
 
-@final
-@dataclass(frozen=True, slots=True)
-class ExpectedStep:
-    """One step :func:`assert_trajectory` expects: a tool, optionally its arguments and outcome.
-
-    Attributes:
-        tool: the tool's name.
-        args: matchers for the arguments, by name; ``None`` means the arguments are not
-            checked for this step (whatever the ``args`` mode), ``{}`` means "no arguments"
-            under ``args="exact"``.
-        ok: ``True`` if the call must succeed, ``False`` if it must fail, ``None`` for either.
-
-    Example::
-
-        assert_trajectory(traj, [ExpectedStep("greet", {"name": "Bob"}, ok=False), "done"])
-    """
-
-    tool: str
-    args: Mapping[str, Any] | None = None
-    ok: bool | None = None
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.tool, str) or not self.tool:
-            raise ConfigurationError(f"ExpectedStep.tool must be a tool name, got {self.tool!r}")
-        if self.args is not None and not isinstance(self.args, Mapping):
-            raise ConfigurationError(
-                f"ExpectedStep({self.tool!r}).args must be a dict of argument matchers or "
-                f"None, got {type(self.args).__name__} {self.args!r}"
-            )
-        if self.ok not in (None, True, False):
-            raise ConfigurationError(
-                f"ExpectedStep({self.tool!r}).ok must be True, False or None, got {self.ok!r}"
-            )
-
-    def describe(self, args_mode: str = "exact") -> str:
-        """A short form for diffs: ``greet(name='Alice')``, ``greet(...)``, ``✗ greet(...)``."""
-        mark = "" if self.ok is None else ("✓ " if self.ok else "✗ ")
-        if self.args is None or args_mode == "ignore":
-            inner = "..."
-        else:
-            parts = [f"{k}={diff.show(v, _ARG_IN_LINE_CHARS)}" for k, v in self.args.items()]
-            if args_mode == "subset":
-                parts.append("...")
-            inner = ", ".join(parts)
-        return f"{mark}{self.tool}({inner})"
-
-
-#: One expected step: ``"greet"``, ``("greet", {"name": "Alice"})``,
-#: ``{"tool": "greet", "args": {...}, "ok": True}`` or an :class:`ExpectedStep`.
-StepSpec: TypeAlias = str | tuple[str, Mapping[str, Any]] | Mapping[str, Any] | ExpectedStep
-
-
 class TrajectoryMismatch(LoopletError, AssertionError):
     """A trajectory is not what :func:`assert_trajectory` expected.
 
@@ -253,17 +205,20 @@ def assert_trajectory(
         traj: the run's trajectory (``loop.trajectory``).
         expected: the steps, each ``"greet"``, ``("greet", {"name": "Alice"})``,
             ``{"tool": "greet", "args": {...}, "ok": True}`` or an :class:`ExpectedStep`.
-            Argument values may be matchers: :data:`ANY`, :class:`Regex` or
-            ``re.compile(...)`` (searched), :class:`Predicate` or a callable, a type
-            (``isinstance``), a nested dict or list (matched item by item, dict keys
-            exactly); anything else is compared with ``==``.
+            Each must have succeeded (its ``tool_result.error`` is ``None``) unless it is
+            :func:`failed` (it must have failed, optionally with a given kind) or
+            :func:`any_outcome` (either). Argument values may be matchers: :data:`ANY`,
+            :class:`Regex` or ``re.compile(...)`` (searched), :class:`Predicate` or a
+            callable, a type (``isinstance``), a nested dict or list (matched item by item,
+            dict keys exactly); anything else is compared with ``==``.
         order: ``"strict"``: the same steps in the same order; ``"unordered"``: the same
             steps in any order (each actual step matches a different expected one);
             ``"subset"``: the expected steps appear in this order, other steps may come
             between; ``"superset"``: every actual step is one of the expected, in order
             (expected steps may be skipped).
-        args: ``"exact"``: the argument dict has exactly the expected keys, each matching;
-            ``"subset"``: only the expected keys are checked; ``"ignore"``: names only.
+        args: ``"exact"`` (the default here; ``traj == [...]`` uses ``"subset"``): the
+            argument dict has exactly the expected keys, each matching; ``"subset"``: only
+            the expected keys are checked; ``"ignore"``: names only.
         stop_reason: the :class:`~looplet.types.StopReason` the run must have ended with.
         max_steps: the most steps the run may have taken.
         max_tokens: the most tokens (input plus output) the run may have used.
@@ -333,7 +288,7 @@ def _check(
         )
     _check_choice("order", order, _ORDERS)
     _check_choice("args", args_mode, _ARGS_MODES)
-    wanted = _normalise(expected)
+    wanted = normalise(expected)
     want_stop = _stop_reason(stop_reason)
     for name, limit in (("max_steps", max_steps), ("max_tokens", max_tokens)):
         if limit is not None and (not isinstance(limit, int) or limit < 0):
@@ -386,30 +341,6 @@ def _stop_reason(value: StopReason | str | None) -> StopReason | None:
         ) from None
 
 
-def _normalise(expected: Sequence[StepSpec]) -> list[ExpectedStep]:
-    if isinstance(expected, str | Mapping) or not isinstance(expected, Sequence):
-        raise ConfigurationError(
-            f"expected must be a list of steps, got {type(expected).__name__} {expected!r}; "
-            f"wrap a single step in a list: [{expected!r}]"
-        )
-    return [_one_step(index, item) for index, item in enumerate(expected)]
-
-
-def _one_step(index: int, item: object) -> ExpectedStep:
-    if isinstance(item, ExpectedStep):
-        return item
-    if isinstance(item, str):
-        return ExpectedStep(item)
-    if isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str):
-        return ExpectedStep(item[0], item[1])
-    if isinstance(item, Mapping) and "tool" in item and set(item) <= {"tool", "args", "ok"}:
-        return ExpectedStep(item["tool"], item.get("args"), item.get("ok"))
-    raise ConfigurationError(
-        f"expected step {index + 1} is {item!r}; write it as 'greet', ('greet', {{'name': "
-        f"'Alice'}}), {{'tool': 'greet', 'args': {{...}}, 'ok': True}} or ExpectedStep(...)"
-    )
-
-
 # -- matching one step -------------------------------------------------------------------------
 
 
@@ -420,9 +351,13 @@ def _step_problem(want: ExpectedStep, step: Step, args_mode: str) -> diff.StepPr
     if want.args is not None and args_mode != "ignore":
         _diff_mapping(want.args, step.tool_call.args, "", args_mode == "exact", arg_diffs)
     ok_differs = want.ok is not None and want.ok != step.ok
-    if not arg_diffs and not ok_differs:
+    # A wanted kind is checked only on a failed step; a success already differs on ``ok``.
+    kind_differs = (
+        want.kind is not None and not step.ok and step.tool_result.error_kind is not want.kind
+    )
+    if not arg_diffs and not ok_differs and not kind_differs:
         return None
-    return diff.StepProblem(ok=ok_differs, args=tuple(arg_diffs))
+    return diff.StepProblem(ok=ok_differs, kind=kind_differs, args=tuple(arg_diffs))
 
 
 def _diff_mapping(

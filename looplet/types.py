@@ -16,7 +16,7 @@ from looplet._value_type import value_type
 from looplet.errors import ErrorKind, ToolError
 
 if TYPE_CHECKING:
-    from looplet.assertions import StepSpec
+    from looplet._expected_steps import StepSpec
     from looplet.messages import Message
 
 __all__ = ["Step", "StopReason", "ToolCall", "ToolResult", "Trajectory", "Usage"]
@@ -290,8 +290,10 @@ class Trajectory:
     def called(self, tool: str, /, **args: Any) -> bool:
         """Whether some step called ``tool`` with arguments matching every matcher given.
 
-        Unnamed arguments are not checked; a value may be a matcher (``ANY``, ``Regex``, a
-        compiled regex, a predicate, a nested dict; see :mod:`looplet.assertions`).
+        A call counts whether it succeeded or failed (see :meth:`failed`, :meth:`denied`, or
+        ``traj == [...]``, which expects success). Unnamed arguments are not checked; a value
+        may be a matcher (``ANY``, ``Regex``, a compiled regex, a predicate, a nested dict;
+        see :mod:`looplet.assertions`).
         ``traj.called("greet", name="Alice")``, ``traj.called("greet", name=ANY)``.
         """
         from looplet.assertions import _called
@@ -341,8 +343,10 @@ class Trajectory:
         """Equal to another trajectory with the same record; or to a list of expected steps.
 
         ``traj == ["greet", ("done", {"answer": ANY})]`` is ``traj.matches(expected,
-        order="strict", args="subset")``, and under pytest a failing ``assert`` of it shows
-        the step-by-step diff.
+        order="strict", args="subset")``: the same steps in the same order, each call's
+        arguments holding the ones named, and each call succeeded unless its expected step
+        is ``failed(...)`` or ``any_outcome(...)`` (:mod:`looplet.assertions`). Under pytest a
+        failing ``assert`` of it shows the step-by-step diff.
         """
         if isinstance(other, Trajectory):
             return all(getattr(self, f.name) == getattr(other, f.name) for f in fields(self))

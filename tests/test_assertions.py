@@ -22,8 +22,11 @@ from looplet import (
     ToolCall,
     ToolError,
     ToolResult,
+    ToolSpec,
     Trajectory,
     Usage,
+    any_outcome,
+    failed,
 )
 from looplet.assertions import (
     ANY,
@@ -165,7 +168,7 @@ def test_ok_flag_checks_the_outcome() -> None:
     traj = run([ToolCall("greet", {"nmae": "Bob"}), DONE])
     assert_trajectory(traj, [ExpectedStep("greet", ok=False), "done"])
     error = mismatch(traj, [ExpectedStep("greet", ok=True), "done"])
-    assert error.reasons == ["step 1: expected greet to succeed; it failed (validation)"]
+    assert error.reasons[0].startswith("step 1: expected greet to succeed, it failed (validation: ")
     assert any(line.startswith("  step #1 greet failed: validation:") for line in error.lines)
 
 
@@ -434,3 +437,133 @@ def test_assertions_work_without_pytest() -> None:
         "trajectory differs at step 1 (order=strict, args=exact)",
         "False",
     ]
+
+
+# -- failed steps: a plain expectation means "it succeeded" ------------------------------------
+
+
+class DenyBob:
+    """Refuses greet(name='Bob'), as a permission check would."""
+
+    def pre_dispatch(self, tool_call: ToolCall) -> Any:
+        return Deny("Bob is not on the guest list") if tool_call.args.get("name") == "Bob" else None
+
+
+def _explode(*, name: str) -> str:
+    raise RuntimeError(f"the greeting printer is on fire for {name}")
+
+
+BOOM = ToolSpec(
+    name="boom", description="Always raises.", parameters={"name": "str"}, execute=_explode
+)
+
+# Per way a call can fail: the call, the ErrorKind the step gets, extra run() arguments.
+FAILURES: dict[str, tuple[ToolCall, ErrorKind, dict[str, Any]]] = {
+    "unknown tool": (ToolCall("shout", {"name": "Bob"}), ErrorKind.UNKNOWN_TOOL, {}),
+    "raised": (ToolCall("boom", {"name": "Bob"}), ErrorKind.EXECUTION, {}),
+    "bad args": (ToolCall("greet", {"name": 42}), ErrorKind.VALIDATION, {}),
+    "denied": (
+        ToolCall("greet", {"name": "Bob"}),
+        ErrorKind.PERMISSION_DENIED,
+        {"hooks": [DenyBob()]},
+    ),
+}
+
+
+def run_failing(how: str) -> tuple[Trajectory, ToolCall, ErrorKind]:
+    call, kind, kwargs = FAILURES[how]
+    _, traj = run_sync(
+        llm=MockLLMBackend([call, DONE]), tools=make_tools(boom=BOOM), task="greet", **kwargs
+    )
+    assert traj.steps[0].tool_result.error_kind is kind  # the run failed the way we meant
+    return traj, call, kind
+
+
+@pytest.mark.parametrize("how", list(FAILURES))
+def test_a_failed_step_does_not_match_a_plain_expectation(how: str) -> None:
+    traj, call, kind = run_failing(how)
+    plain: list[Any] = [(call.tool, dict(call.args)), "done"]
+    assert traj != plain
+    assert traj != [call.tool, "done"]  # a bare name expects success too
+    assert not traj.matches(plain, args="ignore")
+    error = mismatch(traj, plain, args="subset")
+    assert error.first_divergence == 0
+    assert error.reasons[0].startswith(f"step 1: expected {call.tool} to succeed, it failed ")
+    assert f"({kind.value}: " in error.reasons[0]
+    assert marked_lines(error)[0].startswith(f">   1 {call.tool}(")
+    assert f"step #1 {call.tool} failed: {kind.value}: " in "\n".join(error.lines)
+
+
+@pytest.mark.parametrize("how", list(FAILURES))
+def test_a_failed_step_matches_a_failure_expectation(how: str) -> None:
+    traj, call, kind = run_failing(how)
+    for marker in (
+        failed(call.tool),
+        failed(call.tool, dict(call.args)),
+        failed(call.tool, kind=kind),
+        failed(call.tool, dict(call.args), kind=kind.value),
+        any_outcome(call.tool, dict(call.args)),
+        ExpectedStep(call.tool, ok=False),
+        {"tool": call.tool, "ok": None},
+    ):
+        expected: list[Any] = [marker, ("done", {"answer": ANY})]
+        assert traj == expected, marker
+        assert_trajectory(traj, expected)
+        assert_trajectory(traj, expected, order="subset", args="subset")
+
+
+@pytest.mark.parametrize("how", list(FAILURES))
+def test_a_failure_expectation_checks_the_kind_and_the_arguments(how: str) -> None:
+    traj, call, kind = run_failing(how)
+    other = ErrorKind.TIMEOUT
+    error = mismatch(traj, [failed(call.tool, kind=other), "done"])
+    assert error.reasons[0].startswith(
+        f"step 1: expected {call.tool} to fail with {other.value}, it failed ({kind.value}: "
+    )
+    assert traj != [failed(call.tool, {"name": "Carol"}), "done"]
+
+
+def test_a_failure_expectation_does_not_match_a_successful_step() -> None:
+    traj = run([GREET, DONE])
+    for marker in (
+        failed("greet"),
+        failed("greet", {"name": "Alice"}),
+        failed("greet", kind="validation"),
+    ):
+        assert traj != [marker, "done"]
+    error = mismatch(traj, [failed("greet", {"name": "Alice"}), "done"])
+    assert error.reasons == ["step 1: expected greet to fail, it succeeded"]
+    assert marked_lines(error) == [
+        ">   1 ✗ greet(name='Alice')            !=  #1 ✓ greet(name='Alice') → 1 keys"
+    ]
+    error = mismatch(traj, [failed("greet", kind=ErrorKind.PERMISSION_DENIED), "done"])
+    assert error.reasons == ["step 1: expected greet to fail with permission_denied, it succeeded"]
+    # any_outcome takes either; ExpectedStep's default is "succeeded", like a plain step.
+    assert traj == [any_outcome("greet"), any_outcome("done", {"answer": ANY})]
+    assert ExpectedStep("greet").ok is True
+
+
+def test_a_retried_failed_step_is_an_extra_step_that_says_it_failed() -> None:
+    traj = run([ToolCall("greet", {"nmae": "Alice"}), GREET, DONE])
+    assert traj == [failed("greet", kind="validation"), ("greet", {"name": "Alice"}), "done"]
+    error = mismatch(traj, [("greet", {"name": "Alice"}), "done"])
+    assert error.reasons[0].startswith(
+        "step 1: unexpected extra call to greet, which failed (validation: "
+    )
+
+
+def test_failure_expectations_reject_bad_input_with_the_fix() -> None:
+    with pytest.raises(
+        ConfigurationError, match=r"kind='denied' is not an ErrorKind.*'permission_denied'"
+    ):
+        failed("greet", kind="denied")
+    with pytest.raises(ConfigurationError, match=r"kind= needs ok=False.*failed\('greet', kind="):
+        ExpectedStep("greet", kind=ErrorKind.VALIDATION)
+    with pytest.raises(ConfigurationError, match=r"failed\(\) takes the tool's name"):
+        failed(ToolCall("greet", {}))  # type: ignore[arg-type]
+    step = failed("greet", {"name": "Bob"}, kind="permission_denied")
+    assert step == ExpectedStep(
+        "greet", {"name": "Bob"}, ok=False, kind=ErrorKind.PERMISSION_DENIED
+    )
+    assert step.describe("subset") == "✗ greet(name='Bob', ...) [permission_denied]"
+    assert any_outcome("greet").describe() == "✓/✗ greet(...)"
