@@ -31,6 +31,13 @@ def eval_greets_then_finishes(looplet_agent: LoopletAgent) -> None:
     assert traj.stop_reason is StopReason.DONE
 
 
+async def eval_greets_then_finishes_async(looplet_agent: LoopletAgent) -> bool:
+    # An async eval needs no marker: the plugin runs it, and scores what it returns.
+    traj = await looplet_agent.arun({"goal": "Greet Alice, then finish."})
+    assert traj == [("greet", {"name": "Alice"}), ("done", {"answer": ANY})]
+    return traj.stop_reason is StopReason.DONE
+
+
 @pytest.mark.parametrize(
     ("goal", "names"),
     [
