@@ -1,27 +1,52 @@
-"""Secret redaction: what a recorded run must not write to disk, and how it is replaced.
+"""Secret redaction: the one set of rules for what looplet must never write, and how.
 
-Here live :data:`REDACTED`, the patterns that recognise a secret by its key name (``api_key``,
-``accessToken``...) or by its shape (provider API keys, bearer tokens), and :class:`Redactor`,
-which learns the secrets of a whole :class:`~looplet._run_files.RecordedRun` and replaces them
-everywhere, cut-short copies included. It works on the JSON form only: recording a run lives in
-:mod:`looplet.provenance`, the JSON form itself in :mod:`looplet._run_files`, and the replay
-(which redacts its own run the same way before comparing) in :mod:`looplet._replay`.
+Every artefact goes through here: cassettes (:mod:`looplet.cassettes.scrub`), provenance
+records and checkpoints, and the pytest plugin's reports and terminal text. Three things are
+secrets:
+
+- the credentials in use: the API keys of the SDK clients looplet's backends wrap
+  (:func:`remember_credential`) and the values of environment variables named like a
+  credential (``*_API_KEY``, ``*_TOKEN``, ``*_SECRET``...), see :func:`credential_values`;
+- strings shaped like a credential wherever they appear (provider API keys, ``Bearer``
+  tokens);
+- in structured records, the values of secret key names (``api_key``, ``accessToken``...).
+
+:func:`redact_text` and :func:`redact` replace the first two with :data:`REDACTED`;
+:class:`Redactor` adds the third and learns the secrets of a whole
+:class:`~looplet._run_files.RecordedRun`, replacing them everywhere, cut-short copies
+included. Recording a run lives in :mod:`looplet.provenance`, the JSON form itself in
+:mod:`looplet._run_files`, and the replay (which redacts its own run the same way before
+comparing) in :mod:`looplet._replay`.
 """
 
 from __future__ import annotations
 
+import functools
+import os
 import re
+import threading
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from looplet._run_files import RecordedCall, RecordedRun
-from looplet.types import ToolCall
+if TYPE_CHECKING:  # imported when used: backends import this module, _run_files imports them
+    from looplet._run_files import RecordedCall, RecordedRun
 
-__all__ = ["REDACTED", "Redactor"]
+__all__ = [
+    "REDACTED",
+    "Redactor",
+    "TextRedactor",
+    "credential_in",
+    "credential_values",
+    "is_secret_name",
+    "redact",
+    "redact_text",
+    "remember_credential",
+]
 
 #: What a secret is replaced with (the marker cassettes use too).
 REDACTED = "<redacted>"
 
+_T = TypeVar("_T")
 
 # A key is secret when one of its words (split on _ - . and camelCase) is one of these, so
 # api_key, x-api-key, apiKey, access_token, client_secret are caught without a list.
@@ -44,11 +69,129 @@ _KEY_PATTERN = re.compile(
     r"|\bAIza[0-9A-Za-z_-]{35}"
 )
 _BEARER = re.compile(r"(?i:\bbearer\s+)((?=\S*\d)[A-Za-z0-9._~+/=-]{8,})")
+# The schemes an Authorization-like header puts before its credential.
+_SCHEMES = ("bearer ", "basic ", "token ")
 # Values shorter than this are redacted where their key names them, but not searched for
 # elsewhere: too likely to occur by chance.
 _MIN_SECRET = 6
+# Credentials in use (a client's key, an environment variable) shorter than this are not
+# searched for: "test", "dummy", "sk-test" are placeholders, and common words.
+_MIN_CREDENTIAL = 8
+# An environment variable holds a credential when its name ends like one of these.
+_CREDENTIAL_ENV = re.compile(
+    r"(?:^|_)(?:API_?KEY|ACCESS_KEY|SECRET_KEY|PRIVATE_KEY|TOKEN|SECRET|PASSWORD)$"
+)
 # How much of a long secret the cut-short pattern follows.
 _MAX_CUT = 96
+
+_credentials: set[str] = set()
+_credentials_lock = threading.Lock()
+
+
+def remember_credential(value: object) -> None:
+    """Redact ``value`` (a client's API key, say) from everything this process writes.
+
+    Backends call it with their client's key; values that are not strings, or shorter than
+    8 characters (placeholders such as ``"test"``), are ignored.
+    """
+    if isinstance(value, str) and len(value.strip()) >= _MIN_CREDENTIAL:
+        with _credentials_lock:
+            _credentials.add(value.strip())
+
+
+def credential_values(environ: Mapping[str, str] | None = None) -> frozenset[str]:
+    """The credentials in use: those remembered, and the values of the environment variables
+    (``environ``, default ``os.environ``) named ``*_API_KEY``, ``*_TOKEN``, ``*_SECRET``,
+    ``*_PASSWORD``, ``*_ACCESS_KEY``, ``*_SECRET_KEY`` or ``*_PRIVATE_KEY``, at least 8
+    characters long."""
+    env = os.environ if environ is None else environ
+    found = {
+        value.strip()
+        for name, value in env.items()
+        if _CREDENTIAL_ENV.search(name.upper()) and len(value.strip()) >= _MIN_CREDENTIAL
+    }
+    with _credentials_lock:
+        return frozenset(found | _credentials)
+
+
+def is_secret_name(name: str, extra_words: Iterable[str] = ()) -> bool:
+    """Whether values named ``name`` (a key, a header) are secrets, by its words.
+
+    ``extra_words`` are more words that make a name secret (lower case).
+    """
+    words = [w.lower() for w in _WORDS.findall(name)]
+    if not _SECRET_WORDS.isdisjoint(words) or "".join(words) in _JOINED_SECRET_KEYS:
+        return True
+    return any(word in words for word in extra_words)
+
+
+def credential_in(value: str | bytes) -> str | None:
+    """The credential a header value carries (``Bearer sk-...`` gives ``sk-...``), or
+    ``None`` when it is too short to look for elsewhere."""
+    text = value.decode("latin-1") if isinstance(value, bytes) else str(value)
+    for scheme in _SCHEMES:
+        if text.lower().startswith(scheme):
+            text = text[len(scheme) :]
+    text = text.strip()
+    return text if len(text) >= _MIN_SECRET else None
+
+
+def redact_text(text: str, secrets: Iterable[str] = ()) -> str:
+    """``text`` with the credentials in use, ``secrets`` and key-shaped strings replaced."""
+    return TextRedactor(secrets)(text)
+
+
+def redact(value: _T, secrets: Iterable[str] = ()) -> _T:
+    """``value`` with every string in it redacted like :func:`redact_text`.
+
+    Strings and bytes, and the strings inside dicts, lists and tuples (keys are kept) are
+    redacted; other values are returned as they are. The rules are read once per call.
+    """
+    return TextRedactor(secrets).data(value)
+
+
+class TextRedactor:
+    """Redacts text with ``secrets`` and the credentials in use when it was made (read once,
+    for the many strings of one document)."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        known = {s for s in secrets if s and s != REDACTED} | credential_values()
+        self._pattern = _pattern(frozenset(known))
+
+    def __call__(self, text: str) -> str:
+        return self._pattern.sub(REDACTED, _BEARER.sub(_bearer_redacted, text))
+
+    def raw(self, data: bytes) -> bytes:
+        """``data`` redacted as UTF-8 text, its other bytes kept as they were."""
+        text = data.decode("utf-8", "surrogateescape")
+        clean = self(text)
+        return data if clean == text else clean.encode("utf-8", "surrogateescape")
+
+    def data(self, value: _T) -> _T:
+        """``value`` with its strings redacted: see :func:`redact`."""
+        return self._walk(value)  # type: ignore[no-any-return]
+
+    def _walk(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return self(value)
+        if isinstance(value, bytes):
+            return self.raw(value)
+        if isinstance(value, dict):
+            return {k: self._walk(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self._walk(v) for v in value]
+        if isinstance(value, tuple):
+            return tuple(self._walk(v) for v in value)
+        return value
+
+
+@functools.lru_cache(maxsize=64)
+def _pattern(known: frozenset[str]) -> re.Pattern[str]:
+    # Longest first, so a secret that contains another is replaced whole; then the same
+    # secrets cut short by a display limit; then the shapes.
+    ordered = sorted(known, key=lambda v: (-len(v), v))
+    parts = [re.escape(v) for v in ordered] + [_cut_short(v) for v in ordered]
+    return re.compile("|".join([*parts, _KEY_PATTERN.pattern]))
 
 
 class Redactor:
@@ -57,17 +200,16 @@ class Redactor:
     def __init__(self, secrets: Iterable[str] = (), secret_keys: Iterable[str] = ()) -> None:
         self._values = {s for s in secrets if s}
         self._keys = frozenset(k.lower() for k in secret_keys)
-        self._pattern: re.Pattern[str] | None = None
+        self._texts: TextRedactor | None = None
 
     def is_secret_key(self, name: str) -> bool:
         """Whether the values of ``name`` are secrets."""
-        if name.lower() in self._keys:
-            return True
-        words = [w.lower() for w in _WORDS.findall(name)]
-        return not _SECRET_WORDS.isdisjoint(words) or "".join(words) in _JOINED_SECRET_KEYS
+        return name.lower() in self._keys or is_secret_name(name)
 
     def run(self, run: RecordedRun) -> RecordedRun:
         """A copy of ``run`` with every secret replaced."""
+        from looplet._run_files import RecordedRun
+
         docs = [run.task, run.config, run.steps, run.trajectory]
         docs += [(c.request, c.response, c.error) for c in run.calls]
         self.learn(docs)
@@ -81,6 +223,8 @@ class Redactor:
         )
 
     def _call(self, call: RecordedCall) -> RecordedCall:
+        from looplet._run_files import RecordedCall
+
         return RecordedCall(
             call.index,
             call.step,
@@ -95,7 +239,7 @@ class Redactor:
     def learn(self, value: Any) -> None:
         """Remember the secrets in ``value``, to be replaced wherever else they appear."""
         self._learn(value)
-        self._pattern = None
+        self._texts = None
 
     def _learn(self, value: Any) -> None:
         if isinstance(value, dict):
@@ -129,13 +273,9 @@ class Redactor:
         return value
 
     def _text(self, text: str) -> str:
-        if self._pattern is None:
-            # Longest first, so a secret that contains another is replaced whole; then the
-            # same secrets cut short by a display limit.
-            known = sorted(self._values, key=len, reverse=True)
-            parts = [re.escape(v) for v in known] + [_cut_short(v) for v in known]
-            self._pattern = re.compile("|".join([*parts, _KEY_PATTERN.pattern]))
-        return self._pattern.sub(REDACTED, _BEARER.sub(_bearer_redacted, text))
+        if self._texts is None:  # the credentials in use are read here, once per record
+            self._texts = TextRedactor(self._values)
+        return self._texts(text)
 
 
 def _cut_short(secret: str) -> str:
@@ -162,6 +302,8 @@ def _resummarize(step: Mapping[str, Any], clean: dict[str, Any]) -> None:
 
 
 def _summary(call: Mapping[str, Any]) -> str:
+    from looplet.types import ToolCall
+
     return ToolCall(
         call["tool"],
         dict(call.get("args") or {}),

@@ -2,8 +2,9 @@
 
 Every value a checkpoint holds (messages, tool calls, tool results, steps, usage) is encoded
 here field by field, so that it decodes to an equal value: unlike ``to_dict`` (made for
-reading: it cuts long data and rounds durations), nothing is cut or rounded. Decoding checks
-every field and reports a bad one by its place (``steps[2].tool_call.args``) as a
+reading: it cuts long data and rounds durations), nothing is cut or rounded; only credentials
+become ``<redacted>`` (:mod:`looplet._redact`), so that none reaches the disk. Decoding
+checks every field and reports a bad one by its place (``steps[2].tool_call.args``) as a
 :class:`DecodeError`, and a file that is no checkpoint at all as a :class:`BadFile`;
 :mod:`looplet.checkpoint` (the store, resuming) adds the file name and the fix.
 
@@ -424,7 +425,9 @@ class Checkpoint:
         )
 
     def to_json(self) -> str:
-        """The checkpoint file's text."""
+        """The checkpoint file's text, credentials and key-shaped strings redacted
+        (:mod:`looplet._redact`): a resumed run sees ``<redacted>`` in their place."""
+        from looplet._redact import redact
         from looplet._serialize_records import encode_child, encode_permission
 
         doc = {
@@ -455,7 +458,7 @@ class Checkpoint:
             if self.context_calibration is None
             else dict(zip(("limit", "scale"), self.context_calibration, strict=True)),
         }
-        return json.dumps(doc, ensure_ascii=False, allow_nan=False)
+        return json.dumps(redact(doc), ensure_ascii=False, allow_nan=False)
 
     @classmethod
     def from_json(cls, text: str | bytes, *, path: Path | None = None) -> Checkpoint:

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from types import ModuleType, TracebackType
 from typing import Any, ClassVar, Protocol, Self, TypeVar
 
+from looplet._redact import remember_credential
 from looplet.backends._streaming import TokenCallback, check_on_token
 from looplet.backends.base import LLMRequest, LLMResponse, RetryPolicy, reraise_own_error
 from looplet.errors import ConfigurationError, LLMError, MissingExtraError
@@ -123,6 +124,9 @@ class SDKBackend:
         self._sdk_error: type[Exception] = sdk.APIError
         # The SDK's own retries are off, so that only ``retry`` applies.
         self._client: Any = client.with_options(max_retries=0)
+        # The key in use must not reach a report or a file, even if a gateway echoes it.
+        remember_credential(getattr(client, "api_key", None))
+        remember_credential(getattr(client, "auth_token", None))
 
     @classmethod
     def _import_sdk(cls) -> ModuleType:

@@ -4,21 +4,26 @@ A :class:`Scrubber` removes credentials from each exchange before it is stored: 
 carry keys, tokens or cookies (:data:`DEFAULT_SECRET_HEADERS`, and any header whose name has
 a part like ``key``, ``token``, ``auth``, ``secret``, ``cookie``), key-like query parameters
 (:data:`DEFAULT_SECRET_QUERY`), and then every other occurrence of a removed value (a server
-that echoes the key in an error body, say), which becomes ``<redacted>``. Users add header and
-parameter names with ``filter_headers``/``filter_query``, and anything else with a
-``before_record`` hook. Headers are never matched, so removing them does not affect replay.
-The requests it handles are vcrpy's; it imports nothing itself.
+that echoes the key in an error body, say), of a credential in use and of a key-shaped string,
+which becomes ``<redacted>``; the rules are :mod:`looplet._redact`'s, the same as for every
+other file looplet writes. Users add header and parameter names with
+``filter_headers``/``filter_query``, and anything else with a ``before_record`` hook. Headers
+are never matched, so removing them does not affect replay. The requests it handles are
+vcrpy's; it does not import vcrpy itself.
 """
 
 from __future__ import annotations
 
 import copy
-import re
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from looplet._redact import REDACTED, credential_in, is_secret_name, redact
+
 __all__ = ["DEFAULT_SECRET_HEADERS", "DEFAULT_SECRET_QUERY", "REDACTED", "Scrubber"]
+
+_T = TypeVar("_T")
 
 #: Headers always removed, request and response: credentials, cookies, and the account
 #: identifiers OpenAI and Anthropic send.
@@ -50,20 +55,10 @@ DEFAULT_SECRET_QUERY: tuple[str, ...] = (
     "token",
 )
 
-#: What a secret value found elsewhere in an exchange is replaced with.
-REDACTED = "<redacted>"
-
-# A header is secret when one part of its name (split on - and _) is one of these, so
-# x-goog-api-key, ocp-apim-subscription-key, x-amz-security-token are caught without a list.
-# "tokens" is not "token": x-ratelimit-remaining-tokens stays.
-_SECRET_PARTS = frozenset(
-    {"apikey", "auth", "authorization", "cookie", "credential", "credentials", "key"}
-    | {"password", "secret", "session", "signature", "token"}
-)
-_SPLIT = re.compile(r"[-_]")
-# Values shorter than this are not searched for elsewhere: too likely to occur by chance.
-_MIN_SECRET = 6
-_SCHEMES = ("bearer ", "basic ", "token ")
+# A header is secret when a word of its name is a secret word (looplet._redact), so
+# x-goog-api-key, ocp-apim-subscription-key, x-amz-security-token are caught without a list;
+# for headers "session" is one too (a session id is as good as the key).
+_HEADER_WORDS = ("session",)
 
 
 class Scrubber:
@@ -79,15 +74,17 @@ class Scrubber:
         self._query = frozenset(q.lower() for q in (*DEFAULT_SECRET_QUERY, *filter_query))
         self._secrets: set[str] = set()
 
-    @property
-    def has_secrets(self) -> bool:
-        """Whether a secret value was seen, to be looked for in bodies and URLs."""
-        return bool(self._secrets)
+    def changes(self, request: Any) -> bool:
+        """Whether scrubbing changes the vcrpy ``request``'s URI or body (headers aside)."""
+        body = request.body
+        if isinstance(body, bytes | str) and self._redact(body) != body:
+            return True
+        return bool(self._redact(request.uri) != request.uri)
 
     def is_secret_header(self, name: str) -> bool:
         """Whether the header ``name`` is removed."""
         lower = name.lower()
-        return lower in self._headers or not _SECRET_PARTS.isdisjoint(_SPLIT.split(lower))
+        return lower in self._headers or is_secret_name(lower, _HEADER_WORDS)
 
     def request(self, request: Any) -> Any:
         """A copy of the vcrpy ``request`` without secret headers, parameters or values."""
@@ -101,7 +98,7 @@ class Scrubber:
         clean.headers = headers
         clean.uri = self._clean_uri(request.uri)
         body = request.body
-        if self._secrets and isinstance(body, bytes | str):
+        if isinstance(body, bytes | str):
             clean.body = self._redact(body)
         return clean
 
@@ -116,7 +113,7 @@ class Scrubber:
                 headers[name] = values
         body = dict(response.get("body") or {})
         raw = body.get("string")
-        if self._secrets and isinstance(raw, bytes | str):
+        if isinstance(raw, bytes | str):
             body["string"] = redacted = self._redact(raw)
             if len(redacted) != len(raw):
                 _set_content_length(headers, len(redacted))
@@ -124,37 +121,23 @@ class Scrubber:
 
     def _clean_uri(self, uri: str) -> str:
         parts = urlsplit(uri)
-        if not parts.query and not self._secrets:
-            return uri
-        query = parts.query
-        if query:
-            kept = []
-            for name, value in parse_qsl(query, keep_blank_values=True):
-                if name.lower() in self._query:
-                    self._remember(value)
-                else:
-                    kept.append((name, value))
-            query = urlencode(kept)
-        clean = urlunsplit(parts._replace(query=query))
-        return self._redact(clean) if self._secrets else clean
+        if not parts.query:
+            return self._redact(uri)
+        kept = []
+        for name, value in parse_qsl(parts.query, keep_blank_values=True):
+            if name.lower() in self._query:
+                self._remember(value)
+            else:
+                kept.append((name, value))
+        return self._redact(urlunsplit(parts._replace(query=urlencode(kept))))
 
     def _remember(self, value: Any) -> None:
-        text = value.decode("latin-1") if isinstance(value, bytes) else str(value)
-        for scheme in _SCHEMES:
-            if text.lower().startswith(scheme):
-                text = text[len(scheme) :]
-        text = text.strip()
-        if len(text) >= _MIN_SECRET:
-            self._secrets.add(text)
+        secret = credential_in(value if isinstance(value, bytes) else str(value))
+        if secret is not None:
+            self._secrets.add(secret)
 
-    def _redact(self, data: Any) -> Any:
-        # Longest first, so a secret that contains another is replaced whole.
-        for secret in sorted(self._secrets, key=len, reverse=True):
-            if isinstance(data, bytes):
-                data = data.replace(secret.encode(), REDACTED.encode())
-            else:
-                data = data.replace(secret, REDACTED)
-        return data
+    def _redact(self, data: _T) -> _T:
+        return redact(data, self._secrets)
 
 
 def _set_content_length(headers: dict[str, Any], length: int) -> None:
