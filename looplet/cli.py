@@ -6,6 +6,8 @@ on every run; 1 when any scored below ``--threshold`` (default 0.5), raised, or 
 (``looplet eval`` has no judge model, so graders that need one are skipped, and a skip is not
 a pass); 2 on a usage error (a missing directory, no runs or no evals found, a broken eval
 file or saved run). ``looplet show DIR`` prints a one-page summary of a saved run.
+``looplet merge OUT REPORT...`` joins the JSON reports of ``--looplet-shard`` runs; it needs
+no pytest.
 
 The work lives in :mod:`looplet.evals`; this module parses arguments and prints.
 """
@@ -131,24 +133,36 @@ def _parser() -> argparse.ArgumentParser:
         "merge",
         help="join the JSON reports of several shards into one",
         description="Merge --looplet-report files (e.g. one per --looplet-shard) into OUT, "
-        "recomputing every eval's statistics from the merged runs.",
+        "recomputing every eval's statistics from the merged runs. Shard reports must be "
+        "every shard of one split, each once.",
     )
     merge.add_argument("out", metavar="OUT", type=Path, help="the merged report to write")
     merge.add_argument("reports", metavar="REPORT", type=Path, nargs="+", help="shard reports")
+    merge.add_argument(
+        "--allow-partial",
+        action="store_true",
+        help="merge even when a shard is missing or given twice (each run is kept once); "
+        "the merged report is marked partial",
+    )
     merge.set_defaults(command="merge", run=_run_merge, usage=merge.format_usage())
     return parser
 
 
 def _run_merge(args: argparse.Namespace) -> int:
-    from looplet.evals.report import ReportError, merge_reports, write_report
+    from looplet.evals.report import MergeError, ReportError, merge_reports, write_report
 
     try:
-        merged = merge_reports(args.reports)
+        merged = merge_reports(args.reports, allow_partial=args.allow_partial)
+    except MergeError as exc:
+        raise UsageError(f"not one complete set of reports: {exc}") from None
     except ReportError as exc:
         raise UsageError(str(exc)) from None
     write_report(args.out, merged)
     evals = merged.get("evals", [])
-    print(f"merged {len(args.reports)} reports ({len(evals)} evals) into {args.out}")
+    line = f"merged {len(args.reports)} reports ({len(evals)} evals) into {args.out}"
+    if merged["run"]["partial"]:
+        line += f", marked partial: {'; '.join(merged['run']['problems'])}"
+    print(line)
     return 0
 
 
