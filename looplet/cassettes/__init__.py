@@ -33,6 +33,7 @@ from looplet.cassettes.errors import (
     CassetteExhaustedError,
     CassetteMismatchError,
     CassetteNotFoundError,
+    CassetteUnsupportedFormatError,
 )
 from looplet.cassettes.matching import DEFAULT_MATCH_ON, DEFAULT_VOLATILE_FIELDS, MATCHER_NAMES
 from looplet.cassettes.scrub import DEFAULT_SECRET_HEADERS, DEFAULT_SECRET_QUERY
@@ -52,6 +53,7 @@ __all__ = [
     "CassetteExhaustedError",
     "CassetteMismatchError",
     "CassetteNotFoundError",
+    "CassetteUnsupportedFormatError",
     "Change",
     "recorded_base_url",
     "use_cassette",
@@ -145,7 +147,8 @@ def use_cassette(
         MissingExtraError: vcrpy is not installed (``pip install 'looplet[cassettes]'``).
 
     Entering the block raises :class:`CassetteNotFoundError` (``"none"`` and no file) or
-    :class:`CassetteCorruptError` (a file that does not load, with the line); requests
+    :class:`CassetteCorruptError` (a file that does not load, with the line; its subclass
+    :class:`CassetteUnsupportedFormatError` for another tool's format, named); requests
     inside it raise :class:`CassetteMismatchError` or :class:`CassetteExhaustedError`.
     """
     return Cassette(

@@ -5,6 +5,7 @@ The hierarchy (under :class:`looplet.errors.LoopletError`)::
     CassetteError                 base: anything wrong with a cassette; ``.path`` names the file
     ├── CassetteNotFoundError     record_mode 'none' and the file does not exist (or is empty)
     ├── CassetteCorruptError      the file cannot be read: bad JSON/YAML (``.line``), bad shape
+    │   └── CassetteUnsupportedFormatError  another tool's cassette format: which, what to do
     ├── CassetteMismatchError     a request matches no recorded one; shows what changed
     └── CassetteExhaustedError    every recorded exchange is used and the run asked for more
 
@@ -28,6 +29,7 @@ __all__ = [
     "CassetteExhaustedError",
     "CassetteMismatchError",
     "CassetteNotFoundError",
+    "CassetteUnsupportedFormatError",
 ]
 
 
@@ -88,6 +90,29 @@ class CassetteCorruptError(CassetteError):
         self.reason = reason
         self.line = line
         self.column = column
+
+
+class CassetteUnsupportedFormatError(CassetteCorruptError):
+    """The file is a cassette in a format looplet does not replay (another tool's, or a newer
+    looplet's); the message names the format and what to do.
+
+    Attributes:
+        format: the format recognised, e.g. ``"Ruby VCR or Betamax cassette"``.
+        advice: what to do about it.
+    """
+
+    def __init__(self, *, path: str, format: str, advice: str) -> None:
+        CassetteError.__init__(
+            self,
+            f"cannot load cassette {path}: it is a {format}, a format looplet does not "
+            f"replay. {advice}",
+            path=path,
+        )
+        self.format = format
+        self.advice = advice
+        self.reason = f"a {format}"
+        self.line = None
+        self.column = None
 
 
 class CassetteMismatchError(CassetteError):

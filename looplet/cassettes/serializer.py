@@ -28,7 +28,9 @@ Why JSON, in a file that keeps the ``.yaml`` name the pytest plugin gives it: JS
 (any YAML reader loads these files), and ``json.loads`` reads a 200-exchange cassette
 (0.9 MB) in about 3.5 ms, where libyaml's ``CSafeLoader`` takes 80 ms for vcrpy's own YAML
 (39 ms with bodies as block scalars, 230 ms as nested YAML) and pure-Python YAML 460 ms.
-Files in vcrpy's own formats (YAML or JSON, as pytest-recording writes them) load too.
+Files in vcrpy's own formats (YAML or JSON, as pytest-recording writes them) load too, and
+pydantic-ai's (vcrpy's YAML with JSON bodies as ``parsed_body``). Other tools' cassettes
+(Ruby VCR, Betamax, HAR) and a newer looplet's are recognised and refused with what to do.
 
 :func:`serialize` and :func:`deserialize` follow vcrpy's serializer interface, so this module
 can be registered on a ``vcr.VCR``: ``my_vcr.register_serializer("looplet", serializer)``.
@@ -61,13 +63,25 @@ FORMAT = "looplet-cassette/1"
 
 
 class CassetteFormatError(ValueError):
-    """The text is not a cassette; ``line``/``column`` (1-based) locate a syntax error."""
+    """The text is not a cassette; ``line``/``column`` (1-based) locate a syntax error.
 
-    def __init__(self, reason: str, line: int | None = None, column: int | None = None):
+    ``unsupported`` is ``(format, advice)`` when the text is a cassette of a format looplet
+    recognises but does not replay (another tool's, or a newer looplet's).
+    """
+
+    def __init__(
+        self,
+        reason: str,
+        line: int | None = None,
+        column: int | None = None,
+        *,
+        unsupported: tuple[str, str] | None = None,
+    ):
         super().__init__(reason)
         self.reason = reason
         self.line = line
         self.column = column
+        self.unsupported = unsupported
 
 
 # -- writing ---------------------------------------------------------------------------------
@@ -251,6 +265,9 @@ def load_interactions(text: str) -> list[StoredExchange]:
         CassetteFormatError: not JSON/YAML (with the line), or not shaped like a cassette.
     """
     document = _parse(text)
+    unsupported = _unsupported(document)
+    if unsupported is not None:
+        raise CassetteFormatError(f"a {unsupported[0]}", unsupported=unsupported)
     if not isinstance(document, dict) or not isinstance(document.get("interactions"), list):
         raise CassetteFormatError("it has no 'interactions' list, so it is not a cassette")
     ours = document.get("format") == FORMAT
@@ -263,6 +280,33 @@ def load_interactions(text: str) -> list[StoredExchange]:
                 f"interaction {number} is malformed ({type(exc).__name__}: {exc})"
             ) from None
     return loaded
+
+
+_RECORD_AGAIN = (
+    "Record it again with looplet (delete it and run with record_mode='once', or "
+    "pytest --looplet-record-mode=once); looplet also loads vcrpy's YAML and JSON "
+    "cassettes (pytest-recording's) and pydantic-ai's."
+)
+
+
+def _unsupported(document: Any) -> tuple[str, str] | None:
+    """``(format, advice)`` when ``document`` is a cassette looplet recognises but does not
+    replay; ``None`` for anything else (a looplet or vcrpy cassette, or no cassette)."""
+    if not isinstance(document, dict):
+        return None
+    kind = document.get("format")
+    if isinstance(kind, str) and kind.startswith("looplet-cassette/") and kind != FORMAT:
+        return (
+            f"newer looplet cassette ({kind})",
+            f"This looplet reads {FORMAT}: upgrade looplet (pip install -U looplet).",
+        )
+    if isinstance(document.get("http_interactions"), list):
+        # Ruby's VCR and Python's Betamax write the same layout, in YAML or JSON.
+        return "Ruby VCR or Betamax cassette (http_interactions)", _RECORD_AGAIN
+    log = document.get("log")
+    if isinstance(log, dict) and isinstance(log.get("entries"), list):
+        return "HAR archive (log.entries, as browsers and proxies export)", _RECORD_AGAIN
+    return None
 
 
 def _parse(text: str) -> Any:
@@ -373,6 +417,10 @@ def _decode_response(node: Mapping[str, Any]) -> dict[str, Any]:
 
 def _load_vcrpy(item: Mapping[str, Any]) -> StoredExchange:
     request, response = item["request"], item["response"]
+    if "parsed_body" in request:
+        request = _from_parsed_body(request, response=False)
+    if "parsed_body" in response:
+        response = _from_parsed_body(response, response=True)
     body = request.get("body")
     if isinstance(body, str):
         body = body.encode("utf-8")
@@ -384,6 +432,30 @@ def _load_vcrpy(item: Mapping[str, Any]) -> StoredExchange:
         _str(request["method"]), _str(request["uri"]), headers, body or None, parse_json_body(body)
     )
     return StoredExchange(stored, response)
+
+
+def _from_parsed_body(side: Mapping[str, Any], *, response: bool) -> dict[str, Any]:
+    """A request or response of pydantic-ai's cassettes in vcrpy's own form.
+
+    pydantic-ai's test suite stores a JSON body parsed (``parsed_body``) in place of vcrpy's
+    ``body``, and only bodies it could parse, so decoded ones: the JSON's meaning is all
+    there is to keep. The response's length is that of the body re-encoded, and a
+    ``content-encoding`` left over from the wire no longer applies.
+    """
+    node = {key: value for key, value in side.items() if key != "parsed_body"}
+    body = json.dumps(side["parsed_body"], ensure_ascii=False, separators=(",", ":"))
+    if not response:
+        node["body"] = body
+        return node
+    headers = {}
+    for name, value in (side.get("headers") or {}).items():
+        lower = str(name).lower()
+        if lower == "content-encoding":
+            continue
+        headers[name] = [str(len(body.encode()))] if lower == "content-length" else value
+    node["headers"] = headers
+    node["body"] = {"string": body}
+    return node
 
 
 # -- vcrpy's serializer interface ------------------------------------------------------------
