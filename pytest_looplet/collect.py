@@ -21,10 +21,12 @@ share a name in different folders need ``__init__.py`` files (packages) under th
 from __future__ import annotations
 
 import fnmatch
+import functools
 import hashlib
+import inspect
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +41,7 @@ __all__ = [
     "EVAL_KEYWORD",
     "EvalModule",
     "Repetition",
+    "async_return_key",
     "collect_file",
     "eval_of",
     "is_eval",
@@ -48,7 +51,6 @@ __all__ = [
     "parametrize_repeats",
     "repetition_key",
     "shard",
-    "shard_of",
 ]
 
 EVAL_KEYWORD = "looplet_eval"
@@ -60,7 +62,9 @@ class EvalModule(pytest.Module):
     """An eval file: collects the functions named with the eval prefix and defined in it.
 
     Classes are not collected, nor are functions imported from elsewhere (a helper
-    ``eval_...`` imported from another module is not an eval of this file).
+    ``eval_...`` imported from another module is not an eval of this file). Two evals that
+    would share a cassette file (:func:`pytest_looplet.cassettes.shared_cassette`) make the
+    module a collection error naming both.
     """
 
     @property
@@ -88,6 +92,8 @@ class EvalModule(pytest.Module):
         for node in nodes:
             node.keywords[EVAL_KEYWORD] = True  # rides on every report of the item
             node.extra_keyword_matches.add(EVAL_KEYWORD)  # what -k matches
+            if isinstance(node, pytest.Function) and inspect.iscoroutinefunction(node.obj):
+                node.obj = _keeping_return(node, node.obj)
             repetition = _repetition_of(node)
             if repetition is not None and isinstance(node, pytest.Item):
                 node.stash[repetition_key] = repetition
@@ -95,7 +101,34 @@ class EvalModule(pytest.Module):
                 node.user_properties.append(
                     ("looplet_repetition", f"{repetition.index}/{repetition.count}")
                 )
+        # Cassettes are per module (cassettes/<module>/), so one module's items are all
+        # that can clash: refuse the module rather than let one recording overwrite another.
+        from pytest_looplet.cassettes import shared_cassette
+
+        clash = shared_cassette([node for node in nodes if isinstance(node, pytest.Item)])
+        if clash is not None:
+            raise self.CollectError(clash)
         return nodes
+
+
+async_return_key = pytest.StashKey[object]()
+"""What an ``async def`` eval returned (on ``item.stash``), whoever awaited it."""
+
+
+def _keeping_return(
+    item: pytest.Function, function: Callable[..., Awaitable[object]]
+) -> Callable[..., Awaitable[None]]:
+    """``function``, returning ``None`` after keeping its value in ``item.stash``.
+
+    Whoever awaits an async eval (looplet itself, anyio's or pytest-asyncio's plugin) then
+    leaves its value where scoring reads it: those plugins drop a test's return value.
+    """
+
+    @functools.wraps(function)
+    async def eval_keeping_return(*args: object, **kwargs: object) -> None:
+        item.stash[async_return_key] = await function(*args, **kwargs)
+
+    return eval_keeping_return
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,25 +179,31 @@ def eval_of(nodeid: str, repetition: str | None) -> str:
     return nodeid
 
 
-def shard_of(nodeid: str, total: int) -> int:
-    """The 1-based shard (of ``total``) a node id falls in: a stable hash, the same anywhere."""
-    digest = hashlib.sha256(nodeid.encode()).digest()
-    return int.from_bytes(digest[:8], "big") % total + 1
-
-
 def shard(
     items: list[pytest.Item], index: int, total: int
 ) -> tuple[list[pytest.Item], list[pytest.Item]]:
-    """Split ``items`` into (kept, deselected) for shard ``index`` of ``total``.
+    """Split ``items`` into (kept, deselected) for shard ``index`` of ``total`` (1-based).
 
-    Only eval items are split; other tests are kept in every shard.
+    Only eval items are split; other tests are kept in every shard. The eval items are
+    sorted by a SHA-256 of their node id, then dealt round-robin: shard sizes differ by at
+    most one, every shard has an item when there are at least ``total``, and the split is
+    the same on every machine whatever order pytest collected in. Each repetition is an item
+    of its own, so the runs of a repeated eval spread over the shards. ``kept`` keeps the
+    collection order.
     """
+    evals = sorted((item for item in items if is_eval(item)), key=_shard_key)
+    chosen = {id(item) for item in evals[index - 1 :: total]}
     kept: list[pytest.Item] = []
     dropped: list[pytest.Item] = []
     for item in items:
-        keep = not is_eval(item) or shard_of(item.nodeid, total) == index
+        keep = not is_eval(item) or id(item) in chosen
         (kept if keep else dropped).append(item)
     return kept, dropped
+
+
+def _shard_key(item: pytest.Item) -> tuple[bytes, str]:
+    # The hash mixes the evals of one file over the shards; the node id breaks a tie.
+    return hashlib.sha256(item.nodeid.encode()).digest(), item.nodeid
 
 
 def is_eval(item: pytest.Item) -> bool:

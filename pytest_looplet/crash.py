@@ -21,6 +21,7 @@ import pytest
 
 if TYPE_CHECKING:
     from looplet.types import Step
+    from pytest_looplet.plugin import LoopletSettings
 
 __all__ = ["CrashRecovery", "ProgressLog", "progress_log"]
 
@@ -39,7 +40,10 @@ class ProgressLog:
 
     def add(self, step: Step) -> None:
         """Record ``step`` durably enough to survive the process dying right after."""
-        line = json.dumps({"step": step.number, "pretty": step.pretty()}, ensure_ascii=False)
+        from looplet._redact import redact_text  # a file, and a crashed item's report later
+
+        pretty = redact_text(step.pretty())
+        line = json.dumps({"step": step.number, "pretty": pretty}, ensure_ascii=False)
         with self.path.open("a", encoding="utf-8") as out:
             out.write(line + "\n")
 
@@ -56,7 +60,8 @@ def progress_log(request: pytest.FixtureRequest) -> ProgressLog | None:
 class CrashRecovery:
     """Controller-side xdist hooks: hand workers the progress folder, read it on a crash."""
 
-    def __init__(self) -> None:
+    def __init__(self, settings: LoopletSettings) -> None:
+        self.settings = settings
         self.folder = tempfile.mkdtemp(prefix="looplet-progress-")
 
     def pytest_configure_node(self, node: Any) -> None:
@@ -64,22 +69,42 @@ class CrashRecovery:
         node.workerinput[_WORKERINPUT_KEY] = self.folder
 
     def pytest_handlecrashitem(self, crashitem: str, report: pytest.TestReport, sched: Any) -> None:
-        """Add the steps the crashed item recorded to its report, and count it as an eval."""
-        path = _progress_file(self.folder, crashitem)
-        if not path.exists():
+        """Make a crashed eval a failed eval of the summary and reports, with a crash reason
+        and the steps its agent had taken (none when it died before its first step ended)."""
+        if not self._is_eval(crashitem):
             return
-        lines = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+        path = _progress_file(self.folder, crashitem)
+        lines: list[dict[str, Any]] = []
+        if path.exists():
+            text = path.read_text(encoding="utf-8")
+            lines = [json.loads(line) for line in text.splitlines() if line.strip()]
         shown = "\n".join(f"  {entry['pretty']}" for entry in lines) or "  (none)"
         report.longrepr = (
             f"{report.longrepr}\nlooplet: the agent had taken {len(lines)} steps when the worker "
             f"crashed:\n{shown}"
         )
         report.user_properties.extend(
-            [("looplet_steps", len(lines)), ("looplet_stop_reason", "crashed")]
+            [
+                ("looplet_steps", len(lines)),
+                ("looplet_stop_reason", "crashed"),
+                ("looplet_error", "crashed"),
+            ]
         )
         from pytest_looplet.collect import EVAL_KEYWORD
 
         report.keywords = {**report.keywords, EVAL_KEYWORD: 1}
+
+    def _is_eval(self, nodeid: str) -> bool:
+        # The controller collects nothing under xdist: the node id alone tells, by the rule
+        # eval modules collect with (an eval file, a function named with the prefix).
+        if not self.settings.evals:
+            return False
+        from pytest_looplet.collect import is_eval_file
+
+        file, _, name = nodeid.partition("::")
+        return is_eval_file(Path(file), self.settings) and name.startswith(
+            self.settings.eval_prefix
+        )
 
     def pytest_unconfigure(self) -> None:
         """Remove the progress folder."""

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +21,7 @@ import pytest
 from pytest_looplet.plugin import cassette_failed_key, looplet_settings
 
 if TYPE_CHECKING:
-    from looplet import BaseToolRegistry, LoopConfig, PermissionEngine, Trajectory
+    from looplet import BaseToolRegistry, LoopConfig, PermissionEngine, Step, Trajectory
     from looplet.cassettes import Cassette
     from looplet.evals.judge import Judge
 
@@ -30,6 +29,7 @@ __all__ = [
     "LoopletAgent",
     "looplet_agent",
     "looplet_cassette",
+    "looplet_cassette_config",
     "looplet_cassette_path",
     "looplet_config",
     "looplet_hooks",
@@ -44,7 +44,6 @@ __all__ = [
 ]
 
 _DEFAULT_MODELS = {"openai": "gpt-4o-mini", "anthropic": "claude-sonnet-5-5"}
-_UNSAFE = re.compile(r"[^\w.\[\]=,+-]")
 
 
 @pytest.fixture(scope="session")
@@ -72,23 +71,40 @@ def looplet_model(pytestconfig: pytest.Config, looplet_provider: str) -> str:
 def looplet_cassette_path(request: pytest.FixtureRequest) -> Path:
     """Per test: ``cassettes/<module>/<test name>[<params>].yaml`` beside the test file.
 
-    Each run of a repeated eval has its own: ``<test name>[<params>]-rep<N>.yaml``, named
+    Characters a file name cannot hold become ``_``; when that changed the name, a short
+    hash of the real one is appended (``eval_x[a_b]-1f2e3d4c.yaml``), so ``a b`` and ``a/b``
+    never share a file. Each run of a repeated eval has its own, ``...-rep<N>.yaml``, named
     without the run count, so raising ``repeat`` keeps the cassettes already recorded.
+    Override it to name cassettes your way; collection then leaves them unchecked.
     """
-    from pytest_looplet.collect import repetition_key
+    from pytest_looplet.cassettes import cassette_path
 
-    node_path = Path(str(request.node.path))
-    repetition = request.node.stash.get(repetition_key, None)
-    if repetition is None:
-        name = _UNSAFE.sub("_", request.node.name)
-    else:
-        name = f"{_UNSAFE.sub('_', repetition.name)}-rep{repetition.index}"
-    return node_path.parent / "cassettes" / node_path.stem / f"{name}.yaml"
+    return cassette_path(request.node)
+
+
+@pytest.fixture
+def looplet_cassette_config(pytestconfig: pytest.Config) -> dict[str, Any]:
+    """Per test: the ``use_cassette()`` keyword arguments of every eval's cassette.
+
+    ``match_on``, ``ignore_fields`` and ``filter_headers``, from the ini keys
+    ``looplet_cassette_match_on``, ``looplet_cassette_ignore_body_fields`` (added to looplet's
+    volatile fields) and ``looplet_cassette_filter_headers``. Override it to add any other
+    argument, e.g. ``return {**looplet_cassette_config, "allow_repeats": True}``.
+    """
+    from pytest_looplet.cassettes import ini_cassette_config
+
+    try:
+        return ini_cassette_config(pytestconfig)
+    except ValueError as exc:
+        pytest.fail(str(exc), pytrace=False)
 
 
 @pytest.fixture
 def looplet_cassette(
-    request: pytest.FixtureRequest, looplet_cassette_path: Path, looplet_record_mode: str
+    request: pytest.FixtureRequest,
+    looplet_cassette_path: Path,
+    looplet_record_mode: str,
+    looplet_cassette_config: dict[str, Any],
 ) -> Iterator[Cassette]:
     """Per test: the test's cassette, active for the whole test (``with use_cassette``).
 
@@ -97,8 +113,20 @@ def looplet_cassette(
     swallowed that error still fails, when the cassette closes.
     """
     from looplet.cassettes import CassetteError, use_cassette
+    from looplet.errors import ConfigurationError
+    from pytest_looplet.cassettes import checked_cassette_config, renamed_cassette_hint
 
-    cassette = use_cassette(looplet_cassette_path, looplet_record_mode)
+    if looplet_record_mode == "none" and not looplet_cassette_path.exists():
+        hint = renamed_cassette_hint(request.node, looplet_cassette_path)
+        if hint is not None:
+            pytest.fail(hint, pytrace=False)
+    try:
+        settings = checked_cassette_config(looplet_cassette_config)
+        cassette = use_cassette(looplet_cassette_path, looplet_record_mode, **settings)
+    except ConfigurationError as exc:
+        pytest.fail(f"looplet_cassette_config: {exc}", pytrace=False)
+    except ValueError as exc:
+        pytest.fail(str(exc), pytrace=False)
     with cassette:
         yield cassette
         if request.node.stash.get(cassette_failed_key, False):
@@ -247,13 +275,44 @@ class LoopletAgent:
         A run that ends in an error (the provider, a hook, a cassette mismatch) re-raises it
         after its partial trajectory is recorded.
         """
+        from looplet import composable_loop
+        from looplet.errors import LoopletError
+
+        loop = composable_loop(**self._loop_arguments(task, overrides))
+        on_step = self._step_observer()
+        try:
+            for step in loop:
+                on_step(step)
+        except LoopletError as err:
+            self._record(err.trajectory or loop.trajectory, failed=True)
+            raise
+        return self._record(loop.trajectory)
+
+    async def arun(self, task: Any, **overrides: Any) -> Trajectory:
+        """The async twin of :meth:`run`: ``traj = await looplet_agent.arun(task)``.
+
+        Runs ``async_composable_loop`` with the same fixtures and ``overrides``; a sync backend
+        (the cassette-backed ``looplet_llm``) and sync tools run in a worker thread.
+        """
+        from looplet import async_composable_loop
+        from looplet.errors import LoopletError
+
+        loop = async_composable_loop(**self._loop_arguments(task, overrides))
+        on_step = self._step_observer()
+        try:
+            async for step in loop:
+                on_step(step)
+        except LoopletError as err:
+            self._record(err.trajectory or loop.trajectory, failed=True)
+            raise
+        return self._record(loop.trajectory)
+
+    def _loop_arguments(self, task: Any, overrides: dict[str, Any]) -> dict[str, Any]:
+        """The loop's keyword arguments: the fixtures' values with ``overrides`` applied."""
         import dataclasses
 
-        from looplet import LoopConfig, composable_loop
-        from looplet.errors import LoopletError
+        from looplet import LoopConfig
         from looplet.permissions import PermissionHook
-        from pytest_looplet.crash import progress_log
-        from pytest_looplet.scoring import record_trajectory
 
         tools = overrides.pop("tools", self.tools)
         hooks = list(overrides.pop("hooks", self.hooks))
@@ -271,25 +330,35 @@ class LoopletAgent:
             config = dataclasses.replace(config, workspace_root=str(self.workspace))
         if permissions is not None:
             hooks.insert(0, PermissionHook(permissions))
-        loop = composable_loop(
-            llm=self.llm, tools=tools, task=task, hooks=hooks, config=config, context=context
-        )
-        progress = progress_log(self.request)  # on xdist workers only: survives a crash
-        try:
-            for step in loop:
-                print(step.pretty())
-                if progress is not None:
-                    progress.add(step)
-        except LoopletError as err:
-            partial = err.trajectory or loop.trajectory
-            self.runs.append(partial)
-            record_trajectory(self.request, partial)
-            print(partial.pretty())
-            raise
-        trajectory = loop.trajectory
-        print(trajectory.pretty().splitlines()[-1])
+        return {
+            "llm": self.llm,
+            "tools": tools,
+            "task": task,
+            "hooks": hooks,
+            "config": config,
+            "context": context,
+        }
+
+    def _step_observer(self) -> Callable[[Step], None]:
+        """Prints each step (pytest shows them when the eval fails) and, on an xdist worker,
+        logs it where the controller finds it if the worker crashes."""
+        from pytest_looplet.crash import progress_log
+
+        progress = progress_log(self.request)
+
+        def on_step(step: Step) -> None:
+            print(step.pretty())
+            if progress is not None:
+                progress.add(step)
+
+        return on_step
+
+    def _record(self, trajectory: Trajectory, *, failed: bool = False) -> Trajectory:
+        from pytest_looplet.scoring import record_trajectory
+
         self.runs.append(trajectory)
         record_trajectory(self.request, trajectory)
+        print(trajectory.pretty() if failed else trajectory.pretty().splitlines()[-1])
         return trajectory
 
 

@@ -78,10 +78,13 @@ _JS = """
 
 
 def write_html(path: str | Path, doc: Mapping[str, Any]) -> Path:
-    """Write the HTML report of ``doc`` to ``path``, creating missing folders."""
+    """Write the HTML report of ``doc`` to ``path``, creating missing folders; credentials
+    and key-shaped strings in it are shown as ``<redacted>`` (:mod:`looplet._redact`)."""
+    from looplet._redact import redact
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render(doc), encoding="utf-8")
+    path.write_text(render(redact(dict(doc))), encoding="utf-8")
     return path
 
 
@@ -158,11 +161,17 @@ def _header(doc: Mapping[str, Any], totals: Mapping[str, Any]) -> str:
 
 
 def _table(evals: list[Mapping[str, Any]], anchors: Mapping[str, str]) -> str:
-    head = (
-        "<tr><th>result</th><th>eval</th><th class='n'>runs</th><th class='n'>pass rate</th>"
-        "<th class='n'>95% CI</th><th class='n'>score</th><th class='n'>pass@k</th>"
-        "<th class='n'>pass^k</th><th class='n'>steps</th><th class='n'>tokens</th>"
-        "<th class='n'>cost</th><th class='n'>time</th></tr>"
+    # Runs, pass rate, its interval and pass@k say nothing of evals that ran once: shown
+    # only when some eval was repeated.
+    repeated = any(int(e.get("repetitions") or 1) > 1 for e in evals)
+    names = ["result", "eval"]
+    names += ["runs", "pass rate", "95% CI"] if repeated else []
+    names += ["score"]
+    names += ["pass@k", "pass^k"] if repeated else []
+    names += ["steps", "tokens", "cost", "time"]
+    head = "".join(
+        f"<th>{name}</th>" if name in ("result", "eval") else f"<th class='n'>{escape(name)}</th>"
+        for name in names
     )
     rows = []
     for e in evals:
@@ -170,22 +179,25 @@ def _table(evals: list[Mapping[str, Any]], anchors: Mapping[str, str]) -> str:
         k = e.get("k")
         flaky = "<span class='flaky'>flaky</span>" if e.get("flaky") else ""
         k_note = f" <span class='fig'>k={k}</span>" if k else ""
-        cells = [
-            f"<td><span class='badge'>{escape(e['verdict'])}</span></td>",
-            f"<td><a href='#{anchors[e['eval']]}'><code>{escape(e['eval'])}</code></a>{flaky}</td>",
-            f"<td class='n'>{e.get('passes', 0)}/{e.get('runs', 0)}</td>",
-            f"<td class='n'>{_num(e.get('pass_rate'))}</td>",
-            f"<td class='n'>{'-' if not ci else f'{ci[0]:.2f}–{ci[1]:.2f}'}</td>",
-            f"<td class='n'>{_num(e.get('mean_score'))}</td>",
-            f"<td class='n'>{_num(e.get('pass_at_k'))}{k_note}</td>",
-            f"<td class='n'>{_num(e.get('pass_hat_k'))}</td>",
-            f"<td class='n'>{_num(e.get('steps'), 'd')}</td>",
-            f"<td class='n'>{_num(e.get('tokens'), ',d')}</td>",
-            f"<td class='n'>{_cost(e.get('cost_usd'))}</td>",
-            f"<td class='n'>{_num(e.get('duration_s'), '.2f')} s</td>",
-        ]  # fmt: skip
-        rows.append(f"<tr {_attrs(e)}>{''.join(cells)}</tr>")
-    return f"<table class='evals'><thead>{head}</thead><tbody>{''.join(rows)}</tbody></table>"
+        link = f"<a href='#{anchors[e['eval']]}'><code>{escape(e['eval'])}</code></a>"
+        cells = {
+            "result": f"<td><span class='badge'>{escape(e['verdict'])}</span></td>",
+            "eval": f"<td>{link}{flaky}</td>",
+            "runs": f"<td class='n'>{e.get('passes', 0)}/{e.get('runs', 0)}</td>",
+            "pass rate": f"<td class='n'>{_num(e.get('pass_rate'))}</td>",
+            "95% CI": f"<td class='n'>{'-' if not ci else f'{ci[0]:.2f}–{ci[1]:.2f}'}</td>",
+            "score": f"<td class='n'>{_num(e.get('mean_score'))}</td>",
+            "pass@k": f"<td class='n'>{_num(e.get('pass_at_k'))}{k_note}</td>",
+            "pass^k": f"<td class='n'>{_num(e.get('pass_hat_k'))}</td>",
+            "steps": f"<td class='n'>{_num(e.get('steps'), 'd')}</td>",
+            "tokens": f"<td class='n'>{_num(e.get('tokens'), ',d')}</td>",
+            "cost": f"<td class='n'>{_cost(e.get('cost_usd'))}</td>",
+            "time": f"<td class='n'>{_num(e.get('duration_s'), '.2f')} s</td>",
+        }  # fmt: skip
+        rows.append(f"<tr {_attrs(e)}>{''.join(cells[name] for name in names)}</tr>")
+    return (
+        f"<table class='evals'><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    )
 
 
 def _attrs(e: Mapping[str, Any]) -> str:

@@ -12,12 +12,15 @@ builds the :mod:`~looplet.evals.report` document, the :mod:`~pytest_looplet.html
 
 from __future__ import annotations
 
+import inspect
 import math
 import os
 import re
 import sys
+from collections.abc import Generator
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Any, Literal
 
 import pytest
@@ -168,8 +171,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
          "Fail the run when an eval's pass rate dropped from --looplet-baseline with "
          "Fisher's exact p < 0.05. Default: off.", {"action": "store_true"}),
         ("--looplet-shard", "looplet_shard", "string", "",
-         "Run only shard I of N of the eval items, split by a hash of the node id. "
-         "Default: all.", {"metavar": "I/N"}),
+         "Run only shard I of N of the eval items: N shards of equal size (within one "
+         "item), the same split on every machine. Default: all.", {"metavar": "I/N"}),
     ]  # fmt: skip
     for option, dest, ini_type, default, text, kw in flags:
         parser.addini(dest, help=f"Default for {option}. {text}", type=ini_type, default=default)
@@ -192,6 +195,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         type="paths",
         default=[],
     )
+    from pytest_looplet.cassettes import INI_KEYS  # pytest only: cheap
+
+    for name, text in INI_KEYS.items():  # the suite's cassette settings
+        parser.addini(name, help=text, type="args", default=[])
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -199,18 +206,26 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", _MARKER)
     settings = _resolve(config)
     config.stash[settings_key] = settings
-    from pytest_looplet import collect, fixtures  # pytest only at import: cheap
+    from pytest_looplet import collect, fixtures, redaction  # pytest only at import: cheap
 
+    config.pluginmanager.register(redaction, "looplet-redaction")  # no key in any report
     config.pluginmanager.register(fixtures, "looplet-fixtures")
     config.pluginmanager.register(collect, "looplet-collect")  # the looplet_repetition fixture
     if config.pluginmanager.hasplugin("xdist") and not hasattr(config, "workerinput"):
         from pytest_looplet.crash import CrashRecovery
 
-        config.pluginmanager.register(CrashRecovery(), "looplet-crash-recovery")
+        config.pluginmanager.register(CrashRecovery(settings), "looplet-crash-recovery")
     if settings.evals:
+        _rewrite_asserts_in(config, settings.eval_files)
         plugin = EvalPlugin(config, settings)
         config.stash[evals_key] = plugin
         config.pluginmanager.register(plugin, "looplet-evals")
+        if not hasattr(config, "workerinput"):
+            from pytest_looplet.cassettes import CassetteNotes
+
+            config.pluginmanager.register(CassetteNotes(config, settings), "looplet-cassettes")
+    elif not hasattr(config, "workerinput"):
+        config.pluginmanager.register(EvalFilesHint(settings), "looplet-eval-files-hint")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -219,6 +234,52 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     if plugin is not None:
         del config.stash[evals_key]
         config.pluginmanager.unregister(plugin)
+
+
+def _rewrite_asserts_in(config: pytest.Config, patterns: tuple[str, ...]) -> None:
+    """Have pytest's assertion rewriter take eval files as it takes test files.
+
+    The rewriter picks the modules it rewrites by ``python_files`` (read when it was
+    installed, before any plugin's ``pytest_configure``), which ``eval_*.py`` does not match;
+    without this, ``assert traj == [...]`` in an eval fails with a bare ``AssertionError``.
+    Under ``--assert=plain`` there is no rewriter and nothing to do.
+    """
+    hook = config.pluginmanager.rewrite_hook
+    fnpats = getattr(hook, "fnpats", None)
+    if isinstance(fnpats, list):
+        hook.fnpats = [*fnpats, *(p for p in patterns if p not in fnpats)]  # type: ignore[attr-defined]
+
+
+class EvalFilesHint:
+    """Without ``--looplet-evals``: when a run collects nothing but passed eval files by,
+    say that they need the flag (pytest alone exits 5 with no word about them)."""
+
+    def __init__(self, settings: LoopletSettings) -> None:
+        self.settings = settings
+        self.eval_files: list[Path] = []
+
+    def pytest_collect_file(self, file_path: Path) -> None:
+        """Note eval files (``looplet_eval_files``) that this run did not collect as evals."""
+        if file_path.suffix == ".py" and file_path.name != "conftest.py":
+            from pytest_looplet.collect import is_eval_file
+
+            if is_eval_file(file_path, self.settings):
+                self.eval_files.append(file_path)
+
+    def pytest_terminal_summary(
+        self, terminalreporter: pytest.TerminalReporter, exitstatus: int
+    ) -> None:
+        """The hint, when nothing was collected and eval files were seen."""
+        if exitstatus != pytest.ExitCode.NO_TESTS_COLLECTED or not self.eval_files:
+            return
+        root = terminalreporter.config.invocation_params.dir
+        names = [os.path.relpath(path, root) for path in self.eval_files]
+        shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        args = " ".join(terminalreporter.config.invocation_params.args)
+        terminalreporter.write_line(
+            f"looplet: {len(names)} eval file(s) were not run ({shown}): eval files run only "
+            f"with --looplet-evals, e.g. pytest --looplet-evals {args}".rstrip()
+        )
 
 
 class EvalPlugin:
@@ -287,26 +348,77 @@ class EvalPlugin:
         """Parametrize repeated evals with their runs, after their own parametrization."""
         self._collect.parametrize_repeats(metafunc, self.settings.repeat)
 
+    @pytest.hookimpl(trylast=True)  # after -k, -m and --deselect: split what would run
     def pytest_collection_modifyitems(
         self, config: pytest.Config, items: list[pytest.Item]
     ) -> None:
-        """With ``--looplet-shard``, deselect the eval items of the other shards."""
-        if self.settings.shard is not None:
-            kept, dropped = self._collect.shard(items, *self.settings.shard)
-            if dropped:
-                items[:] = kept
-                config.hook.pytest_deselected(items=dropped)
+        """With ``--looplet-shard``, deselect the eval items of the other shards.
+
+        The split (the suite's eval node ids and this shard's) goes to the summary for the
+        report, or from an xdist worker to the controller, which collects nothing itself.
+        """
+        if self.settings.shard is None:
+            return
+        index, total = self.settings.shard
+        is_eval = self._collect.is_eval
+        kept, dropped = self._collect.shard(items, index, total)
+        split = {
+            "index": index,
+            "total": total,
+            "suite": sorted(item.nodeid for item in items if is_eval(item)),
+            "items": sorted(item.nodeid for item in kept if is_eval(item)),
+        }
+        if self.summary is not None:
+            self.summary.shard = split
+        workeroutput: dict[str, Any] | None = getattr(config, "workeroutput", None)
+        if workeroutput is not None:
+            workeroutput["looplet_shard"] = split
+        if dropped:
+            items[:] = kept
+            config.hook.pytest_deselected(items=dropped)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: Any, error: object) -> None:
+        """xdist controller: take the shard's split from the first worker that sends it."""
+        split = getattr(node, "workeroutput", {}).get("looplet_shard")
+        if self.summary is not None and self.summary.shard is None and split is not None:
+            self.summary.shard = split
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_pyfunc_call(self, pyfuncitem: pytest.Function) -> bool | None:
         """Run an eval and score what it returned; other items are left to pytest."""
-        if not self._collect.is_eval(pyfuncitem):
+        if not self._collect.is_eval(pyfuncitem) or _anyio_runs(pyfuncitem):
             return None
+        scoring, prices = self._scoring()
+        handled: bool = scoring.run_eval(pyfuncitem, self.settings, prices)
+        return handled
+
+    @pytest.hookimpl(wrapper=True, specname="pytest_pyfunc_call")
+    def pytest_pyfunc_call_awaited_by_anyio(
+        self, pyfuncitem: pytest.Function
+    ) -> Generator[None, Any, Any]:
+        """Score an async eval that anyio's plugin awaits, once it has run."""
+        if not (self._collect.is_eval(pyfuncitem) and _anyio_runs(pyfuncitem)):
+            return (yield)
+        failure: BaseException | None = None
+        try:
+            yield
+        except BaseException as exc:  # scored (recorded as an error) and re-raised below
+            failure = exc
+
+        def awaited() -> None:
+            if failure is not None:
+                raise failure
+
+        scoring, prices = self._scoring()
+        return scoring.run_eval(pyfuncitem, self.settings, prices, awaited)
+
+    def _scoring(self) -> tuple[ModuleType, Prices]:
         from pytest_looplet import scoring  # imports looplet: only once an eval runs
 
         if self._prices is None:
             self._prices = scoring.load_prices(())
-        return scoring.run_eval(pyfuncitem, self.settings, self._prices)
+        return scoring, self._prices
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         """Controller only: fold each report into the summary."""
@@ -325,13 +437,23 @@ class EvalPlugin:
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         """Controller only: write the reports, compare with the baseline, set the exit status."""
-        if self.summary is not None and not session.config.option.collectonly:
+        if self.summary is None:
+            return
+        if session.config.option.collectonly:
+            session.exitstatus = self.summary.empty_shard_status(int(session.exitstatus))
+        else:
             session.exitstatus = self.summary.finish(session)
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         """Controller only: write the "looplet evals" section."""
         if self.summary is not None:
             self.summary.write(terminalreporter)
+
+
+def _anyio_runs(item: pytest.Function) -> bool:
+    # anyio's plugin awaits a coroutine test that has its `anyio_backend` fixture
+    # (@pytest.mark.anyio, or anyio_mode = auto), and returns True before looplet's default.
+    return "anyio_backend" in item.funcargs and inspect.iscoroutinefunction(item.obj)
 
 
 evals_key = pytest.StashKey[EvalPlugin]()
@@ -440,17 +562,23 @@ cassette_failed_key = pytest.StashKey[bool]()
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
-    """Note a test that failed with a cassette error, so its fixture does not report it again."""
-    errors = sys.modules.get("looplet.cassettes.errors")
-    excinfo = call.excinfo if call.when == "call" else None
-    if (
-        errors is not None
-        and excinfo is not None
-        and isinstance(excinfo.value, errors.CassetteError)
-    ):
-        item.stash[cassette_failed_key] = True
-    return (yield)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Show a cassette failure compactly, with the command that re-records the item, and note
+    a test that failed with one, so its fixture does not report it again."""
+    report = yield
+    if call.excinfo is None or "looplet.cassettes.errors" not in sys.modules:
+        return report
+    from pytest_looplet.failures import cassette_error_of, cassette_failure
+
+    error = cassette_error_of(call.excinfo)
+    if error is not None:
+        if call.when == "call":
+            item.stash[cassette_failed_key] = True
+        evals = item.config.stash[settings_key].evals
+        report.longrepr = cassette_failure(item, call.excinfo, error, evals=evals)  # type: ignore[assignment]
+    return report
 
 
 def pytest_assertrepr_compare(

@@ -14,10 +14,12 @@ table :mod:`pytest_looplet.summary`'s.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import inspect
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -26,6 +28,7 @@ import pytest
 from looplet import pricing
 from looplet.evals.result import EvalResult
 from looplet.types import Step, Trajectory
+from pytest_looplet.collect import async_return_key
 from pytest_looplet.plugin import LoopletSettings, check_threshold
 
 __all__ = [
@@ -77,25 +80,30 @@ def record_trajectory(
     item.stash[trajectory_key] = trajectory
 
 
-def run_eval(item: pytest.Function, settings: LoopletSettings, prices: Prices) -> bool | None:
+def run_eval(
+    item: pytest.Function,
+    settings: LoopletSettings,
+    prices: Prices,
+    call: Callable[[], object] | None = None,
+) -> bool:
     """Call the eval, normalise what it returned, record it, and fail it below its threshold
     or over its budgets.
 
-    Returns ``None`` (not handled) for ``async def`` evals, which are left to an async plugin.
+    ``call`` runs the eval and returns its value; by default the eval's function is called
+    with its arguments, and an ``async def`` eval is run to completion in a new event loop.
+    An async eval that another plugin awaited (anyio's, pytest-asyncio's) left its value in
+    ``item.stash``, and that value is scored, exactly as a sync eval's.
     An eval that raises is reported as pytest reports any test; one that returns an
     unsupported value fails with a message naming the eval, the value's type and the
     accepted forms, and is recorded as an error (``looplet_error``), never as a pass.
     """
-    function = item.obj
-    if inspect.iscoroutinefunction(function):
-        return None
     threshold, budgets = _read_marker(item, settings.threshold)
     record = _Recorder(item, settings, prices)
-    # pytest's own pyfunc_call passes exactly these: the function's arguments, not autouse
-    # fixtures.
-    args = {name: item.funcargs[name] for name in item._fixtureinfo.argnames}
     try:
-        value = function(**args)
+        value = (call or functools.partial(_call, item))()
+        if async_return_key in item.stash:
+            value = item.stash[async_return_key]
+            del item.stash[async_return_key]
     except BaseException as exc:
         record(None)
         if isinstance(exc, Exception) and not isinstance(exc, AssertionError):
@@ -118,6 +126,16 @@ def run_eval(item: pytest.Function, settings: LoopletSettings, prices: Prices) -
     if problems:
         pytest.fail("\n".join(problems), pytrace=False)
     return True
+
+
+def _call(item: pytest.Function) -> object:
+    # pytest's own pyfunc_call passes exactly these: the function's arguments, not autouse
+    # fixtures.
+    function = item.obj
+    value = function(**{name: item.funcargs[name] for name in item._fixtureinfo.argnames})
+    if inspect.iscoroutinefunction(function) and inspect.iscoroutine(value):
+        value = asyncio.run(value)
+    return value
 
 
 def _normalise(item: pytest.Function, value: object, record: _Recorder) -> EvalResult:

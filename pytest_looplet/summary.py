@@ -66,6 +66,9 @@ class EvalSummary:
         self.doc: dict[str, Any] | None = None
         self.comparison: Comparison | None = None
         self.notes: list[str] = []
+        # With --looplet-shard: {"index", "total", "suite", "items"} (node ids), set by the
+        # eval plugin from its own collection or, under xdist, from a worker's.
+        self.shard: dict[str, Any] | None = None
         self._items: dict[str, dict[str, Any]] = {}
         self._workers: set[str] = set()
         self._other_failures = 0
@@ -107,12 +110,34 @@ class EvalSummary:
         items = [item for item in self._items.values() if item["verdict"] is not None]
         return report.build_report(
             items,
-            settings=self.settings,
+            options=_options(self.settings),
             started=self._started,
             finished=_now(),
             workers=len(self._workers),
             args=self.args,
+            pytest_version=pytest.__version__,
+            shard=self.shard,
         )
+
+    def empty_shard_status(self, status: int) -> int:
+        """``status``, but 0 with a note for a shard left with no eval item to run.
+
+        A suite of fewer eval items than shards leaves some shards empty; pytest would exit
+        5 (no tests collected) and fail that CI job though nothing is wrong.
+        """
+        shard = self.shard
+        if (
+            status != int(pytest.ExitCode.NO_TESTS_COLLECTED)
+            or shard is None
+            or shard["items"]
+            or not shard["suite"]
+        ):
+            return status
+        self.notes.append(
+            f"looplet: shard {shard['index']}/{shard['total']} has no eval items (the suite "
+            f"has {len(shard['suite'])} for {shard['total']} shards): nothing to run"
+        )
+        return int(pytest.ExitCode.OK)
 
     def finish(self, session: pytest.Session) -> int:
         """Build the document, compare with the baseline, write the reports; the exit status.
@@ -123,7 +148,7 @@ class EvalSummary:
         """
         s = self.settings
         doc = self.doc = self.build()
-        status = int(session.exitstatus)
+        status = self.empty_shard_status(int(session.exitstatus))
         if s is None:
             return status
         if self.baseline is not None and s.baseline is not None:
@@ -208,7 +233,9 @@ class EvalSummary:
 
     def write(self, terminalreporter: pytest.TerminalReporter) -> None:
         """Write the "looplet evals" section, then the baseline comparison and the notes."""
-        lines = self.lines()
+        from looplet._redact import redact
+
+        lines = redact(self.lines())  # as the reports it is made of were
         if lines:
             terminalreporter.write_sep("=", "looplet evals")
             for line in lines:
@@ -223,6 +250,25 @@ class EvalSummary:
 
 def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
+
+
+def _options(settings: LoopletSettings | None) -> dict[str, Any] | None:
+    """The report's ``run.options``: the settings that shaped the run, as plain values."""
+    if settings is None:
+        return None
+    return {
+        "threshold": settings.threshold,
+        "repeat": settings.repeat,
+        "min_pass_rate": settings.min_pass_rate,
+        "pass_k": settings.pass_k,
+        "record_mode": settings.record_mode,
+        "model": settings.model,
+        "provider": settings.provider,
+        "shard": None if settings.shard is None else "{}/{}".format(*settings.shard),
+        "eval_files": list(settings.eval_files),
+        "eval_prefix": settings.eval_prefix,
+        "baseline": None if settings.baseline is None else str(settings.baseline),
+    }
 
 
 def _new_item(report: pytest.TestReport) -> dict[str, Any]:
@@ -280,10 +326,10 @@ def _outcome(report: pytest.TestReport, previous: str | None) -> str | None:
             return "XPASS" if xfail else "PASS"
         if report.skipped:
             return "XFAIL" if xfail else "SKIP"
-        props = dict(report.user_properties)
-        return "ERROR" if "looplet_error" in props else "FAIL"
+        return "FAIL"  # pytest's FAILED; what went wrong is the item's `error` kind
     if report.failed:
-        return "ERROR"
+        # pytest's word for each: ERROR in setup or teardown, FAILED for a crashed worker's item
+        return "ERROR" if report.when in ("setup", "teardown") else "FAIL"
     if report.skipped:
         return "XFAIL" if xfail else "SKIP"
     # A passed setup says nothing yet; a passed teardown keeps the call's result.

@@ -4,6 +4,7 @@ forgotten fixture, a trajectory that differs)."""
 
 from __future__ import annotations
 
+import json
 import textwrap
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
@@ -120,7 +121,10 @@ def test_a_missing_cassette_says_how_to_record_it(run: Run) -> None:
     result = run()
     result.assert_outcomes(errors=2)
     result.stdout.fnmatch_lines(
-        ["*eval_greets_alice.yaml does not exist*", "*--looplet-record-mode=once*"]
+        [
+            "*eval_greets_alice.yaml does not exist*",
+            "*pytest --looplet-evals --looplet-record-mode=once eval_greeter.py::eval_greets_alice",
+        ]
     )
 
 
@@ -134,6 +138,14 @@ def test_a_changed_tool_description_fails_with_the_cassette_diff_once(
     out = result.stdout.str()
     assert "tools[0].function.description changed:" in out
     assert "- 'Greet someone.'" in out and "+ 'Greet a person.'" in out
+    # The exact command that re-records the failing item (a bare --looplet-record-mode
+    # collects no eval), and only the user's frames: no SDK, httpx or vcrpy ones.
+    assert (
+        "pytest --looplet-evals --looplet-record-mode=all eval_greeter.py::eval_greets_alice" in out
+    )
+    failures = out[out.index("= FAILURES =") : out.index("= looplet evals =")]
+    frames = [line for line in failures.splitlines() if ": in " in line]
+    assert frames and all(line.startswith("eval_greeter.py:") for line in frames), frames
 
 
 def test_a_forgotten_tools_fixture_names_the_fixture_to_define(
@@ -198,4 +210,33 @@ def test_a_crashed_worker_fails_its_eval_with_the_steps_so_far_and_the_run_goes_
     assert "crashed while running" in out
     assert "the agent had taken 1 steps when the worker crashed" in out
     assert "#1 ✓ greet(name='Alice')" in out
-    result.stdout.fnmatch_lines(["ERROR*-*1*crashed*eval_greeter.py::eval_greets_alice"])
+    result.stdout.fnmatch_lines(["FAIL*-*1*crashed*eval_greeter.py::eval_greets_alice"])
+
+
+def test_an_eval_whose_worker_dies_in_its_first_tool_call_is_reported_everywhere(
+    run: Run, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    record(run, monkeypatch)
+    pytester.makeconftest(
+        CONFTEST.replace(
+            'execute=lambda *, name: {"greeting": f"Hello, {name}!"}))',
+            'execute=lambda *, name: __import__("os")._exit(3)'
+            ' if name == "Alice" else {"greeting": f"Hello, {name}!"}))',
+        )
+    )
+    result = run("-p", "xdist", "-n", "2", "--looplet-report", "report.json")
+    result.assert_outcomes(passed=1, failed=1)
+    out = result.stdout.str()
+    assert "the agent had taken 0 steps when the worker crashed" in out
+    result.stdout.fnmatch_lines(["FAIL*-*0*crashed*eval_greeter.py::eval_greets_alice"])
+    assert "2 evals: 1 passed, 1 failed" in out
+    doc = json.loads((pytester.path / "report.json").read_text(encoding="utf-8"))
+    items = {item["nodeid"]: item for entry in doc["evals"] for item in entry["items"]}
+    crashed = items["eval_greeter.py::eval_greets_alice"]
+    assert (crashed["verdict"], crashed["stop_reason"], crashed["error"]) == (
+        "FAIL",
+        "crashed",
+        "crashed",
+    )
+    assert "crashed while running" in crashed["message"]
+    assert items["eval_greeter.py::eval_greets_bob"]["verdict"] == "PASS"

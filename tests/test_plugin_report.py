@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from looplet.evals.report import ReportError, merge_reports
+from looplet.evals.report import MergeError, merge_reports
 
 pytest_plugins = ["pytester"]
 
@@ -151,7 +151,7 @@ def test_the_report_has_runs_items_steps_usage_and_cost(
     assert (zero["verdict"], zero["score"]) == ("FAIL", 0.0)
     assert "scored 0, below the threshold 0.5" in zero["message"]
     raises = evals["eval_report.py::eval_raises"]["items"][0]
-    assert (raises["verdict"], raises["error"]) == ("ERROR", "RuntimeError")
+    assert (raises["verdict"], raises["error"]) == ("FAIL", "RuntimeError")  # as pytest says
     assert "tool exploded" in raises["message"]
     greets = evals["eval_report.py::eval_greets"]["items"][0]
     steps = greets["trajectory"]["steps"]
@@ -180,7 +180,7 @@ def test_the_report_has_runs_items_steps_usage_and_cost(
     assert (flaky["passes"], flaky["runs"], flaky["flaky"]) == (2, 3, True)
     assert flaky["pass_at"] == {"1": pytest.approx(2 / 3), "2": 1.0, "3": 1.0}
     assert flaky["pass_hat"] == {"1": pytest.approx(2 / 3), "2": pytest.approx(1 / 3), "3": 0.0}
-    assert doc["totals"]["verdicts"] == {"PASS": 4, "FAIL": 2, "ERROR": 1}
+    assert doc["totals"]["verdicts"] == {"PASS": 4, "FAIL": 3}
     assert doc["totals"]["flaky"] == 1 and doc["totals"]["items"] == 9
 
 
@@ -203,6 +203,20 @@ def test_the_html_page_loads_nothing_and_lists_failures_first(
         "eval_report.py::eval_flaky",
     ]
     assert escape("ERROR: boom yyy") in page  # the failed step, with its preview
+    assert "pass@k" in table and "95% CI" in table  # eval_flaky is repeated
+
+
+def test_the_html_page_hides_the_repetition_columns_when_nothing_is_repeated(
+    run: Run, pytester: pytest.Pytester
+) -> None:
+    run("--looplet-html=report.html", "-k", "not flaky")
+    page = (pytester.path / "report.html").read_text("utf-8")
+    start = page.index("<table class='evals'>")
+    table = page[start : page.index("</table>", start)]
+    head = re.findall(r"<th[^>]*>([^<]+)</th>", table[: table.index("</thead>")])
+    assert head == ["result", "eval", "score", "steps", "tokens", "cost", "time"]
+    rows = re.findall(r"<tr class=[^>]*>(.*?)</tr>", table)
+    assert rows and all(row.count("<td") == len(head) for row in rows)
 
 
 BUDGETS = """
@@ -304,7 +318,7 @@ def test_merged_shard_reports_equal_the_whole_run(run: Run, pytester: pytest.Pyt
     assert untimed(merged["evals"]) == untimed(whole["evals"])
     assert merged["totals"] == whole["totals"]
     assert [source["shard"] for source in merged["run"]["merged_from"]] == ["1/2", "2/2"]
-    with pytest.raises(ReportError, match=r"eval_report.py::\S+ is also in .*all.json"):
+    with pytest.raises(MergeError, match=r"eval_report.py::\S+ is also in .*all.json"):
         merge_reports([pytester.path / "all.json", pytester.path / "all.json"])
 
 
@@ -335,4 +349,4 @@ def test_looplet_merge_joins_shard_reports_from_the_command_line(
         text=True,
         check=False,
     )
-    assert twice.returncode == 2 and "is also in" in twice.stderr
+    assert twice.returncode == 2 and "shard 1/2 is given twice" in twice.stderr

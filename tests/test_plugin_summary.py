@@ -105,7 +105,7 @@ def test_summary_has_one_line_per_eval_sorted_by_node_id_then_totals(run: Run) -
     result.assert_outcomes(passed=4, failed=3, skipped=1, errors=1)
     assert summary_section(result) == [
         "result  score  steps  tokens  stop       eval",
-        "ERROR       -      -       -  -          suite/eval_greeter.py::eval_bad_return",
+        "FAIL        -      -       -  -          suite/eval_greeter.py::eval_bad_return",
         "FAIL     0.25     10     900  max_steps  suite/eval_greeter.py::eval_gives_up",
         "PASS     0.90      2     120  done       suite/eval_greeter.py::eval_greets",
         "SKIP        -      -       -  -          suite/eval_greeter.py::eval_later",
@@ -113,7 +113,8 @@ def test_summary_has_one_line_per_eval_sorted_by_node_id_then_totals(run: Run) -
         "FAIL        -      3      30  done       suite/eval_greeter.py::eval_names[bob]",
         "ERROR       -      -       -  -          suite/eval_greeter.py::eval_setup_error",
         "PASS     1.00      -       -  -          suite/eval_other.py::eval_plain",
-        "8 evals: 3 passed, 2 failed, 2 errors, 1 skipped; mean score 0.79; 20 steps, 1100 tokens",
+        # An unscored failure counts as 0 in the mean: (0.25 + 0.9 + 1 + 1) / 7 evals
+        "8 evals: 3 passed, 3 failed, 1 error, 1 skipped; mean score 0.45; 20 steps, 1100 tokens",
     ]
 
 

@@ -23,6 +23,7 @@ from looplet.cassettes.errors import (
     CassetteExhaustedError,
     CassetteMismatchError,
     CassetteNotFoundError,
+    CassetteUnsupportedFormatError,
 )
 from looplet.cassettes.matching import RequestMatcher
 from looplet.cassettes.scrub import Scrubber
@@ -135,6 +136,11 @@ class Recorder:
         try:
             loaded = load_interactions(text)
         except CassetteFormatError as exc:
+            if exc.unsupported is not None:
+                kind, advice = exc.unsupported
+                raise CassetteUnsupportedFormatError(
+                    path=self._path, format=kind, advice=advice
+                ) from None
             raise CassetteCorruptError(
                 path=self._path, reason=exc.reason, line=exc.line, column=exc.column
             ) from None
@@ -179,8 +185,8 @@ class Recorder:
         if (
             self._before_record is None
             and not self._matcher.has_extras
-            and not self._scrubber.has_secrets
             and "?" not in request.uri
+            and not self._scrubber.changes(request)
         ):
             return request  # only headers would change, and they are not matched
         return self.filter_request(request)

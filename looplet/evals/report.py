@@ -7,7 +7,12 @@ schema's reference; :data:`SCHEMA` and :data:`VERSION` identify it, and a reader
 document of another schema or a newer version.
 
 The eval entries are always recomputed from the items (:func:`summarise_evals`), so a
-document merged from shards (:func:`merge_reports`) has the statistics of the whole run.
+document merged from shards (:func:`merge_reports`) has the statistics of the whole run. A
+shard's report says which shard it is and which eval items the whole suite had (``run.shard``),
+so a merge can tell a missing or repeated shard.
+
+Only the standard library is imported: ``looplet merge`` works without pytest, and the plugin
+passes its options in as plain values.
 """
 
 from __future__ import annotations
@@ -16,18 +21,17 @@ import datetime
 import json
 import math
 import platform
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, TypeGuard
 
 from looplet.evals import stats
-
-if TYPE_CHECKING:
-    from pytest_looplet.plugin import LoopletSettings
 
 __all__ = [
     "SCHEMA",
     "VERSION",
+    "MergeError",
     "ReportError",
     "build_report",
     "load_report",
@@ -47,6 +51,7 @@ VERSION = 1
 VERDICTS = ("PASS", "FAIL", "ERROR", "SKIP", "XFAIL", "XPASS")
 PASSED = ("PASS", "XPASS")
 COUNTED = (*PASSED, "FAIL", "ERROR")  # runs that say something about the pass rate
+_VERSION_KEYS = ("looplet_version", "pytest_version", "python", "platform")
 
 
 class ReportError(ValueError):
@@ -57,30 +62,59 @@ class ReportError(ValueError):
         self.path, self.field, self.problem = str(path), field, problem
 
 
+class MergeError(ValueError):
+    """Reports that are not one complete set: a shard missing or given twice, an item in
+    two reports, shards of different splits. ``problems`` lists each; ``allow_partial=True``
+    merges them anyway."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__(
+            f"{'; '.join(problems)}. Merge them anyway with --allow-partial "
+            "(merge_reports(..., allow_partial=True)): the merged report is marked partial"
+        )
+        self.problems = problems
+
+
 def build_report(
     items: Iterable[Mapping[str, Any]],
     *,
-    settings: LoopletSettings | None,
     started: datetime.datetime,
     finished: datetime.datetime,
+    options: Mapping[str, Any] | None = None,
     workers: int = 0,
     args: Iterable[str] = (),
+    pytest_version: str | None = None,
+    shard: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The report document of a run from its items (one per eval item, as the summary
-    builds them)."""
-    options = _options(settings)
+    builds them).
+
+    Args:
+        items: one mapping per eval item (``nodeid``, ``eval``, ``repetition``, ...).
+        started, finished: when the run began and ended (aware datetimes).
+        options: the run's options, written to ``run.options`` as given; ``min_pass_rate``
+            (default 1.0) and ``pass_k`` (default ``None``) decide the verdicts.
+        workers: xdist workers that ran evals (0 without xdist).
+        args: the command line.
+        pytest_version: the pytest that ran the evals, or ``None``.
+        shard: for a sharded run, ``{"index", "total", "suite", "items"}``: this shard's
+            1-based number, how many shards, the node ids of every eval item of the suite,
+            and those of this shard; ``None`` for a whole run.
+    """
+    options = {"min_pass_rate": 1.0, "pass_k": None, **(options or {})}
     evals = summarise_evals(items, min_pass_rate=options["min_pass_rate"], pass_k=options["pass_k"])
     return {
         "schema": SCHEMA,
         "version": VERSION,
         "run": {
-            **_versions(),
+            **_versions(pytest_version),
             "started": started.isoformat(timespec="seconds"),
             "finished": finished.isoformat(timespec="seconds"),
             "duration_s": round((finished - started).total_seconds(), 3),
             "workers": workers,
             "args": list(args),
             "options": options,
+            "shard": None if shard is None else _shard_entry(shard),
         },
         "evals": evals,
         "totals": _totals(evals),
@@ -139,27 +173,34 @@ def _summarise(
 
 
 def mean_score(items: Iterable[Mapping[str, Any]]) -> float | None:
-    """The mean score of an eval's runs; ``None`` when none recorded a score.
+    """The mean score of an eval's runs; ``None`` when no run was scored or failed.
 
-    A run that failed or errored without a score (an assert, an exception) counts as 0.0, so
-    the mean of a repeated eval does not ignore its failed runs.
+    A run that failed or errored without a score (an assert, an exception, a crash) counts
+    as 0.0, so neither an eval's mean nor the run's ignores its failures; a skipped run
+    counts for nothing.
     """
-    scores, any_score = [], False
+    scores = []
     for item in items:
         score = item.get("score")
         if score is not None:
             scores.append(float(score))
-            any_score = True
         elif item.get("verdict") in ("FAIL", "ERROR"):
             scores.append(0.0)
-    return sum(scores) / len(scores) if any_score else None
+    return sum(scores) / len(scores) if scores else None
 
 
 def write_report(path: str | Path, doc: Mapping[str, Any]) -> Path:
-    """Write ``doc`` as JSON to ``path``, creating missing folders; returns the path."""
+    """Write ``doc`` as JSON to ``path``, creating missing folders; returns the path.
+
+    Credentials and key-shaped strings in it are written as ``<redacted>``
+    (:mod:`looplet._redact`).
+    """
+    from looplet._redact import redact
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    text = json.dumps(redact(dict(doc)), indent=1, ensure_ascii=False)
+    path.write_text(text + "\n", encoding="utf-8")
     return path
 
 
@@ -205,6 +246,8 @@ def validate_report(doc: object, path: str | Path = "<report>") -> None:
     run = doc.get("run")
     if not isinstance(run, dict) or not isinstance(run.get("options", {}), dict):
         raise ReportError(path, "run", "expected an object with an 'options' object")
+    if run.get("shard") is not None:
+        _validate_shard(run["shard"], path)
     evals = doc.get("evals")
     if not isinstance(evals, list):
         raise ReportError(path, "evals", f"expected a list, got {_kind(evals)}")
@@ -217,6 +260,22 @@ def validate_report(doc: object, path: str | Path = "<report>") -> None:
             raise ReportError(path, f"{where}.items", f"expected a non-empty list, got {items!r}")
         for j, item in enumerate(items):
             _validate_item(item, entry["eval"], f"{where}.items[{j}]", path)
+
+
+def _validate_shard(shard: object, path: str | Path) -> None:
+    if not isinstance(shard, dict):
+        raise ReportError(path, "run.shard", f"expected null or an object, got {_kind(shard)}")
+    index, total = shard.get("index"), shard.get("total")
+    if not (_is_int(index) and _is_int(total) and index <= total):
+        raise ReportError(
+            path, "run.shard", f"expected 1 <= index <= total, got index {index!r}, total {total!r}"
+        )
+    for field in ("suite", "items"):
+        ids = shard.get(field)
+        if not isinstance(ids, list) or not all(isinstance(nodeid, str) for nodeid in ids):
+            raise ReportError(
+                path, f"run.shard.{field}", f"expected a list of node ids, got {ids!r}"
+            )
 
 
 def _validate_item(item: object, name: str, where: str, path: str | Path) -> None:
@@ -236,15 +295,21 @@ def _validate_item(item: object, name: str, where: str, path: str | Path) -> Non
                               f"{item.get(field)!r}")  # fmt: skip
 
 
-def merge_reports(paths: Iterable[str | Path]) -> dict[str, Any]:
+def merge_reports(paths: Iterable[str | Path], *, allow_partial: bool = False) -> dict[str, Any]:
     """One report of the items of several (e.g. one per shard), statistics recomputed.
 
     Options and versions come from the first report; ``run.merged_from`` lists every
     source. The reports must agree on ``min_pass_rate`` and ``pass_k`` (the verdicts depend
-    on them) and must not share an item (a node id in two reports).
+    on them), and must be one complete set: the shard reports (those with ``run.shard``)
+    all of one split, every shard exactly once, and no item (node id) in two reports.
+    Otherwise :class:`MergeError` names each problem, unless ``allow_partial``: then an item
+    found twice is taken from the first report given, and the result says ``run.partial``
+    with the problems in ``run.problems``. Reports without ``run.shard`` (whole runs) merge
+    with no shard check.
 
     Raises:
-        ReportError: a file is not a report, the options differ, or an item repeats.
+        ReportError: a file is not a report, or the options differ.
+        MergeError: the reports are not one complete set and ``allow_partial`` is false.
         ValueError: no paths were given.
     """
     docs = [(str(path), load_report(path)) for path in paths]
@@ -254,6 +319,7 @@ def merge_reports(paths: Iterable[str | Path]) -> dict[str, Any]:
     options = dict(first["run"].get("options", {}))
     seen: dict[str, str] = {}
     items: list[dict[str, Any]] = []
+    repeated: list[tuple[str, str]] = []
     for path, doc in docs:
         theirs = doc["run"].get("options", {})
         for key in ("min_pass_rate", "pass_k"):
@@ -263,10 +329,18 @@ def merge_reports(paths: Iterable[str | Path]) -> dict[str, Any]:
         for entry in doc["evals"]:
             for item in entry["items"]:
                 if item["nodeid"] in seen:
-                    raise ReportError(path, "items", f"{item['nodeid']} is also in "
-                                      f"{seen[item['nodeid']]}")  # fmt: skip
+                    repeated.append((path, item["nodeid"]))
+                    continue  # kept once, from the first report that has it
                 seen[item["nodeid"]] = path
                 items.append(item)
+    problems = _shard_problems(docs)
+    if repeated and not problems:  # a shard given twice already explains its items
+        path, nodeid = repeated[0]
+        more = f" (and {len(repeated) - 1} more items found twice)" if len(repeated) > 1 else ""
+        problems.append(f"{path}: {nodeid} is also in {seen[nodeid]}{more}")
+    problems += [f"{path} is a partial merge" for path, doc in docs if doc["run"].get("partial")]
+    if problems and not allow_partial:
+        raise MergeError(problems)
     options["shard"] = None
     evals = summarise_evals(
         items, min_pass_rate=options.get("min_pass_rate", 1.0), pass_k=options.get("pass_k")
@@ -278,13 +352,14 @@ def merge_reports(paths: Iterable[str | Path]) -> dict[str, Any]:
         "schema": SCHEMA,
         "version": VERSION,
         "run": {
-            **{key: first["run"].get(key) for key in _versions()},
+            **{key: first["run"].get(key) for key in _VERSION_KEYS},
             "started": started,
             "finished": finished,
             "duration_s": round(sum(run.get("duration_s") or 0.0 for run in runs), 3),
             "workers": sum(run.get("workers") or 0 for run in runs),
             "args": first["run"].get("args", []),
             "options": options,
+            "shard": None,
             "merged_from": [
                 {
                     "path": path,
@@ -293,40 +368,77 @@ def merge_reports(paths: Iterable[str | Path]) -> dict[str, Any]:
                 }
                 for path, doc in docs
             ],
+            "partial": bool(problems),
+            "problems": problems,
         },
         "evals": evals,
         "totals": _totals(evals),
     }
 
 
-def _versions() -> dict[str, Any]:
-    import pytest
+def _shard_problems(docs: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    """Why the shard reports among ``docs`` are not every shard of one split, once each."""
+    shards = [(path, doc["run"]["shard"]) for path, doc in docs if doc["run"].get("shard")]
+    if not shards:
+        return []
+    first_path, first = shards[0]
+    total = first["total"]
+    problems: list[str] = []
+    given: dict[int, list[str]] = {}
+    for path, shard in shards:
+        if shard["total"] != total:
+            problems.append(
+                f"{path} is shard {shard['index']}/{shard['total']} but {first_path} is shard "
+                f"{first['index']}/{total}: they are not shards of one split"
+            )
+        elif shard["suite"] != first["suite"]:
+            problems.append(
+                f"{path} and {first_path} were split from different suites "
+                f"({len(shard['suite'])} and {len(first['suite'])} eval items): run every "
+                "shard from the same checkout with the same arguments"
+            )
+        else:
+            given.setdefault(shard["index"], []).append(path)
+    missing = [f"{index}/{total}" for index in range(1, total + 1) if index not in given]
+    if len(missing) == 1:
+        problems.append(f"shard {missing[0]} is missing")
+    elif missing:
+        problems.append(f"shards {', '.join(missing)} are missing")
+    for index, paths in sorted(given.items()):
+        if len(paths) > 1:
+            times = "twice" if len(paths) == 2 else f"{len(paths)} times"
+            problems.append(f"shard {index}/{total} is given {times} ({', '.join(paths)})")
+    if not problems:
+        # Every shard once, of one suite: their items must be the suite's, each once (they
+        # are not when the shards were split by different versions of looplet).
+        counts = Counter(nodeid for _, shard in shards for nodeid in shard["items"])
+        twice = sorted(nodeid for nodeid, count in counts.items() if count > 1)
+        absent = sorted(set(first["suite"]) - set(counts))
+        if twice:
+            problems.append(f"{len(twice)} eval items are in two shards (first: {twice[0]})")
+        if absent:
+            problems.append(f"{len(absent)} eval items of the suite are in no shard "
+                            f"(first: {absent[0]})")  # fmt: skip
+    return problems
 
+
+def _versions(pytest_version: str | None) -> dict[str, Any]:
     from looplet._version import __version__
 
     return {
         "looplet_version": __version__,
-        "pytest_version": pytest.__version__,
+        "pytest_version": pytest_version,
         "python": platform.python_version(),
         "platform": platform.platform(),
     }
 
 
-def _options(settings: LoopletSettings | None) -> dict[str, Any]:
-    if settings is None:
-        return {"min_pass_rate": 1.0, "pass_k": None}
+def _shard_entry(shard: Mapping[str, Any]) -> dict[str, Any]:
     return {
-        "threshold": settings.threshold,
-        "repeat": settings.repeat,
-        "min_pass_rate": settings.min_pass_rate,
-        "pass_k": settings.pass_k,
-        "record_mode": settings.record_mode,
-        "model": settings.model,
-        "provider": settings.provider,
-        "shard": None if settings.shard is None else "{}/{}".format(*settings.shard),
-        "eval_files": list(settings.eval_files),
-        "eval_prefix": settings.eval_prefix,
-        "baseline": None if settings.baseline is None else str(settings.baseline),
+        "index": int(shard["index"]),
+        "total": int(shard["total"]),
+        "suite": sorted(shard["suite"]),
+        "items": sorted(shard["items"]),
     }
 
 
@@ -352,7 +464,7 @@ def _sum(values: Iterable[Any]) -> Any:
     return round(total, 10) if isinstance(total, float) else total
 
 
-def _is_int(value: object) -> bool:
+def _is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
