@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from pytest_looplet.plugin import LoopletSettings
+    from pytest_looplet.settings import LoopletSettings
 
 __all__ = [
     "INI_KEYS",

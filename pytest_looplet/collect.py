@@ -32,7 +32,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_looplet.plugin import LoopletSettings, looplet_settings
+from pytest_looplet.settings import LoopletSettings, looplet_settings
 
 _FIXTURE = "looplet_repetition"
 _REP_ID = re.compile(r"\brep(\d+)of(\d+)\]$")

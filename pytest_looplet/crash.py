@@ -21,7 +21,7 @@ import pytest
 
 if TYPE_CHECKING:
     from looplet.types import Step
-    from pytest_looplet.plugin import LoopletSettings
+    from pytest_looplet.settings import LoopletSettings
 
 __all__ = ["CrashRecovery", "ProgressLog", "progress_log"]
 

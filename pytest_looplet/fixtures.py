@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_looplet.plugin import cassette_failed_key, looplet_settings
+from pytest_looplet.plugin import cassette_failed_key
+from pytest_looplet.settings import looplet_settings
 
 if TYPE_CHECKING:
     from looplet import BaseToolRegistry, LoopConfig, PermissionEngine, Step, Trajectory

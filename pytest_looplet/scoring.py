@@ -29,7 +29,7 @@ from looplet import pricing
 from looplet.evals.result import EvalResult
 from looplet.types import Step, Trajectory
 from pytest_looplet.collect import async_return_key
-from pytest_looplet.plugin import LoopletSettings, check_threshold
+from pytest_looplet.settings import LoopletSettings, check_threshold
 
 __all__ = [
     "MARKER_KEYS",

@@ -26,7 +26,7 @@ from pytest_looplet.collect import EVAL_KEYWORD, eval_of
 
 if TYPE_CHECKING:
     from pytest_looplet.baseline import Comparison
-    from pytest_looplet.plugin import LoopletSettings
+    from pytest_looplet.settings import LoopletSettings
 
 __all__ = ["OUTCOMES", "EvalSummary"]
 

@@ -12,7 +12,7 @@ Run = Callable[..., pytest.RunResult]
 
 # Prints the resolved settings from the stash, as the cassette fixtures will read them.
 SETTINGS_CONFTEST = """
-from pytest_looplet.plugin import looplet_settings
+from pytest_looplet.settings import looplet_settings
 
 def pytest_terminal_summary(terminalreporter, config):
     s = looplet_settings(config)
