@@ -46,10 +46,12 @@ __all__ = [
     "eval_of",
     "is_eval",
     "is_eval_file",
+    "is_eval_nodeid",
     "looplet_repetition",
     "make_module",
     "parametrize_repeats",
     "repetition_key",
+    "repetition_of_nodeid",
     "shard",
 ]
 
@@ -214,6 +216,20 @@ def is_eval(item: pytest.Item) -> bool:
 def is_eval_file(path: Path, settings: LoopletSettings) -> bool:
     """True when ``path`` matches one of the ``looplet_eval_files`` patterns."""
     return path.suffix == ".py" and _matches_any(path, settings.eval_files)
+
+
+def is_eval_nodeid(nodeid: str, settings: LoopletSettings) -> bool:
+    """True when ``nodeid`` names an eval: a function named with the eval prefix in an eval
+    file, the rule :class:`EvalModule` collects by. For the xdist controller, which collects
+    nothing and knows items by their node ids only."""
+    file, _, name = nodeid.partition("::")
+    return name.startswith(settings.eval_prefix) and is_eval_file(Path(file), settings)
+
+
+def repetition_of_nodeid(nodeid: str) -> str | None:
+    """``"2/5"`` for ``eval_x[rep2of5]`` (a run of a repeated eval), else ``None``."""
+    match = _REP_ID.search(nodeid)
+    return f"{match[1]}/{match[2]}" if match else None
 
 
 def collect_file(

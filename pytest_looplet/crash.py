@@ -95,16 +95,11 @@ class CrashRecovery:
         report.keywords = {**report.keywords, EVAL_KEYWORD: 1}
 
     def _is_eval(self, nodeid: str) -> bool:
-        # The controller collects nothing under xdist: the node id alone tells, by the rule
-        # eval modules collect with (an eval file, a function named with the prefix).
         if not self.settings.evals:
             return False
-        from pytest_looplet.collect import is_eval_file
+        from pytest_looplet.collect import is_eval_nodeid
 
-        file, _, name = nodeid.partition("::")
-        return is_eval_file(Path(file), self.settings) and name.startswith(
-            self.settings.eval_prefix
-        )
+        return is_eval_nodeid(nodeid, self.settings)
 
     def pytest_unconfigure(self) -> None:
         """Remove the progress folder."""

@@ -236,6 +236,19 @@ class EvalPlugin:
             items[:] = kept
             config.hook.pytest_deselected(items=dropped)
 
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        """Controller without xdist: every eval item that should run, for the summary."""
+        if self.summary is not None and not session.config.option.collectonly:
+            is_eval = self._collect.is_eval
+            self.summary.expect(item.nodeid for item in session.items if is_eval(item))
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
+        """xdist controller: every eval item that should run, as a worker collected them."""
+        if self.summary is not None and not node.config.option.collectonly:
+            is_eval = self._collect.is_eval_nodeid
+            self.summary.expect(nodeid for nodeid in ids if is_eval(nodeid, self.settings))
+
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: Any, error: object) -> None:
         """xdist controller: take the shard's split from the first worker that sends it."""

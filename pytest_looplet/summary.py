@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import datetime
 import json
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_looplet.collect import EVAL_KEYWORD, eval_of
+from pytest_looplet.collect import EVAL_KEYWORD, eval_of, repetition_of_nodeid
 
 if TYPE_CHECKING:
     from pytest_looplet.baseline import Comparison
@@ -70,6 +71,7 @@ class EvalSummary:
         # eval plugin from its own collection or, under xdist, from a worker's.
         self.shard: dict[str, Any] | None = None
         self._items: dict[str, dict[str, Any]] = {}
+        self._expected: set[str] = set()
         self._workers: set[str] = set()
         self._other_failures = 0
         self._started = _now()
@@ -81,6 +83,12 @@ class EvalSummary:
     def collection_failed(self) -> None:
         """Note a collection error: it keeps the run failed whatever the evals did."""
         self._other_failures += 1
+
+    def expect(self, nodeids: Iterable[str]) -> None:
+        """Note eval items that should run: one that never reports (the run stopped first:
+        ``-x``, ``--maxfail``, an interrupt, xdist out of worker restarts) is still listed,
+        as skipped, "not run"."""
+        self._expected.update(nodeids)
 
     def add(self, report: pytest.TestReport) -> None:
         """Fold one phase's report into its eval item; other tests only count their failures."""
@@ -108,6 +116,8 @@ class EvalSummary:
         from looplet.evals import report
 
         items = [item for item in self._items.values() if item["verdict"] is not None]
+        ran = {item["nodeid"] for item in items}
+        items += [_not_run(nodeid) for nodeid in sorted(self._expected - ran)]
         return report.build_report(
             items,
             options=_options(self.settings),
@@ -271,13 +281,27 @@ def _options(settings: LoopletSettings | None) -> dict[str, Any] | None:
     }
 
 
+def _not_run(nodeid: str) -> dict[str, Any]:
+    item = _item(nodeid, repetition_of_nodeid(nodeid))
+    item.update(
+        verdict="SKIP",
+        error="not_run",
+        message="not run: the run stopped before it (-x, --maxfail, an interrupt, or xdist "
+        "ran out of worker restarts)",
+    )
+    return item
+
+
 def _new_item(report: pytest.TestReport) -> dict[str, Any]:
     props = dict(report.user_properties)
-    repetition = str(props.get("looplet_repetition") or "") or None
+    return _item(report.nodeid, str(props.get("looplet_repetition") or "") or None)
+
+
+def _item(nodeid: str, repetition: str | None) -> dict[str, Any]:
     index, _, count = (repetition or "1/1").partition("/")
     return {
-        "nodeid": report.nodeid,
-        "eval": eval_of(report.nodeid, repetition),
+        "nodeid": nodeid,
+        "eval": eval_of(nodeid, repetition),
         "repetition": int(index),
         "repetitions": int(count),
         "verdict": None,

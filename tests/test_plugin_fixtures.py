@@ -240,3 +240,34 @@ def test_an_eval_whose_worker_dies_in_its_first_tool_call_is_reported_everywhere
     )
     assert "crashed while running" in crashed["message"]
     assert items["eval_greeter.py::eval_greets_bob"]["verdict"] == "PASS"
+
+
+@pytest.mark.parametrize(
+    "args", [("-x",), ("-p", "xdist", "-n", "1", "--max-worker-restart=0")], ids=["x", "xdist"]
+)
+def test_evals_that_never_ran_are_listed_as_not_run(
+    run: Run, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, args: tuple[str, ...]
+) -> None:
+    pytester.makepyfile(eval_more=EVAL.replace("eval_greets_", "eval_also_greets_"))
+    with ScriptedOpenAIServer(script()) as server:
+        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-test-recording-key")
+        run("--looplet-record-mode=all").assert_outcomes(passed=4)
+    monkeypatch.delenv("OPENAI_BASE_URL")
+    monkeypatch.delenv("OPENAI_API_KEY")
+    # The first eval to call done fails: -x stops the run there, and without -x the worker
+    # dies there and may not be restarted.
+    done = '__import__("os")._exit(3)' if "xdist" in args else "1 / 0"
+    pytester.makeconftest(
+        CONFTEST.replace(
+            'execute=lambda *, answer: {"answer": answer}))', f"execute=lambda *, answer: {done}))"
+        )
+    )
+    result = run(*args, "--looplet-report", "report.json")
+    doc = json.loads((pytester.path / "report.json").read_text(encoding="utf-8"))
+    items = {item["nodeid"]: item for entry in doc["evals"] for item in entry["items"]}
+    assert len(items) == 4  # every collected eval, run or not
+    not_run = [item for item in items.values() if item["error"] == "not_run"]
+    assert len(not_run) == 3 and all(item["verdict"] == "SKIP" for item in not_run)
+    assert all(item["message"].startswith("not run: ") for item in not_run)
+    assert "4 evals: 1 failed, 3 skipped" in result.stdout.str()
