@@ -266,3 +266,34 @@ def test_looplet_agent_arun_records_then_replays_under_xdist(
         result.stdout.fnmatch_lines(["*trajectory differs at step 1*"])
         steps = {name: item["step_count"] for name, item in report_items(pytester).items()}
         assert steps == {"eval_greets_alice": 2, "eval_expects_bob": 2}
+
+
+# ------------------------------------------------------------------ without --looplet-evals
+
+
+@pytest.mark.parametrize("target", ["evals", "evals/eval_trip.py"], ids=["folder", "file"])
+def test_eval_files_run_without_the_flag_say_they_need_it(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, target: str
+) -> None:
+    monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
+    write(pytester, "evals/eval_trip.py", "def eval_books():\n    assert False\n")
+    result = pytester.runpytest_subprocess("-p", "pytest_looplet.plugin", target)
+    assert result.ret == pytest.ExitCode.NO_TESTS_COLLECTED
+    result.stdout.fnmatch_lines(
+        [
+            "looplet: 1 eval file(s) were not run (evals/eval_trip.py): eval files run only "
+            "with --looplet-evals, e.g. pytest --looplet-evals * -p pytest_looplet.plugin "
+            f"{target}"
+        ]
+    )
+
+
+def test_a_run_that_collected_tests_says_nothing_of_eval_files(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
+    write(pytester, "evals/eval_trip.py", "def eval_books():\n    assert False\n")
+    write(pytester, "evals/test_unit.py", "def test_one():\n    pass\n")
+    result = pytester.runpytest_subprocess("-p", "pytest_looplet.plugin", "evals")
+    result.assert_outcomes(passed=1)
+    assert "eval file(s) were not run" not in result.stdout.str()
