@@ -14,6 +14,7 @@ from collections.abc import Callable
 import pytest
 
 from looplet.testing import ScriptedOpenAIServer, call, tool_reply
+from tests._greeter import CONFTEST as CONFTEST_GREETER
 
 pytest_plugins = ["pytester"]
 
@@ -204,25 +205,6 @@ def test_async_evals_are_scored_like_sync_ones(
     assert scores["eval_returns_zero"]["score"] == 0.0
 
 
-GREETER_CONFTEST = """
-import pytest
-from looplet import BaseToolRegistry, PermissionEngine, ToolSpec
-
-@pytest.fixture
-def looplet_permissions():
-    return PermissionEngine().allow("greet")
-
-@pytest.fixture
-def looplet_tools():
-    tools = BaseToolRegistry()
-    tools.register(ToolSpec(name="greet", description="Greet someone.",
-                            parameters={"name": "str"},
-                            execute=lambda *, name: {"greeting": f"Hello, {name}!"}))
-    tools.register(ToolSpec(name="done", description="Finish.", parameters={"answer": "str"},
-                            execute=lambda *, answer: {"answer": answer}))
-    return tools
-"""
-
 ASYNC_AGENT = """
 from looplet import ANY
 
@@ -250,7 +232,7 @@ def greeter_script() -> list[object]:
 def test_looplet_agent_arun_records_then_replays_under_xdist(
     run: Run, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    write(pytester, "evals/conftest.py", GREETER_CONFTEST)
+    write(pytester, "evals/conftest.py", CONFTEST_GREETER)
     write(pytester, "evals/eval_async_agent.py", ASYNC_AGENT)
     with ScriptedOpenAIServer(greeter_script()) as server:
         monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)

@@ -12,29 +12,11 @@ from collections.abc import Callable
 import pytest
 
 from looplet.testing import ScriptedOpenAIServer, call, tool_reply
+from tests._greeter import CONFTEST
 
 pytest_plugins = ["pytester"]
 
 Run = Callable[..., pytest.RunResult]
-
-CONFTEST = """
-import pytest
-from looplet import BaseToolRegistry, PermissionEngine, ToolSpec
-
-@pytest.fixture
-def looplet_tools():
-    tools = BaseToolRegistry()
-    tools.register(ToolSpec(name="greet", description="Greet someone.",
-                            parameters={"name": "str"},
-                            execute=lambda *, name: {"greeting": f"Hello, {name}!"}))
-    tools.register(ToolSpec(name="done", description="Finish.", parameters={"answer": "str"},
-                            execute=lambda *, answer: {"answer": answer}))
-    return tools
-
-@pytest.fixture
-def looplet_permissions():
-    return PermissionEngine().allow("greet")
-"""
 
 EVAL = """
 from looplet import ANY
