@@ -44,15 +44,8 @@ def cassette_error_of(excinfo: ExceptionInfo[BaseException] | None) -> BaseExcep
     errors = sys.modules.get("looplet.cassettes.errors")
     if errors is None:  # no cassette was ever used in this process
         return None
-    cassette_error: type[BaseException] = errors.CassetteError
-    seen: set[int] = set()
-    error: BaseException | None = excinfo.value
-    while error is not None and id(error) not in seen:
-        if isinstance(error, cassette_error):
-            return error
-        seen.add(id(error))
-        error = error.__cause__ or error.__context__
-    return None
+    error: BaseException | None = errors.cassette_error_in(excinfo.value)
+    return error
 
 
 def rerecord_command(item: pytest.Item, mode: str, *, evals: bool) -> str:

@@ -18,7 +18,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, final
 
-from looplet.cassettes.errors import CassetteError
+from looplet.cassettes.errors import CassetteError, cassette_error_in
 from looplet.cassettes.matching import RequestMatcher
 from looplet.cassettes.recorder import Recorder, RequestHook, ResponseHook
 from looplet.cassettes.scrub import Scrubber
@@ -141,7 +141,7 @@ class Cassette:
             return  # KeyboardInterrupt, SystemExit...: never replaced
         error = failure()  # a new instance, so no cycle with the exception it caused
         error.trajectory = getattr(exc, "trajectory", None)
-        if exc is None or _caused_by(exc, CassetteError):
+        if exc is None or cassette_error_in(exc) is not None:
             raise error from None
         raise error from exc
 
@@ -179,14 +179,3 @@ class Cassette:
 
     def __repr__(self) -> str:
         return f"Cassette({str(self.path)!r}, record_mode={self.record_mode!r})"
-
-
-def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        if isinstance(current, kind):
-            return True
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return False

@@ -49,6 +49,20 @@ class CassetteError(LoopletError):
         self.path = path
 
 
+def cassette_error_in(exc: BaseException) -> CassetteError | None:
+    """The :class:`CassetteError` that ``exc`` is or was raised from (its ``__cause__`` or
+    ``__context__`` chain), or ``None``: a provider SDK may wrap the one its transport raised.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, CassetteError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
 class CassetteNotFoundError(CassetteError):
     """``record_mode='none'`` replays only, and the cassette file does not exist or is empty."""
 
