@@ -4,10 +4,11 @@ errors, configuration."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import socket
 import sys
 import types
-import typing
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -47,6 +48,23 @@ from tests._anthropic import (
 )
 
 # --- the real SDK over real HTTP -------------------------------------------------------------
+
+
+@functools.cache
+def _sdk_takes_temperature() -> bool:
+    """Whether the installed SDK's ``messages.create`` accepts a ``temperature`` (0.x only),
+    found by calling it with one: the request the backend must then send it in."""
+    with ScriptedOpenAIServer(["ok"]) as server, client_for(server) as client:
+        try:
+            client.messages.create(
+                model=MODEL,
+                max_tokens=5,
+                messages=[{"role": "user", "content": "Hi"}],
+                temperature=0.3,
+            )
+        except TypeError:
+            return False
+        return server.requests[-1].body.get("temperature") == 0.3
 
 
 def _fail(
@@ -128,7 +146,8 @@ def test_conversation_is_sent_in_anthropic_format_and_accepted() -> None:
     assert body["system"] == "You greet people.\n\nBe brief."
     assert body["tools"] == to_anthropic_tools([GREET_SCHEMA])
     assert (body["model"], body["max_tokens"], body["metadata"]) == (MODEL, 77, {"user_id": "u1"})
-    assert "temperature" not in body  # the 2.x SDK's messages.create takes none
+    # Sent whenever the installed SDK takes one (messages.create has none from 1.0 on).
+    assert body.get("temperature") == (0.3 if _sdk_takes_temperature() else None)
 
 
 def test_malformed_input_comes_back_as_a_call_with_parse_error() -> None:
@@ -210,6 +229,8 @@ def test_legacy_generate_sends_the_system_prompt_top_level() -> None:
         "max_tokens": 9,
         "system": "Be brief.",
         "messages": [{"role": "user", "content": "Greet Alice."}],
+        # generate()'s default temperature, where the SDK takes one.
+        **({"temperature": 0.2} if _sdk_takes_temperature() else {}),
     }
 
 
@@ -268,19 +289,62 @@ def test_from_env_reads_key_base_url_and_model(monkeypatch: pytest.MonkeyPatch) 
 
 
 def test_from_env_defaults_to_a_current_model(monkeypatch: pytest.MonkeyPatch) -> None:
-    from anthropic._data import DEPRECATED_MODELS
-    from anthropic.types import Model
-
     monkeypatch.setenv("ANTHROPIC_API_KEY", API_KEY)
     monkeypatch.delenv("ANTHROPIC_MODEL", raising=False)
 
-    async def build() -> str:
-        async with AsyncAnthropicBackend.from_env() as backend:
-            return backend.model
+    async def ask() -> str:
+        with ScriptedOpenAIServer(["Hi!"], api_key=API_KEY) as server:
+            monkeypatch.setenv("ANTHROPIC_BASE_URL", server.url)
+            async with AsyncAnthropicBackend.from_env() as backend:
+                await backend.acomplete(HELLO)
+            assert backend.model == DEFAULT_MODEL
+            return str(server.requests[-1].body["model"])
 
-    assert asyncio.run(build()) == DEFAULT_MODEL
-    known = typing.get_args(typing.get_args(Model)[0])
-    assert DEFAULT_MODEL in known and DEFAULT_MODEL not in DEPRECATED_MODELS
+    # The SDK warns (DeprecationWarning) on a request for a model it knows to be deprecated.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        assert asyncio.run(ask()) == DEFAULT_MODEL
+
+
+class _Sent(Exception):
+    """Raised by a stand-in ``messages.create`` with the arguments it was called with."""
+
+
+def _create_taking_temperature(*, temperature: float | None = None, **kwargs: Any) -> Any:
+    raise _Sent({**kwargs, "temperature": temperature})
+
+
+def _create_without_temperature(**kwargs: Any) -> Any:
+    raise _Sent(kwargs)
+
+
+class _CreateWithoutSignature:
+    __signature__ = "none to read"  # inspect.signature() raises TypeError on it
+
+    def __call__(self, **kwargs: Any) -> Any:
+        raise _Sent(kwargs)
+
+
+@pytest.mark.parametrize(
+    ("create", "sent"),
+    [
+        (_create_taking_temperature, 0.3),  # the 0.x SDKs
+        (_create_without_temperature, None),  # 1.0 on: sending one is a TypeError
+        (_CreateWithoutSignature(), 0.3),  # cannot tell: the classic API
+    ],
+    ids=["takes_temperature", "takes_none", "no_signature"],
+)
+def test_temperature_is_sent_only_to_an_sdk_whose_create_takes_one(
+    create: Any, sent: float | None
+) -> None:
+    client = types.SimpleNamespace(messages=types.SimpleNamespace(create=create))
+    client.with_options = lambda **_: client
+    backend = AnthropicBackend(client, model=MODEL)
+    with pytest.raises(_Sent) as info:
+        backend.complete(LLMRequest([Message.user("Hi")], temperature=0.3))
+
+    kwargs = info.value.args[0]
+    assert (kwargs["model"], kwargs.get("temperature")) == (MODEL, sent)
 
 
 def test_on_token_without_stream_is_a_configuration_error() -> None:

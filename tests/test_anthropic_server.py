@@ -263,22 +263,21 @@ def test_cut_stream_answers_a_request_that_does_not_stream_whole() -> None:
 
 
 @pytest.mark.parametrize(
-    ("status", "error_type", "exception"),
+    ("status", "error_type"),
     [
-        (429, "rate_limit_error", anthropic.RateLimitError),
-        (500, "api_error", anthropic.InternalServerError),
-        (529, "overloaded_error", anthropic.OverloadedError),
-        (404, "not_found_error", anthropic.NotFoundError),
+        (429, "rate_limit_error"),
+        (500, "api_error"),
+        (529, "overloaded_error"),
+        (404, "not_found_error"),
     ],
 )
-def test_error_reply_has_anthropics_shape_and_sdk_exception(
-    status: int, error_type: str, exception: type[anthropic.APIStatusError]
-) -> None:
+def test_error_reply_has_anthropics_shape_and_sdk_exception(status: int, error_type: str) -> None:
     script = [error_reply(status, f"scripted {status}", retry_after=7)]
     with (
         ScriptedOpenAIServer(script) as server,
         client_for(server, max_retries=0) as client,
-        pytest.raises(exception, match=f"scripted {status}") as info,
+        # The SDK's status error (which subclass it picks for a status is the SDK's business).
+        pytest.raises(anthropic.APIStatusError, match=f"scripted {status}") as info,
     ):
         create(client)
 
@@ -306,19 +305,25 @@ def test_explicit_error_type_is_kept() -> None:
 
 def test_api_key_is_accepted_as_bearer_or_x_api_key_and_enforced() -> None:
     body = {"model": MODEL, "max_tokens": 5, "messages": HELLO_PARAMS}
-    with ScriptedOpenAIServer(["bearer", "header"], api_key=API_KEY) as server:
+    with ScriptedOpenAIServer(["sdk", "bearer", "header"], api_key=API_KEY) as server:
         with client_for(server, max_retries=0) as client:
-            first = create(client)  # the 2.x SDK sends the key as a Bearer token
-        status, _, raw = raw_post(server, body, {"x-api-key": API_KEY})
+            first = create(client)  # in the header of the SDK's choice (its versions differ)
+        answers = [
+            raw_post(server, body, {"authorization": f"Bearer {API_KEY}"}),
+            raw_post(server, body, {"x-api-key": API_KEY}),
+        ]
         with (
             anthropic.Anthropic(base_url=server.url, api_key="wrong", max_retries=0) as bad,
             pytest.raises(anthropic.AuthenticationError, match="invalid x-api-key") as info,
         ):
             create(bad)
-        assert server.served == 2 and len(server.requests) == 3
+        assert server.served == 3 and len(server.requests) == 4
 
-    assert first.content[0].text == "bearer"
-    assert (status, json.loads(raw)["content"][0]["text"]) == (200, "header")
+    assert first.content[0].text == "sdk"
+    assert [(status, json.loads(raw)["content"][0]["text"]) for status, _, raw in answers] == [
+        (200, "bearer"),
+        (200, "header"),
+    ]
     assert info.value.body["error"]["type"] == "authentication_error"  # type: ignore[index]
 
 

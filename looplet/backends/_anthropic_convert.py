@@ -139,7 +139,7 @@ def build_request_kwargs(
     none). ``defaults`` (``tool_choice``, ``metadata``, ``timeout``...) are passed through
     as given; the request's own values win over them. The request's ``temperature`` is sent
     only when it sets one and ``send_temperature`` is true: the ``messages.create`` of the
-    ``anthropic`` 2.x SDK has no such parameter, and the backends pass ``False`` for it.
+    ``anthropic`` SDK has no such parameter from 1.0 on, and the backends pass ``False`` there.
 
     Example::
 

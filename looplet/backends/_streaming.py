@@ -105,8 +105,8 @@ def as_stream_failure(error: LLMError, delivered: int) -> LLMError:
 def broken_connection_error(provider: str, exc: BaseException, attempts: int) -> LLMError:
     """The retriable error for ``exc``, raised by the HTTP library while a stream was read.
 
-    For what the provider SDK lets through unwrapped (the ``openai`` 1.x SDK passes the HTTP
-    library's own errors on a cut connection; newer ones wrap them in ``APIConnectionError``).
+    For what the provider SDK lets through unwrapped (the ``openai`` SDK up to 3.13 passes the
+    HTTP library's own errors on a cut connection; newer ones wrap them in ``APIConnectionError``).
     """
     return LLMError(
         provider,

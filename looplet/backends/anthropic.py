@@ -144,8 +144,8 @@ class AnthropicBackend(_AnthropicBackendBase["anthropic.Anthropic"], SyncSDKBack
     overloaded, time-outs, connection errors) are retried per ``retry``, honouring
     ``retry-after``; others (400, 401, 403, 404) raise :class:`~looplet.errors.LLMError` after
     one request, with Anthropic's own message. The client's own retries are disabled. The
-    request's ``temperature`` is sent only if the SDK's ``messages.create`` takes one (2.x
-    does not).
+    request's ``temperature`` is sent only if the SDK's ``messages.create`` takes one (0.x
+    does; 1.0 and later do not).
 
     With ``stream=True`` the reply is streamed: each piece of text or tool input goes to
     ``request.on_chunk`` (set by the loop when a hook such as
@@ -207,8 +207,8 @@ class AsyncAnthropicBackend(_AnthropicBackendBase["anthropic.AsyncAnthropic"], A
 
 
 def _takes_temperature(client: Any) -> bool:
-    # The anthropic 2.x SDK dropped `temperature` from messages.create (it has no sampling
-    # parameters); older ones take it. Passing it to 2.x would be a TypeError.
+    # The anthropic SDK dropped `temperature` from messages.create in 1.0 (it has no sampling
+    # parameters); 0.x takes it. Passing it to 1.0 or later would be a TypeError.
     try:
         return "temperature" in inspect.signature(client.messages.create).parameters
     except (TypeError, ValueError):  # no signature to read: assume the classic API
