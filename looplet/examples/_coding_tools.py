@@ -2,8 +2,12 @@
 
 :class:`CodingWorkspace` holds the folder and offers ``bash``, ``read``, ``write``, ``edit``,
 ``glob``, ``grep``, ``think`` and ``done`` as methods; :meth:`CodingWorkspace.registry` turns
-them into tools. A path that would leave the folder (``..``, an absolute path elsewhere, a
-symlink pointing out) is refused with a :class:`~looplet.ToolError` naming it. ``bash`` runs
+them into tools. Every path a file tool is given goes through :func:`confine`: it is resolved,
+symlinks followed, and must land inside the resolved folder, so ``..``, an absolute path
+elsewhere, ``/proc/self/root/...`` and a symlink (or chain of them) pointing out are refused with
+a :class:`~looplet.ToolError` naming the path and the rule. ``grep`` and ``glob`` walk without
+following symlinked folders and leave out every file that resolves outside, as if it were not
+there. ``bash`` runs
 in the folder under a timeout, in its own process group, which is killed when time is up; its
 environment has no API keys or tokens. A shell is not a sandbox, though: the permission rules
 of :mod:`looplet.examples.coding_agent` (:data:`DESTRUCTIVE`, :data:`LEAVES_WORKSPACE`) ask a
@@ -12,6 +16,8 @@ human before commands that delete, move or overwrite files or reach outside the 
 
 from __future__ import annotations
 
+import fnmatch
+import functools
 import os
 import re
 import shutil
@@ -22,7 +28,7 @@ from pathlib import Path
 
 from looplet import BaseToolRegistry, ToolContext, ToolError, ToolSpec, tool
 
-__all__ = ["DESTRUCTIVE", "LEAVES_WORKSPACE", "CodingWorkspace"]
+__all__ = ["DESTRUCTIVE", "LEAVES_WORKSPACE", "CodingWorkspace", "confine"]
 
 # Where a shell word starts a command: the line's start, after a separator or an opening
 # bracket, or after a wrapper that runs its arguments as a command.
@@ -57,6 +63,9 @@ _MAX_OUTPUT_CHARS = 16_000
 _MAX_LISTED = 500
 _MAX_MATCHES = 200
 _MAX_TIMEOUT = 600
+# Longer paths and names than most file systems accept (PATH_MAX, NAME_MAX in bytes).
+_MAX_PATH_CHARS = 4096
+_MAX_NAME_BYTES = 255
 
 
 class CodingWorkspace:
@@ -203,14 +212,14 @@ class CodingWorkspace:
                 "'**/*.py'",
             )
         root = self._root(ctx)
-        try:
-            found = [p for p in root.glob(pattern) if p.is_file()]
-        except ValueError as exc:
-            raise ToolError("validation", f"bad glob pattern {pattern!r}: {exc}") from None
+        parts = [part for part in Path(pattern).parts if part != "."]
+        if not parts:
+            raise ToolError("validation", f"bad glob pattern {pattern!r}: it names no file")
+        # Our own walk, not Path.glob, which would go down a symlinked folder the pattern names.
         names = sorted(
-            p.relative_to(root).as_posix()
-            for p in found
-            if _inside(root, p.resolve()) and not _SKIPPED_DIRS.intersection(p.parts)
+            name
+            for name in (p.relative_to(root).as_posix() for p in _walk_files(root, root))
+            if _glob_match(name.split("/"), parts)
         )
         if len(names) > _MAX_LISTED:
             more = len(names) - _MAX_LISTED
@@ -233,7 +242,7 @@ class CodingWorkspace:
         if not start.exists():
             raise ToolError("validation", f"no file or folder {path!r} in the workspace")
         lines: list[str] = []
-        for file in _text_files(start):
+        for file in _text_files(root, start):
             name = file.relative_to(root).as_posix()
             text = file.read_text(encoding="utf-8", errors="replace")
             for number, line in enumerate(text.splitlines(), 1):
@@ -266,16 +275,7 @@ class CodingWorkspace:
 
     def _path(self, ctx: ToolContext, path: str) -> Path:
         """``path`` inside the workspace, or a ToolError naming it."""
-        root = self._root(ctx)
-        target = (root / path).resolve()  # an absolute `path` replaces root: checked below
-        if not _inside(root, target):
-            raise ToolError(
-                "permission_denied",
-                f"{path!r} is outside the workspace: paths are relative to the workspace "
-                "folder and may not leave it",
-                context={"path": path},
-            )
-        return target
+        return confine(self._root(ctx), path)
 
     def _file(self, ctx: ToolContext, path: str) -> Path:
         target = self._path(ctx, path)
@@ -284,20 +284,100 @@ class CodingWorkspace:
         return target
 
 
+def confine(root: Path, path: str) -> Path:
+    """``path`` resolved inside the workspace ``root``, or a :class:`~looplet.ToolError`.
+
+    The one check every file tool makes. ``path`` is taken relative to ``root`` (an absolute
+    path stands for itself), resolved with every symlink followed, even a dangling one, and
+    must then be ``root`` or below it. ``root`` must be resolved already.
+
+    Raises:
+        ToolError: ``validation`` for a NUL byte, a path longer than 4096 characters or a
+            name longer than 255 bytes, or a symlink loop; ``permission_denied`` when the
+            resolved path is outside ``root``. The message names the path and the rule;
+            ``context["path"]`` holds it.
+    """
+    # A 5,000-character name is quoted by its start: the model needs to recognise it, no more.
+    shown = repr(path) if len(path) <= 200 else f"{path[:100]!r}... ({len(path)} characters)"
+
+    def refuse(kind: str, rule: str) -> ToolError:
+        return ToolError(kind, f"{shown} {rule}", context={"path": path})
+
+    if "\0" in path:
+        raise refuse("validation", "contains a NUL byte, which no file name may hold")
+    if len(path) > _MAX_PATH_CHARS or any(
+        len(name.encode("utf-8", "surrogatepass")) > _MAX_NAME_BYTES for name in Path(path).parts
+    ):
+        raise refuse(
+            "validation",
+            f"is too long: a path may have {_MAX_PATH_CHARS} characters and each name in it "
+            f"{_MAX_NAME_BYTES} bytes",
+        )
+    try:
+        target = (root / path).resolve()  # an absolute `path` replaces root: checked below
+    except (RuntimeError, OSError, ValueError):  # RuntimeError: a symlink loop (3.11, 3.12)
+        raise refuse(
+            "validation", "is a symlink loop or not a valid file name: it cannot be resolved"
+        ) from None
+    if not _inside(root, target):
+        raise refuse(
+            "permission_denied",
+            "is outside the workspace: paths are relative to the workspace folder and may "
+            "not leave it, through '..', an absolute path or a symlink",
+        )
+    return target
+
+
 def _inside(root: Path, target: Path) -> bool:
     return target == root or root in target.parents
 
 
-def _text_files(start: Path) -> list[Path]:
-    """The files below ``start`` (or ``start`` itself) that look like text, sorted."""
-    if start.is_file():
-        candidates = [start]
-    else:
-        candidates = []
-        for folder, dirs, files in os.walk(start):  # symlinked folders are not followed
-            dirs[:] = sorted(d for d in dirs if d not in _SKIPPED_DIRS)
-            candidates += [Path(folder, f) for f in sorted(files)]
-    return [p for p in candidates if p.is_file() and _looks_like_text(p)]
+def _resolves_inside(root: Path, path: Path) -> bool:
+    """Whether ``path``, every symlink followed, ends inside ``root``; a loop does not."""
+    try:
+        return _inside(root, path.resolve(strict=True))
+    except (RuntimeError, OSError):
+        return False
+
+
+def _walk_files(root: Path, start: Path) -> list[Path]:
+    """The files below ``start``, in walk order, that resolve inside ``root``.
+
+    Symlinked folders are not entered, and a file (or symlink) that resolves outside ``root``
+    is left out, as if it were not there; so are the tool folders of ``_SKIPPED_DIRS``.
+    """
+    found: list[Path] = []
+    for folder, dirs, files in os.walk(start, followlinks=False):
+        dirs[:] = sorted(d for d in dirs if d not in _SKIPPED_DIRS)
+        for name in sorted(files):
+            path = Path(folder, name)
+            if _resolves_inside(root, path) and path.is_file():
+                found.append(path)
+    return found
+
+
+def _text_files(root: Path, start: Path) -> list[Path]:
+    """The text files below ``start`` (or ``start`` itself, already confined) inside ``root``."""
+    candidates = [start] if start.is_file() else _walk_files(root, start)
+    return [p for p in candidates if _looks_like_text(p)]
+
+
+def _glob_match(names: list[str], parts: list[str]) -> bool:
+    """Whether the file path ``names`` matches the glob ``parts``.
+
+    ``**`` stands for any number of folders; as in :meth:`pathlib.Path.glob`, a pattern
+    ending in ``**`` names folders, so no file matches it.
+    """
+
+    @functools.cache
+    def match(i: int, j: int) -> bool:  # names[i:] against parts[j:], each pair once
+        if j == len(parts):
+            return i == len(names)
+        if parts[j] == "**":
+            return j + 1 < len(parts) and any(match(k, j + 1) for k in range(i, len(names)))
+        return i < len(names) and fnmatch.fnmatchcase(names[i], parts[j]) and match(i + 1, j + 1)
+
+    return match(0, 0)
 
 
 def _looks_like_text(path: Path) -> bool:
