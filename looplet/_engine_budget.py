@@ -47,7 +47,7 @@ def call_within_budget(
         if changed:
             request = _rebased(request, run.messages, extra)
     reply = yield from _send(run, meter, request, extra)
-    if not is_context_overflow(reply) or run.trajectory.llm_calls + 1 >= run.max_llm_calls:
+    if not is_context_overflow(reply) or run.trajectory.total_llm_calls + 1 >= run.max_llm_calls:
         return reply
     refused = meter.measure(run.messages, extra, request.tools)
     meter.limit = max(1, min(meter.limit, refused - 1))

@@ -164,7 +164,7 @@ def may_call_model(run: RunState) -> bool:
         set_stop(run, StopReason.CANCELLED, token.reason)
     elif run.state.queries_used >= run.max_steps:
         set_stop(run, StopReason.MAX_STEPS, f"{run.max_steps} steps used")
-    elif trajectory.llm_calls >= run.max_llm_calls:
+    elif trajectory.total_llm_calls >= run.max_llm_calls:  # sub-agents' calls count too
         set_stop(run, StopReason.MAX_LLM_CALLS, f"{run.max_llm_calls} model calls made")
     return trajectory.stop_reason is None
 

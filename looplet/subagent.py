@@ -1,9 +1,13 @@
 """Sub-agents: a run that starts a smaller run of its own, inside the parent's budget.
 
 :func:`run_sub_loop` runs a child loop with its own tools and prompt and returns a summary of
-what it found. The child never escapes its parent: it may use at most the steps the parent
-has left, and the steps it uses are then charged to the parent (``state.queries_used``); it
-stops when the parent's cancel token is set; and its :class:`~looplet.types.Trajectory` is
+what it found. The child never escapes its parent: every budget of the parent binds it. It
+may use at most the steps and the model calls the parent has left (or its own limits, if
+tighter); the steps it uses are then charged to the parent (``state.queries_used``), and its
+model calls count against the parent's ``max_llm_calls`` (the engine checks
+``Trajectory.total_llm_calls``), so parent and children together never pass the parent's
+caps. A child that runs out stops with the stop reason its parent would use. It stops when
+the parent's cancel token is set; and its :class:`~looplet.types.Trajectory` is
 kept on the parent's (``children``, linked to the parent's step by ``parent_step``), so the
 parent's record, ``to_dict()`` and provenance files hold it. Tokens and model calls stay on
 each trajectory (``Trajectory.total_usage`` adds the children in). :func:`subagent_tool`
@@ -108,8 +112,9 @@ def run_sub_loop(
 ) -> SubagentResult:
     """Run a child loop on ``task`` with its own ``tools``; return its summary and record.
 
-    The child gets ``min(max_steps, steps the parent has left)`` steps, the parent's cancel
-    token, and a ``done`` tool if ``tools`` has none. Its failures (a provider error, a
+    The child gets ``min(max_steps, steps the parent has left)`` steps, at most the model
+    calls the parent has left, the parent's cancel token, and a ``done`` tool if ``tools``
+    has none. Its failures (a provider error, a
     raising hook, running out of steps) come back as a result with ``ok`` false, never as
     an exception. Example, from inside a tool of the parent::
 
@@ -126,7 +131,8 @@ def run_sub_loop(
         hooks: the child's own hooks (the parent's observers that offer
             ``subagent_hook`` are added).
         config: the child's settings; ``max_steps``, ``cancel_token`` and
-            ``system_prompt`` are set from the arguments above.
+            ``system_prompt`` are set from the arguments above, and ``max_llm_calls`` is
+            lowered to what the parent has left.
         summarize: builds the summary from the child's trajectory.
         context: handed to the child's hooks as ``context``.
 
@@ -251,23 +257,20 @@ def _plan(
     run, ctx = _parent_of(parent)
     config = config if config is not None else LoopConfig()
     parent_step = _parent_step(run, ctx)
-    steps = max_steps
+    steps, calls = max_steps, config.max_llm_calls
     if run is not None:
+        # Every budget of the parent binds the child: the tighter of its own and what is left.
         steps = min(max_steps, run.max_steps - run.state.queries_used)
-    if steps < 1:
-        trajectory = Trajectory(
-            task=None,
-            stop_reason=StopReason.MAX_STEPS,
-            stop_detail="the parent run has no steps left for a sub-agent",
-            parent_step=parent_step,
-        )
-        if run is not None:
-            run.trajectory.children.append(trajectory)
-        return SubagentResult(trajectory.stop_detail, trajectory)
+        if steps < 1:
+            return _not_run(run, parent_step, StopReason.MAX_STEPS, "steps")
+        calls = min(config.llm_call_cap(steps), run.max_llm_calls - run.trajectory.total_llm_calls)
+        if calls < 1:
+            return _not_run(run, parent_step, StopReason.MAX_LLM_CALLS, "model calls")
     parent_token = ctx.cancel_token if ctx is not None else None
     config = dataclasses.replace(
         config,
         max_steps=steps,
+        max_llm_calls=calls,
         cancel_token=_link_tokens(config.cancel_token, parent_token),
         system_prompt=system_prompt if system_prompt is not None else config.system_prompt,
     )
@@ -279,6 +282,20 @@ def _plan(
                 child_hooks.append(child)
     registry = _child_registry(tools, config.done_tool)
     return _Plan(registry, config, DefaultState(max_steps=steps), child_hooks, run, parent_step)
+
+
+def _not_run(
+    run: RunState, parent_step: int | None, reason: StopReason, what: str
+) -> SubagentResult:
+    """The result of a child the parent has no budget left for: recorded, never run."""
+    trajectory = Trajectory(
+        task=None,
+        stop_reason=reason,
+        stop_detail=f"the parent run has no {what} left for a sub-agent",
+        parent_step=parent_step,
+    )
+    run.trajectory.children.append(trajectory)
+    return SubagentResult(trajectory.stop_detail, trajectory)
 
 
 def _parent_of(parent: ParentRun | None) -> tuple[RunState | None, ToolContext | None]:

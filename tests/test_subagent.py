@@ -43,6 +43,7 @@ def parent_loop(
     config: LoopConfig | None = None,
     state: DefaultState | None = None,
     child_tools: Any = None,
+    child_config: LoopConfig | None = None,
     **options: Any,
 ) -> LoopRun:
     """A parent loop whose ``helper`` tool runs a sub-agent on ``child``."""
@@ -53,6 +54,7 @@ def parent_loop(
         child,
         child_tools if child_tools is not None else make_tools(),
         parent=lambda: handle["loop"],
+        config=child_config,
         **options,
     )
     loop = composable_loop(
@@ -306,3 +308,88 @@ def test_a_tool_context_that_knows_its_run_is_parent_enough() -> None:  # pragma
     )
     traj = finish(loop)
     assert traj.children_of(1)[0].tools == ["greet", "done"] and state.queries_used == 1
+
+
+# -- every budget of the parent binds the child --------------------------------------------------
+
+
+def test_the_childs_model_calls_count_against_the_parents_cap() -> None:
+    child = MockLLMBackend([GREET_BOB], cycle=True)  # would make 10 calls on its own
+    config = LoopConfig(max_steps=20, max_llm_calls=3)
+    loop = parent_loop([DELEGATE, PARENT_DONE], child, config=config, max_steps=10)
+    traj = finish(loop)
+
+    (sub,) = traj.children
+    assert len(child.calls) == 2 and sub.llm_calls == 2  # the 3 the parent may make, less its own
+    assert traj.llm_calls == 1 and traj.total_llm_calls == 3
+    assert sub.stop_reason is StopReason.MAX_LLM_CALLS
+    assert traj.stop_reason is StopReason.MAX_LLM_CALLS and traj.tools == ["helper"]
+    failed = traj.steps[0].tool_result
+    assert failed.error_kind is ErrorKind.EXECUTION
+    assert "did not finish: stopped (max_llm_calls: 2 model calls made)" in (failed.error or "")
+    assert traj.total_usage == traj.usage + sub.usage and sub.usage.total_tokens > 0
+
+
+def test_the_tighter_of_the_childs_own_cap_and_the_parents_remaining_one_wins() -> None:
+    child = MockLLMBackend([GREET_BOB], cycle=True)
+    config = LoopConfig(max_steps=20, max_llm_calls=4)
+    loop = parent_loop(
+        [DELEGATE, DELEGATE, PARENT_DONE],
+        child,
+        config=config,
+        max_steps=10,
+        child_config=LoopConfig(max_llm_calls=2),
+    )
+    traj = finish(loop)
+
+    first, second = traj.children
+    assert first.llm_calls == 2 and first.stop_reason is StopReason.MAX_LLM_CALLS  # its own cap
+    # The parent's second call used its last one: the second child is not run at all.
+    assert second.llm_calls == 0 and second.stop_reason is StopReason.MAX_LLM_CALLS
+    assert "no model calls left" in (traj.steps[1].tool_result.error or "")
+    assert len(child.calls) == 2 and traj.total_llm_calls == 4
+    assert traj.stop_reason is StopReason.MAX_LLM_CALLS
+
+
+def async_parent(
+    parent_script: list[Any], child: AsyncMockLLMBackend, config: LoopConfig, **options: Any
+) -> Trajectory:
+    """Run an async parent whose ``helper`` tool runs an async sub-agent on ``child``."""
+    handle: dict[str, Any] = {}
+    helper = subagent_tool(
+        "helper", "Delegate.", child, make_tools(), parent=lambda: handle["loop"], **options
+    )
+
+    async def go() -> Trajectory:
+        loop = async_composable_loop(
+            AsyncMockLLMBackend(parent_script), "t", make_tools(helper=helper), config=config
+        )
+        handle["loop"] = loop
+        async for _ in loop:
+            pass
+        return loop.trajectory
+
+    return asyncio.run(go())
+
+
+def test_an_async_childs_model_calls_count_against_the_parents_cap() -> None:
+    child = AsyncMockLLMBackend([GREET_BOB], cycle=True)
+    config = LoopConfig(max_steps=20, max_llm_calls=3)
+    traj = async_parent([DELEGATE, PARENT_DONE], child, config, max_steps=10)
+
+    (sub,) = traj.children
+    assert len(child.calls) == 2 and traj.total_llm_calls == 3
+    assert sub.stop_reason is StopReason.MAX_LLM_CALLS
+    assert traj.stop_reason is StopReason.MAX_LLM_CALLS and traj.tools == ["helper"]
+    assert "stopped (max_llm_calls" in (traj.steps[0].tool_result.error or "")
+    assert traj.total_usage == traj.usage + sub.usage
+
+
+def test_an_async_child_uses_only_the_steps_the_parent_has_left() -> None:
+    child = AsyncMockLLMBackend([GREET_BOB], cycle=True)
+    config = LoopConfig(max_steps=2)
+    traj = async_parent([DELEGATE, PARENT_DONE], child, config, max_steps=10)
+
+    (sub,) = traj.children
+    assert len(sub.steps) == 2 and sub.stop_reason is StopReason.MAX_STEPS
+    assert traj.stop_reason is StopReason.MAX_STEPS and traj.tools == ["helper"]
