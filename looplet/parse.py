@@ -62,7 +62,9 @@ def parse_text_reply(text: str, *, id_prefix: str = "call_") -> tuple[str, tuple
     return (prose or top_reasoning), calls
 
 
-def tool_call_from_openai(name: str, arguments: str | Mapping[str, Any], call_id: str) -> ToolCall:
+def tool_call_from_openai(
+    name: str, arguments: str | Mapping[str, Any], call_id: str, *, reasoning: str = ""
+) -> ToolCall:
     """Build a :class:`ToolCall` from a native tool call (OpenAI ``function.arguments``).
 
     Args:
@@ -70,6 +72,7 @@ def tool_call_from_openai(name: str, arguments: str | Mapping[str, Any], call_id
         arguments: the arguments as the provider sent them: a JSON string (OpenAI) or an
             already-decoded mapping (Anthropic ``input``). An empty string means no arguments.
         call_id: the provider's id for the call.
+        reasoning: the text the model wrote alongside the call (the turn's content).
 
     Returns:
         A call whose ``raw_arguments`` is the JSON string. When the string is not valid JSON,
@@ -79,23 +82,32 @@ def tool_call_from_openai(name: str, arguments: str | Mapping[str, Any], call_id
     """
     if isinstance(arguments, Mapping):
         args = dict(arguments)
-        return ToolCall(name, args, call_id=call_id, raw_arguments=json.dumps(args))
+        return ToolCall(
+            name, args, call_id=call_id, reasoning=reasoning, raw_arguments=json.dumps(args)
+        )
     if not arguments.strip():
         # Some OpenAI-compatible servers send "" for a call without arguments.
-        return ToolCall(name, {}, call_id=call_id, raw_arguments=arguments)
+        return ToolCall(name, {}, call_id=call_id, reasoning=reasoning, raw_arguments=arguments)
     try:
         value = _DECODER.decode(arguments)
     except json.JSONDecodeError as exc:
-        return ToolCall(name, call_id=call_id, raw_arguments=arguments, parse_error=str(exc))
+        return ToolCall(
+            name,
+            call_id=call_id,
+            reasoning=reasoning,
+            raw_arguments=arguments,
+            parse_error=str(exc),
+        )
     if not isinstance(value, dict):
         return ToolCall(
             name,
             call_id=call_id,
+            reasoning=reasoning,
             raw_arguments=arguments,
             parse_error=f"arguments must be a JSON object, got {_json_type(value)}: "
             f"{_clip(arguments)}",
         )
-    return ToolCall(name, value, call_id=call_id, raw_arguments=arguments)
+    return ToolCall(name, value, call_id=call_id, reasoning=reasoning, raw_arguments=arguments)
 
 
 def format_text_reply(text: str, calls: Sequence[ToolCall]) -> str:

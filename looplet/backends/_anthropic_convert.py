@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 __all__ = [
     "build_request_kwargs",
     "from_anthropic_message",
+    "reasoning_of_turn",
     "retry_after",
     "to_anthropic_messages",
     "to_anthropic_tools",
@@ -164,50 +165,74 @@ def from_anthropic_message(message: AnthropicMessage) -> LLMResponse:
     """An Anthropic ``Message`` as an :class:`LLMResponse`.
 
     The text is the text blocks joined; each ``tool_use`` block becomes a :class:`ToolCall`
-    with ``args`` = its ``input``. Blocks of other kinds (thinking, server tools) are not
-    part of the neutral reply and are skipped.
+    with ``args`` = its ``input`` and ``reasoning`` = :func:`reasoning_of_turn` of the
+    reply's thinking and text. Blocks of other kinds (redacted thinking, server tools) are
+    not part of the neutral reply and are skipped; thinking shows only in ``reasoning``.
     """
     texts: list[str] = []
-    calls: list[ToolCall] = []
+    thinking: list[str] = []
+    uses: list[Any] = []
     for block in message.content or ():
         kind = getattr(block, "type", None)
         if kind == "text":
             texts.append(_str(getattr(block, "text", "")))
+        elif kind == "thinking":
+            thinking.append(_str(getattr(block, "thinking", "")))
         elif kind == "tool_use":
-            calls.append(
-                tool_call_from_anthropic(
-                    _str(getattr(block, "name", "")),
-                    getattr(block, "input", None),
-                    _str(getattr(block, "id", "")),
-                )
-            )
+            uses.append(block)
+    text = "".join(texts)
+    reasoning = reasoning_of_turn(thinking, text)
+    calls = tuple(
+        tool_call_from_anthropic(
+            _str(getattr(block, "name", "")),
+            getattr(block, "input", None),
+            _str(getattr(block, "id", "")),
+            reasoning=reasoning,
+        )
+        for block in uses
+    )
     return LLMResponse(
-        text="".join(texts),
-        tool_calls=tuple(calls),
+        text=text,
+        tool_calls=calls,
         usage=usage_from_anthropic(message.usage),
         finish_reason=_str(message.stop_reason),
         model=_str(message.model),
     )
 
 
-def tool_call_from_anthropic(name: str, arguments: object, call_id: str) -> ToolCall:
+def reasoning_of_turn(thinking: Sequence[str], text: str) -> str:
+    """The ``reasoning`` every call of an Anthropic turn gets: the turn's thinking, then its
+    text.
+
+    ``thinking`` is the ``thinking`` text of the turn's thinking blocks, in order; ``text``
+    is the reply's text (its text blocks joined). The non-empty ones are joined with a blank
+    line between them. All calls of a turn share it, as a JSON-text batch shares its
+    ``"theory"``; redacted thinking has no readable text and is not part of it.
+    """
+    return "\n\n".join(part for part in (*thinking, text) if part)
+
+
+def tool_call_from_anthropic(
+    name: str, arguments: object, call_id: str, *, reasoning: str = ""
+) -> ToolCall:
     """A :class:`ToolCall` from a ``tool_use``'s ``input``: an object, or the JSON text of a
     streamed one. Anything that is not (or does not decode to) an object gives a call with
     ``parse_error`` set and ``raw_arguments`` holding what was sent, which is never run.
 
     A call decoded from text equals the one built from the same object, so a streamed reply
-    and a whole one give equal responses.
+    and a whole one give equal responses. ``reasoning`` is the text written alongside it.
     """
     if isinstance(arguments, Mapping):
-        return tool_call_from_openai(name, arguments, call_id)
+        return tool_call_from_openai(name, arguments, call_id, reasoning=reasoning)
     if isinstance(arguments, str):
-        call = tool_call_from_openai(name, arguments, call_id)
+        call = tool_call_from_openai(name, arguments, call_id, reasoning=reasoning)
         if call.parse_error is None:
-            return tool_call_from_openai(name, call.args, call_id)
+            return tool_call_from_openai(name, call.args, call_id, reasoning=reasoning)
         return call
     raw = json.dumps(arguments, default=repr)
     return ToolCall(
         name,
+        reasoning=reasoning,
         call_id=call_id,
         raw_arguments=raw,
         parse_error=f"input must be a JSON object, got {type(arguments).__name__}: {raw[:80]}",

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from looplet.backends._anthropic_convert import (
+    reasoning_of_turn,
     to_llm_error,
     tool_call_from_anthropic,
     usage_from_anthropic,
@@ -45,8 +46,9 @@ class AnthropicStreamAssembler(ChunkDelivery):
     Text blocks are joined in order; each ``tool_use`` block becomes a call whose input is
     its ``input_json_delta`` pieces joined and decoded (or, with no pieces, the ``input`` it
     started with). Usage and the model come from ``message_start``, the stop reason and the
-    final output tokens from ``message_delta``. Events and blocks of other kinds (``ping``,
-    thinking) are skipped.
+    final output tokens from ``message_delta``. A thinking block's ``thinking_delta`` pieces
+    are kept for the calls' ``reasoning`` (as in the non-streaming path) but not handed to
+    the callbacks. Events and blocks of other kinds (``ping``, redacted thinking) are skipped.
 
     Example::
 
@@ -103,15 +105,21 @@ class AnthropicStreamAssembler(ChunkDelivery):
     def response(self) -> LLMResponse:
         """The reply assembled from the events fed so far."""
         blocks = [self._blocks[i] for i in sorted(self._blocks)]
+        text = "".join("".join(b.parts) for b in blocks if b.kind == "text")
+        thinking = ["".join(b.parts) for b in blocks if b.kind == "thinking"]
+        reasoning = reasoning_of_turn(thinking, text)
         calls = tuple(
             tool_call_from_anthropic(
-                b.name, "".join(b.parts) if b.parts else b.start_input, b.call_id
+                b.name,
+                "".join(b.parts) if b.parts else b.start_input,
+                b.call_id,
+                reasoning=reasoning,
             )
             for b in blocks
             if b.kind == "tool_use"
         )
         return LLMResponse(
-            text="".join("".join(b.parts) for b in blocks if b.kind == "text"),
+            text=text,
             tool_calls=calls,
             usage=self._usage,
             finish_reason=self._stop_reason,
@@ -155,6 +163,8 @@ class AnthropicStreamAssembler(ChunkDelivery):
         block = self._blocks[index] = _Block(kind)
         if kind == "text":
             self._add_text(block, _str(getattr(content, "text", "")))
+        elif kind == "thinking":
+            self._add_thinking(block, _str(getattr(content, "thinking", "")))
         elif kind == "tool_use":
             block.call_index = self._calls
             self._calls += 1
@@ -173,6 +183,8 @@ class AnthropicStreamAssembler(ChunkDelivery):
         kind = getattr(delta, "type", None)
         if kind == "text_delta" and block.kind == "text":
             self._add_text(block, _str(getattr(delta, "text", "")))
+        elif kind == "thinking_delta" and block.kind == "thinking":
+            self._add_thinking(block, _str(getattr(delta, "thinking", "")))
         elif kind == "input_json_delta" and block.kind == "tool_use":
             piece = _str(getattr(delta, "partial_json", ""))
             if piece:
@@ -183,6 +195,12 @@ class AnthropicStreamAssembler(ChunkDelivery):
         if text:
             block.parts.append(text)
             self._deliver(StreamChunk(text=text))
+
+    @staticmethod
+    def _add_thinking(block: _Block, text: str) -> None:
+        # Thinking is not reply text, so no callback sees it.
+        if text:
+            block.parts.append(text)
 
     def _update_usage(self, usage: Any) -> None:
         # message_delta counts are cumulative; input_tokens is there only in newer API versions.

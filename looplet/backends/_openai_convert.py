@@ -126,7 +126,9 @@ def from_openai_completion(completion: ChatCompletion) -> LLMResponse:
 
     Tool-call arguments are decoded by :func:`looplet.parse.tool_call_from_openai`: arguments
     that are not valid JSON give a :class:`ToolCall` with ``parse_error`` and
-    ``raw_arguments`` set instead of raising, so the loop can tell the model.
+    ``raw_arguments`` set instead of raising, so the loop can tell the model. The message's
+    text, when it comes with calls, is their ``reasoning``: every call of the turn gets the
+    whole text, as the JSON-text protocol's ``"theory"`` is shared by a batch.
     """
     tokens = usage_from_openai(completion.usage)
     model = as_str(completion.model)
@@ -134,9 +136,10 @@ def from_openai_completion(completion: ChatCompletion) -> LLMResponse:
         return LLMResponse(usage=tokens, model=model)
     choice = completion.choices[0]
     message = choice.message
-    calls = tuple(_looplet_tool_call(tc) for tc in message.tool_calls or ())
+    text = as_str(message.content)
+    calls = tuple(_looplet_tool_call(tc, text) for tc in message.tool_calls or ())
     return LLMResponse(
-        text=as_str(message.content),
+        text=text,
         tool_calls=calls,
         usage=tokens,
         finish_reason=as_str(choice.finish_reason),
@@ -165,7 +168,7 @@ def _int(value: object) -> int:
     return value if isinstance(value, int) else 0
 
 
-def _looplet_tool_call(tool_call: Any) -> ToolCall:
+def _looplet_tool_call(tool_call: Any, reasoning: str) -> ToolCall:
     # Function calls carry ``.function``; the SDK's other variant (custom tools) carries
     # ``.custom`` with free-form ``input``. looplet only offers function tools, but an
     # OpenAI-compatible server may still answer with either, so neither is assumed.
@@ -175,7 +178,7 @@ def _looplet_tool_call(tool_call: Any) -> ToolCall:
     else:
         custom = tool_call.custom
         name, arguments = custom.name, custom.input
-    return tool_call_from_openai(name, arguments, tool_call.id or "")
+    return tool_call_from_openai(name, arguments, tool_call.id or "", reasoning=reasoning)
 
 
 def to_llm_error(exc: Exception, attempts: int, *, provider: str = "openai") -> LLMError:

@@ -100,7 +100,8 @@ class StreamAssembler(ChunkDelivery):
         """The assembled reply, once the stream has ended.
 
         Tool-call arguments are decoded by :func:`looplet.parse.tool_call_from_openai`, so
-        arguments that are not valid JSON give a call with ``parse_error`` set.
+        arguments that are not valid JSON give a call with ``parse_error`` set, and every call
+        gets the reply's text as its ``reasoning``, as in the non-streaming path.
 
         Args:
             attempts: how many requests were sent, shown in the error.
@@ -113,12 +114,13 @@ class StreamAssembler(ChunkDelivery):
             raise interrupted_error(
                 self.provider, "it ended without a finish_reason", self.delivered, attempts=attempts
             )
+        text = "".join(self._text)
         calls = tuple(
-            tool_call_from_openai(call.name, "".join(call.arguments), call.call_id)
+            tool_call_from_openai(call.name, "".join(call.arguments), call.call_id, reasoning=text)
             for _, call in sorted(self._calls.items())
         )
         return LLMResponse(
-            text="".join(self._text),
+            text=text,
             tool_calls=calls,
             usage=self._usage,
             finish_reason=self._finish_reason,
