@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from looplet.testing import ScriptedOpenAIServer, call, tool_reply
-from tests._greeter import CONFTEST
+from tests._greeter import CONFTEST, recording
 
 pytest_plugins = ["pytester"]
 
@@ -29,18 +28,6 @@ def eval_greets(looplet_agent, who):
 """
 
 
-def script() -> list[object]:
-    def reply(request: object) -> object:
-        body = request.body  # type: ignore[attr-defined]
-        task = body["messages"][1]["content"]
-        name = re.search(r"<(.*)>", task)[1]  # type: ignore[index]
-        if body["messages"][-1]["role"] == "tool":
-            return tool_reply(call("done", {"answer": f"Greeted {name}."}))
-        return tool_reply(call("greet", {"name": name}))
-
-    return [reply] * 20
-
-
 @pytest.fixture
 def run(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> Run:
     """Run pytest with the plugin in a subprocess, nothing autoloaded."""
@@ -56,6 +43,10 @@ def run(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> Run:
     return run
 
 
+def _name_in_brackets(task: str) -> str:
+    return re.search(r"<(.*)>", task)[1]  # type: ignore[index]
+
+
 def cassettes(pytester: pytest.Pytester, module: str) -> list[str]:
     folder = pytester.path / "cassettes" / module
     return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
@@ -65,12 +56,8 @@ def test_ids_that_sanitise_alike_record_four_files_and_replay_four_passes(
     run: Run, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     pytester.makepyfile(eval_greeter=EVAL)
-    with ScriptedOpenAIServer(script()) as server:
-        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
-        monkeypatch.setenv("OPENAI_API_KEY", "sk-test-recording-key")
+    with recording(monkeypatch, _name_in_brackets):
         run("--looplet-record-mode=all").assert_outcomes(passed=4)
-    monkeypatch.delenv("OPENAI_BASE_URL")
-    monkeypatch.delenv("OPENAI_API_KEY")
     names = cassettes(pytester, "eval_greeter")
     assert len(names) == 4
     # A plain id keeps its plain name, so cassettes recorded before still replay.
@@ -92,12 +79,8 @@ def test_a_cassette_under_its_former_name_fails_with_the_rename_to_make(
     pytester.makepyfile(
         eval_greeter=EVAL.replace('"hello_world", "hello/world", "hello?world"', "")
     )
-    with ScriptedOpenAIServer(script()) as server:
-        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
-        monkeypatch.setenv("OPENAI_API_KEY", "sk-test-recording-key")
+    with recording(monkeypatch, _name_in_brackets):
         run("--looplet-record-mode=all").assert_outcomes(passed=1)
-    monkeypatch.delenv("OPENAI_BASE_URL")
-    monkeypatch.delenv("OPENAI_API_KEY")
     [name] = cassettes(pytester, "eval_greeter")
     folder = pytester.path / "cassettes" / "eval_greeter"
     (folder / name).rename(folder / "eval_greets[hello_world].yaml")  # as named before

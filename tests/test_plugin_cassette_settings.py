@@ -11,8 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from looplet.testing import ScriptedOpenAIServer, call, tool_reply
-from tests._greeter import CONFTEST
+from tests._greeter import CONFTEST, recording
 
 pytest_plugins = ["pytester"]
 
@@ -25,16 +24,6 @@ def eval_greets_alice(looplet_agent):
 """
 
 CASSETTE = Path("cassettes", "eval_greeter", "eval_greets_alice.yaml")
-
-
-def script() -> list[object]:
-    def reply(request: object) -> object:
-        body = request.body  # type: ignore[attr-defined]
-        if body["messages"][-1]["role"] == "tool":
-            return tool_reply(call("done", {"answer": "Greeted Alice."}))
-        return tool_reply(call("greet", {"name": "Alice"}))
-
-    return [reply] * 10
 
 
 @pytest.fixture
@@ -54,12 +43,8 @@ def run(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> Run:
 
 
 def record(run: Run, monkeypatch: pytest.MonkeyPatch, *args: str) -> None:
-    with ScriptedOpenAIServer(script()) as server:
-        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
-        monkeypatch.setenv("OPENAI_API_KEY", "sk-test-recording-key")
+    with recording(monkeypatch):
         run("--looplet-record-mode=all", *args).assert_outcomes(passed=1)
-    monkeypatch.delenv("OPENAI_BASE_URL")
-    monkeypatch.delenv("OPENAI_API_KEY")
 
 
 def note_lines(result: pytest.RunResult) -> list[str]:

@@ -13,8 +13,8 @@ from collections.abc import Callable
 
 import pytest
 
-from looplet.testing import ScriptedOpenAIServer, call, tool_reply
 from tests._greeter import CONFTEST as CONFTEST_GREETER
+from tests._greeter import recording
 
 pytest_plugins = ["pytester"]
 
@@ -219,28 +219,14 @@ async def eval_expects_bob(looplet_agent):
 """
 
 
-def greeter_script() -> list[object]:
-    def reply(request: object) -> object:
-        body = request.body  # type: ignore[attr-defined]
-        if body["messages"][-1]["role"] == "tool":
-            return tool_reply(call("done", {"answer": "Greeted Alice."}))
-        return tool_reply(call("greet", {"name": "Alice"}))
-
-    return [reply] * 20
-
-
 def test_looplet_agent_arun_records_then_replays_under_xdist(
     run: Run, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     write(pytester, "evals/conftest.py", CONFTEST_GREETER)
     write(pytester, "evals/eval_async_agent.py", ASYNC_AGENT)
-    with ScriptedOpenAIServer(greeter_script()) as server:
-        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
-        monkeypatch.setenv("OPENAI_API_KEY", "sk-test-recording-key")
+    with recording(monkeypatch):
         recorded = run("evals", "-n", "0", "--looplet-record-mode=all")
     recorded.assert_outcomes(passed=1, failed=1)
-    monkeypatch.delenv("OPENAI_BASE_URL")
-    monkeypatch.delenv("OPENAI_API_KEY")
 
     for workers in ("0", "2"):  # the server is gone: replay only
         result = run("evals", "-n", workers, "--looplet-report", "report.json")

@@ -11,8 +11,7 @@ from collections.abc import Callable
 
 import pytest
 
-from looplet.testing import ScriptedOpenAIServer, call, tool_reply
-from tests._greeter import CONFTEST
+from tests._greeter import CONFTEST, recording
 
 pytest_plugins = ["pytester"]
 
@@ -29,18 +28,6 @@ def eval_greets_bob(looplet_agent):
     traj = looplet_agent.run("Greet Bob, then finish.")
     return traj.called("greet", name="Bob")
 """
-
-
-def script() -> list[object]:
-    def reply(request: object) -> object:
-        body = request.body  # type: ignore[attr-defined]
-        task = body["messages"][1]["content"]
-        name = "Alice" if "Alice" in task else "Bob"
-        if body["messages"][-1]["role"] == "tool":
-            return tool_reply(call("done", {"answer": f"Greeted {name}."}))
-        return tool_reply(call("greet", {"name": name}))
-
-    return [reply] * 20
 
 
 @pytest.fixture
@@ -61,12 +48,8 @@ def run(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> Run:
 
 
 def record(run: Run, monkeypatch: pytest.MonkeyPatch) -> None:
-    with ScriptedOpenAIServer(script()) as server:
-        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
-        monkeypatch.setenv("OPENAI_API_KEY", "sk-test-recording-key")
+    with recording(monkeypatch):
         run("--looplet-record-mode=all").assert_outcomes(passed=2)
-    monkeypatch.delenv("OPENAI_BASE_URL")
-    monkeypatch.delenv("OPENAI_API_KEY")
 
 
 def test_record_then_replay_offline_with_no_key(
@@ -231,12 +214,8 @@ def test_evals_that_never_ran_are_listed_as_not_run(
     run: Run, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, args: tuple[str, ...]
 ) -> None:
     pytester.makepyfile(eval_more=EVAL.replace("eval_greets_", "eval_also_greets_"))
-    with ScriptedOpenAIServer(script()) as server:
-        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
-        monkeypatch.setenv("OPENAI_API_KEY", "sk-test-recording-key")
+    with recording(monkeypatch):
         run("--looplet-record-mode=all").assert_outcomes(passed=4)
-    monkeypatch.delenv("OPENAI_BASE_URL")
-    monkeypatch.delenv("OPENAI_API_KEY")
     # The first eval to call done fails: -x stops the run there, and without -x the worker
     # dies there and may not be restarted.
     done = '__import__("os")._exit(3)' if "xdist" in args else "1 / 0"
