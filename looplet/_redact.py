@@ -37,6 +37,7 @@ __all__ = [
     "TextRedactor",
     "credential_in",
     "credential_values",
+    "credentials_generation",
     "is_secret_name",
     "redact",
     "redact_text",
@@ -86,6 +87,11 @@ _MAX_CUT = 96
 
 _credentials: set[str] = set()
 _credentials_lock = threading.Lock()
+# Bumped whenever a credential is remembered, so a cached TextRedactor knows it is stale.
+_generation = 0
+# Every match of the patterns below starts with one of these (a secret starts with its own
+# first _MIN_SECRET characters): text holding none of them, and no "bearer", is clean.
+_SHAPE_MARKERS = ("sk-", "ghp_", "gho_", "ghs_", "ghu_", "github_pat_", "AKIA", "xox", "AIza")
 
 
 def remember_credential(value: object) -> None:
@@ -94,9 +100,17 @@ def remember_credential(value: object) -> None:
     Backends call it with their client's key; values that are not strings, or shorter than
     8 characters (placeholders such as ``"test"``), are ignored.
     """
+    global _generation
     if isinstance(value, str) and len(value.strip()) >= _MIN_CREDENTIAL:
         with _credentials_lock:
-            _credentials.add(value.strip())
+            if value.strip() not in _credentials:
+                _credentials.add(value.strip())
+                _generation += 1
+
+
+def credentials_generation() -> int:
+    """A number that changes whenever :func:`remember_credential` learns a new credential."""
+    return _generation
 
 
 def credential_values(environ: Mapping[str, str] | None = None) -> frozenset[str]:
@@ -157,8 +171,13 @@ class TextRedactor:
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         known = {s for s in secrets if s and s != REDACTED} | credential_values()
         self._pattern = _pattern(frozenset(known))
+        self._markers = tuple({v[:_MIN_SECRET] for v in known} | set(_SHAPE_MARKERS))
 
     def __call__(self, text: str) -> str:
+        # Substring tests first: most text (every replayed request) holds no secret, and
+        # they cost a fraction of the patterns' scan.
+        if not any(marker in text for marker in self._markers) and "bearer" not in text.lower():
+            return text
         return self._pattern.sub(REDACTED, _BEARER.sub(_bearer_redacted, text))
 
     def raw(self, data: bytes) -> bytes:

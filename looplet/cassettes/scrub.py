@@ -19,7 +19,13 @@ from collections.abc import Iterable
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from looplet._redact import REDACTED, credential_in, is_secret_name, redact
+from looplet._redact import (
+    REDACTED,
+    TextRedactor,
+    credential_in,
+    credentials_generation,
+    is_secret_name,
+)
 
 __all__ = ["DEFAULT_SECRET_HEADERS", "DEFAULT_SECRET_QUERY", "REDACTED", "Scrubber"]
 
@@ -73,6 +79,8 @@ class Scrubber:
         self._headers = frozenset(h.lower() for h in (*DEFAULT_SECRET_HEADERS, *filter_headers))
         self._query = frozenset(q.lower() for q in (*DEFAULT_SECRET_QUERY, *filter_query))
         self._secrets: set[str] = set()
+        self._texts: TextRedactor | None = None
+        self._texts_key = (-1, 0)
 
     def changes(self, request: Any) -> bool:
         """Whether scrubbing changes the vcrpy ``request``'s URI or body (headers aside)."""
@@ -137,7 +145,12 @@ class Scrubber:
             self._secrets.add(secret)
 
     def _redact(self, data: _T) -> _T:
-        return redact(data, self._secrets)
+        # One TextRedactor while the secrets stay the same: building one reads the
+        # environment, and replay scrubs every request.
+        key = (credentials_generation(), len(self._secrets))
+        if self._texts is None or key != self._texts_key:
+            self._texts, self._texts_key = TextRedactor(self._secrets), key
+        return self._texts.data(data)
 
 
 def _set_content_length(headers: dict[str, Any], length: int) -> None:
