@@ -15,7 +15,6 @@ table :mod:`pytest_looplet.summary`'s.
 from __future__ import annotations
 
 import asyncio
-import functools
 import inspect
 import json
 import math
@@ -100,7 +99,7 @@ def run_eval(
     threshold, budgets = _read_marker(item, settings.threshold)
     record = _Recorder(item, settings, prices)
     try:
-        value = (call or functools.partial(_call, item))()
+        value = call() if call is not None else _call(item)
         if async_return_key in item.stash:
             value = item.stash[async_return_key]
             del item.stash[async_return_key]
