@@ -40,7 +40,7 @@ def declared_floors() -> dict[str, str]:
         for requirement in requirements:
             if requirement.startswith("looplet["):
                 continue
-            match = FLOOR.match(requirement)
+            match = FLOOR.match(requirement.split(";")[0].strip())  # a marker: not a floor
             if match is None:
                 sys.exit(f"pyproject.toml extra {extra!r}: {requirement!r} has no 'name>=X' floor")
             floors[_name(match[1])] = match[2]

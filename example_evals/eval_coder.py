@@ -2,7 +2,9 @@
 tests, runs them before finishing, asks before destructive commands, and stays in its folder.
 
 Its tools run for real in each eval's ``looplet_workspace``; only the model is replayed. The
-ask handler here stands for a user who says no to everything.
+ask handler here stands for a user who says no to everything. bash runs in the sandbox where
+one can start (``looplet[sandbox]``); elsewhere these evals, which grade the agent and not the
+sandbox (tests/test_coding_sandbox.py attacks it), run it without one, knowingly.
 """
 
 from __future__ import annotations
@@ -17,20 +19,27 @@ import pytest
 from looplet import BaseToolRegistry, LoopConfig, PermissionDecision, PermissionEngine, ToolCall
 from looplet.examples import coding_agent
 from looplet.permissions import PermissionRule
+from looplet.sandbox import BwrapSandbox
 from pytest_looplet.fixtures import LoopletAgent
 
 
-@pytest.fixture
-def looplet_tools(looplet_workspace: Path) -> BaseToolRegistry:
-    return coding_agent.build_tools(looplet_workspace)
+@pytest.fixture(scope="module")
+def sandbox() -> BwrapSandbox | bool:
+    found = BwrapSandbox()
+    return found if found.available() else False
 
 
 @pytest.fixture
-def looplet_permissions() -> PermissionEngine:
+def looplet_tools(looplet_workspace: Path, sandbox: BwrapSandbox | bool) -> BaseToolRegistry:
+    return coding_agent.build_tools(looplet_workspace, sandbox=sandbox)
+
+
+@pytest.fixture
+def looplet_permissions(sandbox: BwrapSandbox | bool) -> PermissionEngine:
     def say_no(call: ToolCall, rule: PermissionRule) -> tuple[PermissionDecision, str]:
         return PermissionDecision.DENY, f"{rule.reason}; the user said no"
 
-    return coding_agent.build_permissions(ask_handler=say_no)
+    return coding_agent.build_permissions(ask_handler=say_no, sandbox=sandbox)
 
 
 @pytest.fixture

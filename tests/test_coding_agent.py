@@ -1,6 +1,7 @@
 """python -m looplet.examples.coding_agent: replays offline into a workspace where the tools
 really run, reproduces its run from --trace, keeps every path in the workspace, kills a bash
-command that runs too long, and asks before destructive commands (no terminal: denied)."""
+command that runs too long, and asks before destructive commands (no terminal: denied).
+The sandbox against attacks, and with none, are in test_coding_sandbox.py."""
 
 from __future__ import annotations
 
@@ -18,10 +19,13 @@ from looplet import PermissionDecision, ToolCall, ToolContext, ToolResult
 from looplet.examples import coding_agent
 from looplet.permissions import PermissionHook, PermissionRule
 from looplet.provenance import replay_loop
+from looplet.sandbox import BwrapSandbox
 from looplet.testing import MockLLMBackend, ScriptedOpenAIServer, call, tool_reply
 
 ROOT = Path(__file__).resolve().parent.parent
 CASSETTE = ROOT / "looplet" / "examples" / "cassettes" / "coding_agent.yaml"
+# Tests of the agent, not of the sandbox: where none can start, they run bash without one.
+SANDBOX: BwrapSandbox | bool = BwrapSandbox() if BwrapSandbox().available() else False
 
 
 def run_example(
@@ -111,8 +115,8 @@ def test_trace_is_written_and_replay_loop_reproduces_the_run(tmp_path: Path) -> 
     fresh.mkdir()
     report = replay_loop(
         trace,
-        tools=coding_agent.build_tools(fresh),
-        hooks=[PermissionHook(coding_agent.build_permissions())],
+        tools=coding_agent.build_tools(fresh, sandbox=SANDBOX),
+        hooks=[PermissionHook(coding_agent.build_permissions(sandbox=SANDBOX))],
     )
     assert report.matches, report.explain()
     assert report.calls_replayed == 8
@@ -227,7 +231,8 @@ def test_bash_runs_in_the_workspace_without_the_agents_credentials(
 
 
 def test_bash_timeout_kills_the_command_and_what_it_started(tmp_path: Path) -> None:
-    tools = coding_agent.build_tools(tmp_path)
+    # Unsandboxed: its process group is killed (in the sandbox, the whole PID namespace is).
+    tools = coding_agent.build_tools(tmp_path, sandbox=False)
     command = "sleep 60 & echo $! > child.pid; sleep 60"
     started = time.monotonic()
     result = tools.dispatch(ToolCall("bash", {"command": command, "timeout": 1}))
@@ -256,6 +261,8 @@ def _alive(pid: int) -> bool:
     ("command", "asked"),
     [
         ("rm -rf build", True),
+        (r"\rm important.py", True),
+        ("r'm' important.py", True),
         ("ls && rm notes.txt", True),
         ("mv new.py old.py", True),
         ("git reset --hard HEAD~1", True),
@@ -267,10 +274,30 @@ def _alive(pid: int) -> bool:
         ("ls | xargs rm", True),
         ("cat /etc/passwd", True),
         ("ls ..", True),
+        ("cd ..; touch x", True),
+        ("echo x > ../x", True),
+        ("python -c 'import os'", True),
+        ("bash -c ls", True),
+        ("env rm x", True),
+        ("PATH=. ls", True),
+        ("git -c core.pager=less log", True),
+        ("git push --force", True),
+        ("{rm,-rf,build}", True),
+        ("echo $(cat notes.txt)", True),
+        ("kill -9 1", True),
+        ("cat 'unclosed", True),
+        # Any redirection, chain or pipe is asked, even a harmless one.
+        ("grep -rn 'rm' . 2>/dev/null", True),
+        ("git status && git diff", True),
+        ("mkdir -p src && echo ok > src/info.txt", True),
         ("python3 test_fizzbuzz.py", False),
-        ("grep -rn 'rm' . 2>/dev/null", False),
-        ("git status && git diff", False),
-        ("mkdir -p src && echo ok > src/info.txt", False),
+        ("python -m pytest -q", False),
+        ("ls", False),
+        ("cat fizzbuzz.py", False),
+        ("ls *.py", False),
+        ("git diff", False),
+        ("grep -rn rm .", False),
+        ("mkdir -p src", False),
     ],
 )
 def test_destructive_or_outside_commands_are_asked_the_rest_allowed(
@@ -282,7 +309,7 @@ def test_destructive_or_outside_commands_are_asked_the_rest_allowed(
         questions.append(call.args["command"])
         return PermissionDecision.ALLOW
 
-    engine = coding_agent.build_permissions(ask_handler=record)
+    engine = coding_agent.build_permissions(ask_handler=record, sandbox=False)  # the rules alone
     outcome = engine.evaluate(ToolCall("bash", {"command": command}))
     assert outcome.allowed
     assert questions == ([command] if asked else [])

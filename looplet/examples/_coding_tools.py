@@ -7,11 +7,11 @@ symlinks followed, and must land inside the resolved folder, so ``..``, an absol
 elsewhere, ``/proc/self/root/...`` and a symlink (or chain of them) pointing out are refused with
 a :class:`~looplet.ToolError` naming the path and the rule. ``grep`` and ``glob`` walk without
 following symlinked folders and leave out every file that resolves outside, as if it were not
-there. ``bash`` runs
-in the folder under a timeout, in its own process group, which is killed when time is up; its
-environment has no API keys or tokens. A shell is not a sandbox, though: the permission rules
-of :mod:`looplet.examples.coding_agent` (:data:`DESTRUCTIVE`, :data:`LEAVES_WORKSPACE`) ask a
-human before commands that delete, move or overwrite files or reach outside the folder.
+there. ``bash`` runs in the folder under a timeout, inside a
+:class:`~looplet.sandbox.BwrapSandbox` (only the workspace writable, no other process visible,
+no network, a clean environment); when no sandbox can start it runs unsandboxed, in its own
+process group and without API keys in its environment, and it is the permission rules of
+:mod:`looplet.examples.coding_agent` that then ask before every command.
 """
 
 from __future__ import annotations
@@ -27,30 +27,9 @@ import sys
 from pathlib import Path
 
 from looplet import BaseToolRegistry, ToolContext, ToolError, ToolSpec, tool
+from looplet.sandbox import BwrapSandbox
 
-__all__ = ["DESTRUCTIVE", "LEAVES_WORKSPACE", "CodingWorkspace", "confine"]
-
-# Where a shell word starts a command: the line's start, after a separator or an opening
-# bracket, or after a wrapper that runs its arguments as a command.
-_CMD = (
-    r"(?:^|[;&|(){}`\n]|\$\(|\b(?:sudo|xargs|exec|env|nohup|time|command)\s|\s-exec(?:dir)?\s)\s*"
-)
-
-#: Shell commands that destroy or overwrite work: ``rm``, ``mv`` (over files), ``dd``,
-#: ``chmod``..., git commands that discard changes or history, ``find -delete``, and a
-#: download or anything else piped into a shell (``curl ... | sh``).
-DESTRUCTIVE = re.compile(
-    _CMD + r"(?:rm|rmdir|unlink|shred|mv|dd|truncate|mkfs(?:\.\w+)?|chmod|chown|chgrp)\b"
-    r"|\bgit\s+(?:-\S+\s+)*(?:reset|clean|restore|rm|checkout\s+(?:--|\.)"
-    r"|push\b[^;&|\n]*\s(?:-f|--force)|branch\s+-D|stash\s+(?:drop|clear))"
-    r"|\bfind\b[^;&|\n]*\s-delete\b"
-    r"|\|\s*(?:sudo\s+)?(?:ba|z|da|k)?sh\b",
-    re.MULTILINE,
-)
-
-#: Shell words that name a place outside the workspace: an absolute path (``/etc``, but not
-#: ``/dev/null``), a home-relative one (``~``) or a parent (``..``).
-LEAVES_WORKSPACE = re.compile(r"(?:^|[\s=:'\"(<>])(?:/(?!dev/null\b)|~|\.\.(?:/|\s|$))")
+__all__ = ["CodingWorkspace", "confine", "sandbox_of"]
 
 # Folders of tools and caches, not of the project: glob and grep do not descend into them.
 _SKIPPED_DIRS = frozenset(
@@ -58,6 +37,9 @@ _SKIPPED_DIRS = frozenset(
 )
 # Environment variables a command should not see: the agent's own credentials.
 _SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH", re.IGNORECASE)
+# A module edited twice in one second, its size unchanged, would otherwise run as its stale
+# bytecode: Python checks a .pyc by the source's mtime in whole seconds and its size.
+_PYTHON_ENV = {"PYTHONDONTWRITEBYTECODE": "1"}
 _MAX_READ_BYTES = 256_000
 _MAX_OUTPUT_CHARS = 16_000
 _MAX_LISTED = 500
@@ -80,10 +62,18 @@ class CodingWorkspace:
         root: the folder (it must exist). ``None``: each call's
             ``ToolContext.workspace_root``, which the loop sets from
             ``LoopConfig.workspace_root``.
+        sandbox: where ``bash`` runs its commands: ``True``, a default
+            :class:`~looplet.sandbox.BwrapSandbox`; a sandbox of your own; ``False``, none
+            (you accept that commands can do whatever you can). A sandbox that cannot start
+            here is not used; :func:`~looplet.examples.coding_agent.build_permissions`, given
+            the same one, then asks before every command.
     """
 
-    def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
+    def __init__(
+        self, root: str | os.PathLike[str] | None = None, *, sandbox: BwrapSandbox | bool = True
+    ) -> None:
         self.root = Path(root).resolve() if root is not None else None
+        self.sandbox = sandbox_of(sandbox)
 
     def registry(self) -> BaseToolRegistry:
         """The tools as a registry: bash, read, write, edit, glob, grep, think (free), done."""
@@ -115,14 +105,20 @@ class CodingWorkspace:
         shell = shutil.which("bash")
         if shell is None:
             raise ToolError("execution", "bash is not installed on this machine")
+        root = self._root(ctx)
+        argv, env = [shell, "-c", command], _command_env()
+        if self.sandbox is not None and self.sandbox.available():
+            argv, env = self.sandbox.wrap(argv, root, env=_PYTHON_ENV)
         process = subprocess.Popen(
-            [shell, "-c", command],
-            cwd=self._root(ctx),
-            env=_command_env(),
+            argv,
+            cwd=root,
+            env=env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group, so a timeout can kill it all
+            # Its own process group, so a timeout can kill it all; in the sandbox, killing bwrap
+            # ends its PID namespace, and every process in it, even one that left the group.
+            start_new_session=True,
         )
         try:
             out, _ = process.communicate(timeout=timeout)
@@ -284,6 +280,18 @@ class CodingWorkspace:
         return target
 
 
+def sandbox_of(sandbox: BwrapSandbox | bool) -> BwrapSandbox | None:
+    """The sandbox that ``sandbox=`` names: ``True`` a default one, ``False`` none."""
+    if isinstance(sandbox, bool):
+        return BwrapSandbox() if sandbox else None
+    given: object = sandbox  # checked again: callers without a type checker pass anything
+    if isinstance(given, BwrapSandbox):
+        return given
+    raise TypeError(
+        f"sandbox= takes True, False or a looplet.sandbox.BwrapSandbox, not {sandbox!r}"
+    )
+
+
 def confine(root: Path, path: str) -> Path:
     """``path`` resolved inside the workspace ``root``, or a :class:`~looplet.ToolError`.
 
@@ -395,7 +403,7 @@ def _command_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not _SECRET_NAME.search(k)}
     here = os.path.dirname(sys.executable)
     env["PATH"] = os.pathsep.join(filter(None, [here, env.get("PATH")]))
-    return env
+    return {**env, **_PYTHON_ENV}
 
 
 def _kill_group(process: subprocess.Popen[bytes]) -> None:

@@ -11,12 +11,19 @@ the tests really ran. With a key it runs live against any OpenAI-compatible endp
     OPENAI_API_KEY=... python -m looplet.examples.coding_agent "..." --record run.yaml
 
 Every path the tools take is confined to the workspace folder (``--workspace``, or a new
-temporary one), and ``bash`` runs there with a timeout. Commands that delete, move or overwrite
-files, rewrite git history or name a path outside the folder need your approval: the agent asks
-on the terminal (y/N) and, with no terminal to ask on, is denied. Everything else the tools do
-is allowed; any other tool is denied.
+temporary one), and ``bash`` runs there with a timeout, in a bubblewrap sandbox
+(:mod:`looplet.sandbox`): the rest of the file system read-only, a private ``/tmp``, no other
+process visible, no network (``--allow-network`` to allow it), none of your environment.
+Commands that delete, move or overwrite files, rewrite git history, run inline code or another
+command, use shell syntax (chains, pipes, redirections, expansions) or name a path outside the
+folder need your approval (:func:`command_concerns`): the agent asks on the terminal (y/N) and,
+with no terminal to ask on, is denied. Where no sandbox can start, **every** bash command needs
+approval, and the message says how to enable the sandbox (``pip install 'looplet[sandbox]'``);
+``--no-sandbox`` runs bash unsandboxed, knowingly, the rules still asking. Everything else the
+tools do is allowed; any other tool is denied.
 
-Replaying needs ``pip install 'looplet[cassettes,openai]'`` (or ``looplet[pytest]``).
+Replaying needs ``pip install 'looplet[cassettes,openai]'`` (or ``looplet[pytest]``); where no
+sandbox can start, the packaged run's own commands are replayed unsandboxed.
 """
 
 from __future__ import annotations
@@ -26,12 +33,21 @@ import contextlib
 import os
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from looplet import BaseToolRegistry, LoopConfig, ToolCall, composable_loop
-from looplet.examples._coding_tools import DESTRUCTIVE, LEAVES_WORKSPACE, CodingWorkspace
+from looplet.examples._coding_rules import (
+    ACTS_ON_SYSTEM,
+    DESTRUCTIVE,
+    LEAVES_WORKSPACE,
+    RUNS_OTHER_CODE,
+    SHELL_SYNTAX,
+    UNPARSABLE,
+    command_concerns,
+)
+from looplet.examples._coding_tools import CodingWorkspace, sandbox_of
 from looplet.permissions import (
     AskHandler,
     PermissionDecision,
@@ -39,18 +55,19 @@ from looplet.permissions import (
     PermissionHook,
     PermissionRule,
 )
+from looplet.sandbox import BwrapSandbox
 
 __all__ = [
     "DEFAULT_TASK",
-    "DESTRUCTIVE",
-    "LEAVES_WORKSPACE",
     "RECORDED",
     "SYSTEM_PROMPT",
+    "BwrapSandbox",
     "CodingWorkspace",
     "ask_on_terminal",
     "build_config",
     "build_permissions",
     "build_tools",
+    "command_concerns",
     "main",
     "run",
 ]
@@ -72,32 +89,65 @@ SYSTEM_PROMPT = (
 )
 
 
-def build_tools(workspace: str | os.PathLike[str] | None = None) -> BaseToolRegistry:
-    """The coding tools, confined to ``workspace`` (``None``: ``LoopConfig.workspace_root``)."""
-    return CodingWorkspace(workspace).registry()
+def build_tools(
+    workspace: str | os.PathLike[str] | None = None, *, sandbox: BwrapSandbox | bool = True
+) -> BaseToolRegistry:
+    """The coding tools, confined to ``workspace`` (``None``: ``LoopConfig.workspace_root``).
+
+    Args:
+        workspace: the folder.
+        sandbox: where bash runs (see :class:`CodingWorkspace`): ``True`` a default
+            :class:`~looplet.sandbox.BwrapSandbox`, ``False`` none, knowingly.
+    """
+    return CodingWorkspace(workspace, sandbox=sandbox).registry()
 
 
-def build_permissions(ask_handler: AskHandler | None = None) -> PermissionEngine:
-    """Ask before destructive or out-of-workspace bash commands; allow the rest of the tools.
+def build_permissions(
+    ask_handler: AskHandler | None = None, *, sandbox: BwrapSandbox | bool = True
+) -> PermissionEngine:
+    """Ask before bash commands the rules cannot vouch for; allow the rest of the tools.
+
+    A bash command is asked about when :func:`command_concerns` finds a reason: it deletes
+    or overwrites, runs inline code or another command, uses shell syntax, names a path
+    outside the workspace. When ``sandbox`` cannot start here, every bash command is asked
+    about, the reason saying why and how to enable it.
 
     Args:
         ask_handler: decides the asked calls (:func:`ask_on_terminal` in the CLI); without
-            one, they are denied.
+            one they are denied, with the reason.
+        sandbox: the one bash runs in (give the tools the same); ``False``: none, knowingly,
+            and only the rules apply.
     """
+    chosen = sandbox_of(sandbox)
     engine = PermissionEngine(ask_handler=ask_handler)
-    engine.ask(
-        "bash",
-        match={"command": DESTRUCTIVE},
-        reason="the command may delete, move or overwrite files, or discard git history",
-    )
-    engine.ask(
-        "bash",
-        match={"command": LEAVES_WORKSPACE},
-        reason="the command names a path outside the workspace",
-    )
+    # With no one to ask, the rules deny outright, so that the model is told the reason.
+    add = engine.ask if ask_handler is not None else engine.deny
+    unasked = "" if ask_handler is not None else "; there is no one to ask for approval"
+    if chosen is not None and not chosen.available():
+        add(
+            "bash",
+            reason=f"bash cannot run in a sandbox here: {chosen.why_unavailable()}. Until it "
+            f"can, every bash command needs approval{unasked}",
+        )
+    for reason in _CONCERNS:
+        add("bash", match=_concerned_by(reason), reason=reason + unasked)
     for name in ("bash", "read", "write", "edit", "glob", "grep", "think"):
         engine.allow(name)
     return engine  # anything else: denied (the engine's default)
+
+
+_CONCERNS = (
+    UNPARSABLE,
+    DESTRUCTIVE,
+    RUNS_OTHER_CODE,
+    ACTS_ON_SYSTEM,
+    LEAVES_WORKSPACE,
+    SHELL_SYNTAX,
+)
+
+
+def _concerned_by(reason: str) -> Callable[[Mapping[str, Any]], bool]:
+    return lambda args: reason in command_concerns(args.get("command"))
 
 
 def build_config(
@@ -132,13 +182,27 @@ def run(
     *,
     trace: Path | None = None,
     ask_handler: AskHandler | None = ask_on_terminal,
+    sandbox: BwrapSandbox | bool = True,
 ) -> int:
     """Run the coding agent on ``task`` in ``workspace``, printing each step.
+
+    ``sandbox`` is where bash runs (see :func:`build_permissions`); when it cannot start,
+    a note on stderr says why, and every bash command is asked about.
 
     Returns:
         0 when the agent called done, else 1.
     """
-    hooks: list[object] = [PermissionHook(build_permissions(ask_handler))]
+    chosen = sandbox_of(sandbox)
+    if chosen is None:
+        print("bash runs unsandboxed: commands can do whatever you can.", file=sys.stderr)
+    elif not chosen.available():
+        print(
+            f"No sandbox for bash: {chosen.why_unavailable()}.\nEvery bash command will be "
+            "asked about.",
+            file=sys.stderr,
+        )
+    same = chosen if chosen is not None else False
+    hooks: list[object] = [PermissionHook(build_permissions(ask_handler, sandbox=same))]
     if trace is not None:
         from looplet.provenance import ProvenanceSink
 
@@ -147,7 +211,7 @@ def run(
         hooks.append(sink.trajectory_hook())
     loop = composable_loop(
         llm=llm,
-        tools=build_tools(workspace),
+        tools=build_tools(workspace, sandbox=same),
         task=task,
         hooks=hooks,
         config=build_config(workspace),
@@ -184,7 +248,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--trace", metavar="DIR", type=Path, help="write provenance to DIR")
     parser.add_argument("--record", metavar="PATH", help="record the live run to a cassette")
+    parser.add_argument(
+        "--allow-network", action="store_true", help="let bash commands use the network"
+    )
+    parser.add_argument(
+        "--bwrap", metavar="PATH", help="the bubblewrap binary (default: looplet[sandbox]'s)"
+    )
+    parser.add_argument(
+        "--no-sandbox",
+        action="store_true",
+        help="run bash unsandboxed, knowingly: commands can do whatever you can",
+    )
     args = parser.parse_args(argv)
+    if args.no_sandbox and (args.bwrap or args.allow_network):
+        parser.error("--bwrap and --allow-network set up the sandbox; --no-sandbox has none")
+    sandbox: BwrapSandbox | bool = (
+        False if args.no_sandbox else BwrapSandbox(bwrap=args.bwrap, network=args.allow_network)
+    )
     live = bool(os.environ.get("OPENAI_API_KEY"))
     if not live and args.record:
         parser.error("--record needs a live run: set OPENAI_API_KEY (and OPENAI_BASE_URL)")
@@ -217,10 +297,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         model = os.environ.get("OPENAI_MODEL", "gpt-4o-mini")
         recording = use_cassette(args.record, "all") if args.record else _no_cassette()
         with recording, openai.OpenAI() as client:
-            code = run(OpenAIBackend(client, model=model), args.task, workspace, trace=args.trace)
+            llm = OpenAIBackend(client, model=model)
+            code = run(llm, args.task, workspace, trace=args.trace, sandbox=sandbox)
         if args.record:
             print(f"recorded to {args.record} (API keys and auth headers are not written)")
         return code
+    if isinstance(sandbox, BwrapSandbox) and not sandbox.available():
+        # The replayed commands are the packaged run's, not a live model's.
+        print(
+            f"No sandbox for bash ({sandbox.why_unavailable()}); the packaged run's commands "
+            "are replayed unsandboxed.",
+            file=sys.stderr,
+        )
+        sandbox = False
     print(
         f"No OPENAI_API_KEY set: replaying the run recorded in {RECORDED.name} (offline) in "
         f"{workspace}. The model's replies are replayed; the tools really run.\n"
@@ -232,9 +321,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         use_cassette(RECORDED, "none"),
         openai.OpenAI(api_key="looplet-replay", base_url=recorded_base_url(RECORDED)) as client,
     ):
-        return run(
-            OpenAIBackend(client, model="gpt-4o-mini"), args.task, workspace, trace=args.trace
-        )
+        llm = OpenAIBackend(client, model="gpt-4o-mini")
+        return run(llm, args.task, workspace, trace=args.trace, sandbox=sandbox)
 
 
 def _indented(result: dict[str, Any], limit: int = 12) -> str:
