@@ -48,7 +48,9 @@ class AsyncMCPToolAdapter(_Adapter):
     """The async twin of :class:`MCPToolAdapter`, for :func:`async_composable_loop`.
 
     Same arguments and behaviour; ``start``, ``call_tool`` and ``aclose`` are awaited, and
-    its tools are async: they run only on the event loop that started the adapter.
+    its tools are async: they run only on the event loop that started the adapter. A call's
+    ``timeout`` covers the whole call too: writing the request (the stream's drain), waiting,
+    reading the answer.
 
     Example::
 
@@ -113,8 +115,15 @@ class AsyncMCPToolAdapter(_Adapter):
             raise
         return self
 
-    async def call_tool(self, name: str, arguments: Mapping[str, Any] | None = None) -> Any:
-        """Call the server's tool ``name``; see :meth:`MCPToolAdapter.call_tool`."""
+    async def call_tool(
+        self, name: str, arguments: Mapping[str, Any] | None = None, *, timeout: float | None = None
+    ) -> Any:
+        """Call the server's tool ``name``; see :meth:`MCPToolAdapter.call_tool`.
+
+        ``timeout`` (seconds, instead of the adapter's) covers the whole call: writing the
+        request, waiting, reading the answer; the server is stopped when it runs out.
+        """
+        seconds = self._call_timeout(timeout)
         self._check_callable(name)
         if asyncio.get_running_loop() is not self._loop:
             raise ToolError(
@@ -125,7 +134,7 @@ class AsyncMCPToolAdapter(_Adapter):
                 context={"tool": name, "server": self.command},
             )
         try:
-            reply = await self._request(call_request(name, arguments))
+            reply = await self._request(call_request(name, arguments), seconds)
         except _TransportError as exc:
             raise _call_failure(exc, name) from None
         return call_result(reply, name, self.command)
@@ -147,27 +156,30 @@ class AsyncMCPToolAdapter(_Adapter):
             step = next(flow)
             while True:
                 if isinstance(step, Notify):
-                    await self._write(self._session.notification(step.method), step.method)
+                    line = self._session.notification(step.method)
+                    deadline = asyncio.get_running_loop().time() + self.timeout
+                    await self._write(line, step.method, self.timeout, deadline)
                     step = flow.send(None)
                 else:
-                    step = flow.send(await self._request(step))
+                    step = flow.send(await self._request(step, self.timeout))
         except StopIteration as stop:
             return stop.value
 
-    async def _request(self, request: Request) -> Reply:
+    async def _request(self, request: Request, timeout: float) -> Reply:
         assert self._loop is not None
+        deadline = self._loop.time() + timeout  # before the write: the server may not read it
         request_id, line = self._session.request(request.method, request.params)
         waiter: asyncio.Future[Reply | None] = self._loop.create_future()
         self._waiters[request_id] = waiter
         if self._eof:
             waiter.set_result(None)
         try:
-            await self._write(line, request.what)
-            reply = await asyncio.wait_for(waiter, self.timeout)
-        except TimeoutError:
-            error = self._timeout_error(request.what)
-            await self._stop(graceful=False)
-            raise error from None
+            await self._write(line, request.what, timeout, deadline)
+            try:
+                async with asyncio.timeout_at(deadline):
+                    reply = await waiter
+            except TimeoutError:
+                raise await self._timed_out(request.what, timeout, unread=False) from None
         except asyncio.CancelledError:
             if request.method == "tools/call":  # MCP: tell the server, it may stop the work
                 params = {"requestId": request_id, "reason": "the caller was cancelled"}
@@ -180,14 +192,24 @@ class AsyncMCPToolAdapter(_Adapter):
             raise await self._exited(request.what)
         return reply
 
-    async def _write(self, line: bytes, what: str) -> None:
+    async def _write(self, line: bytes, what: str, timeout: float, deadline: float) -> None:
+        """Write ``line`` whole (buffered and drained) by ``deadline`` (the loop's time)."""
         assert self._proc is not None and self._proc.stdin is not None
+        stdin = self._proc.stdin
         try:
-            async with self._write_lock:
-                self._proc.stdin.write(line)
-                await self._proc.stdin.drain()
+            async with asyncio.timeout_at(deadline):  # waiting for the lock counts too
+                async with self._write_lock:
+                    stdin.write(line)
+                    await stdin.drain()
+        except TimeoutError:
+            raise await self._timed_out(f"the request {what}", timeout, unread=True) from None
         except (OSError, RuntimeError):  # a broken pipe, or the transport already closed
             raise await self._exited(what) from None
+
+    async def _timed_out(self, what: str, timeout: float, *, unread: bool) -> _TransportError:
+        error = self._timeout_error(what, timeout, unread=unread)
+        await self._stop(graceful=False)
+        return error
 
     def _write_nowait(self, line: bytes) -> None:
         assert self._proc is not None and self._proc.stdin is not None

@@ -228,16 +228,26 @@ class _Adapter:
         self._gone = _TransportError("exited", text, {**context, **self._session.notes()})
         return self._gone
 
-    def _timeout_error(self, what: str) -> _TransportError:
+    def _call_timeout(self, timeout: float | None) -> float:
+        """The seconds one call may take: its own ``timeout=`` if given, else the adapter's."""
+        return self.timeout if timeout is None else _check_timeout(timeout)
+
+    def _timeout_error(self, what: str, timeout: float, *, unread: bool) -> _TransportError:
+        """The server got ``timeout`` s for ``what``; ``unread``: it did not even read it
+        (then ``what`` names what we sent: "the request tools/call 'x'")."""
         tail = self._stderr.text()
         notes = self._session.describe_notes()
+        if unread:  # our write could not finish: the server stopped reading its stdin
+            failed = f"did not read {what} within {timeout:g}s (its stdin is full)"
+        else:
+            failed = f"did not answer {what} within {timeout:g}s"
         text = (
-            f"MCP server {self.command} did not answer {what} within {self.timeout:g}s, so it "
-            "was stopped; pass a larger timeout= to the adapter if the work takes longer."
+            f"MCP server {self.command} {failed}, so it was stopped; pass a larger timeout= "
+            "to the adapter or the call if the work takes longer."
         )
         text += f" {notes}" if notes else ""
         text += f"\nstderr (last lines):\n{tail}" if tail else ""
-        context = {"server": self.command, "timeout": self.timeout, "stderr_tail": tail}
+        context = {"server": self.command, "timeout": timeout, "stderr_tail": tail}
         self._gone = _TransportError("timeout", text, {**context, **self._session.notes()})
         return self._gone
 
@@ -294,8 +304,8 @@ def _signal_group(pid: int, sig: int) -> None:
 def _close_quietly(pipe: Any, lock: threading.Lock | None = None) -> None:
     if pipe is None:
         return
-    # A writer blocked on a server that stopped reading holds the lock; the kill that
-    # follows breaks its pipe, and the close after that gets the lock.
+    # A write waiting on a server that stopped reading holds the lock until its deadline;
+    # the kill that follows breaks its pipe, it lets go, and the close after that gets it.
     if lock is not None and not lock.acquire(timeout=1.0):
         return
     try:

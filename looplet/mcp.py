@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import selectors
 import signal
 import subprocess
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import IO, Any
 
 from looplet._jsonrpc import (
     SUPPORTED_PROTOCOL_VERSIONS,
@@ -66,16 +67,19 @@ class MCPToolAdapter(_Adapter):
             for step in composable_loop(llm=llm, tools=registry, task=task):
                 print(step.pretty())
 
-    Calls may come from several threads at once. A call that gets no answer within
-    ``timeout`` stops the server; once it has stopped, every call fails fast with the exit
-    code and the end of its stderr (the loop goes on; make a new adapter to restart it).
+    Calls may come from several threads at once. A call that does not finish within
+    ``timeout`` (the server did not read the request, or did not answer it) stops the server;
+    once it has stopped, every call fails fast with the exit code and the end of its stderr
+    (the loop goes on; make a new adapter to restart it). A write to a server that stopped
+    reading gives up at the deadline on POSIX; on Windows it waits until the server reads.
 
     Args:
         command: the program and its arguments, run without a shell.
         env: variables added to (or overriding) this process's environment.
         cwd: the server's working directory (this process's by default).
-        timeout: seconds to wait for each answer (initialize, each tools/list page, each
-            call); the ``timeout`` attribute may be changed later.
+        timeout: seconds each request may take (initialize, each tools/list page, each
+            call), covering the whole of it: writing the request, waiting, reading the answer.
+            The ``timeout`` attribute may be changed later; ``call_tool`` takes its own too.
         name_prefix: put before every tool name, to tell servers apart (``"fs_"``).
 
     Raises:
@@ -122,6 +126,9 @@ class MCPToolAdapter(_Adapter):
             self._proc = subprocess.Popen(self.command, **self._popen_options())
         except OSError as exc:
             raise self._spawn_error(exc) from None
+        assert self._proc.stdin is not None
+        if os.name == "posix":  # a write may then stop at its deadline (see _write_by)
+            os.set_blocking(self._proc.stdin.fileno(), False)
         for target in (self._read_stdout, self._read_stderr):
             thread = threading.Thread(target=target, name="looplet-mcp", daemon=True)
             thread.start()
@@ -142,18 +149,29 @@ class MCPToolAdapter(_Adapter):
             self.start()
         return super().tools()
 
-    def call_tool(self, name: str, arguments: Mapping[str, Any] | None = None) -> Any:
+    def call_tool(
+        self, name: str, arguments: Mapping[str, Any] | None = None, *, timeout: float | None = None
+    ) -> Any:
         """Call the server's tool ``name`` (its MCP name, without the prefix).
+
+        Args:
+            name: the tool's MCP name.
+            arguments: its arguments (a JSON object).
+            timeout: seconds this call may take, instead of the adapter's ``timeout``. It
+                covers the whole call: writing the request, waiting, reading the answer; a
+                server that has not read the request or answered it by then is stopped.
 
         Returns:
             ``structuredContent`` when the server sent it, else the text parts joined.
 
         Raises:
             ToolError: an MCP error result, a JSON-RPC error, a time-out or a dead server.
+            ConfigurationError: ``timeout`` is not a positive number.
         """
+        seconds = self._call_timeout(timeout)
         self._check_callable(name)
         try:
-            reply = self._request(call_request(name, arguments))
+            reply = self._request(call_request(name, arguments), seconds)
         except _TransportError as exc:
             raise _call_failure(exc, name) from None
         return call_result(reply, name, self.command)
@@ -175,18 +193,24 @@ class MCPToolAdapter(_Adapter):
             step = next(flow)
             while True:
                 if isinstance(step, Notify):
-                    self._write(self._session.notification(step.method), step.method)
+                    line = self._session.notification(step.method)
+                    self._write(line, step.method, self.timeout, time.monotonic() + self.timeout)
                     step = flow.send(None)
                 else:
-                    step = flow.send(self._request(step))
+                    step = flow.send(self._request(step, self.timeout))
         except StopIteration as stop:
             return stop.value
 
-    def _request(self, request: Request) -> Reply:
+    def _request(self, request: Request, timeout: float) -> Reply:
+        deadline = time.monotonic() + timeout  # before the write: the server may not read it
         with self._cond:
             request_id, line = self._session.request(request.method, request.params)
-        self._write(line, request.what)
-        deadline = time.monotonic() + self.timeout
+        try:
+            self._write(line, request.what, timeout, deadline)
+        except _TransportError:
+            with self._cond:
+                self._session.forget(request_id)
+            raise
         with self._cond:
             while request_id not in self._replies and not self._eof:
                 left = deadline - time.monotonic()
@@ -199,23 +223,34 @@ class MCPToolAdapter(_Adapter):
             return reply
         if self._eof:
             raise self._exited(request.what)
-        error = self._timeout_error(request.what)
-        self._stop(graceful=False)
-        raise error
+        raise self._timed_out(request.what, timeout, unread=False)
 
-    def _write(self, line: bytes, what: str) -> None:
-        if not self._write_quietly(line):
+    def _write(self, line: bytes, what: str, timeout: float, deadline: float) -> None:
+        written = self._send(line, deadline)
+        if written is None:
+            raise self._timed_out(f"the request {what}", timeout, unread=True)
+        if not written:
             raise self._exited(what)
 
-    def _write_quietly(self, line: bytes) -> bool:
+    def _send(self, line: bytes, deadline: float) -> bool | None:
+        """Write ``line`` whole by ``deadline``: True, False (pipe broken), None (too late)."""
         assert self._proc is not None and self._proc.stdin is not None
+        if not self._write_lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            return None  # the write ahead of ours is stuck: the server stopped reading
         try:
-            with self._write_lock:
-                self._proc.stdin.write(line)
-                self._proc.stdin.flush()
-        except (OSError, ValueError):  # a broken pipe, or stdin already closed
-            return False
-        return True
+            return _write_by(self._proc.stdin, line, deadline)
+        finally:
+            self._write_lock.release()
+
+    def _answer(self, line: bytes) -> None:
+        """Send the answer to a request from the server; stop a server that does not read it."""
+        if self._send(line, time.monotonic() + self.timeout) is None:
+            self._timed_out("our answer to its request", self.timeout, unread=True)
+
+    def _timed_out(self, what: str, timeout: float, *, unread: bool) -> _TransportError:
+        error = self._timeout_error(what, timeout, unread=unread)
+        self._stop(graceful=False)
+        return error
 
     def _exited(self, what: str) -> _TransportError:
         assert self._proc is not None
@@ -235,11 +270,13 @@ class MCPToolAdapter(_Adapter):
                     self._cond.notify_all()
                 for event in events:
                     if isinstance(event, bytes):  # the answer to a request from the server
-                        self._write_quietly(event)
+                        self._answer(event)
         finally:
             with self._cond:
                 self._eof = True
                 self._cond.notify_all()
+            if self._stopped:  # by this thread (see _answer), so _release left stdout open
+                _close_quietly(self._proc.stdout)
 
     def _read_stderr(self) -> None:
         assert self._proc is not None and self._proc.stderr is not None
@@ -274,3 +311,39 @@ class MCPToolAdapter(_Adapter):
                 thread.join(_REAP)
             if pipe is not None and not thread.is_alive():  # closing under a reader blocks
                 pipe.close()
+
+
+def _write_by(pipe: IO[bytes], data: bytes, deadline: float) -> bool | None:
+    """Write ``data`` whole to ``pipe`` unless its reader takes too long.
+
+    Returns ``True`` once written, ``False`` if the pipe is broken or closed (the server
+    exited), ``None`` if the server had not read it all by ``deadline`` (a
+    :func:`time.monotonic` time): a full pipe is waited on only until then. That needs a
+    non-blocking pipe (POSIX); elsewhere the write blocks until the server reads it.
+    """
+    try:
+        fd = pipe.fileno()
+    except ValueError:  # closed: the adapter stopped the server
+        return False
+    view = memoryview(data)
+    selector: selectors.BaseSelector | None = None
+    try:
+        while view:
+            try:
+                view = view[os.write(fd, view) :]
+                continue
+            except BlockingIOError:  # the pipe is full: wait for the server to read some
+                pass
+            except OSError:  # a broken pipe
+                return False
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            if selector is None:
+                selector = selectors.DefaultSelector()
+                selector.register(fd, selectors.EVENT_WRITE)
+            selector.select(left)
+    finally:
+        if selector is not None:
+            selector.close()
+    return True

@@ -159,7 +159,7 @@ def test_tools_list_follows_next_cursor_and_applies_the_prefix() -> None:
 def test_tools_starts_the_server_and_close_stops_it() -> None:
     adapter = MCPToolAdapter(server("raw_server"))
     assert adapter.returncode is None and adapter.pid is None
-    assert len(adapter.tools()) == 7
+    assert len(adapter.tools()) == 8
     assert adapter.returncode is None
     adapter.close()
     assert_stopped(adapter)

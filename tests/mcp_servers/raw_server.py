@@ -7,12 +7,14 @@ Start-up options (argv):
   --stderr-flood N  write N KiB to stderr before answering initialize
   --child           start a child process that sleeps (and shares the stdout pipe)
   --linger          keep running for a minute after stdin closes
+  --deaf            once the tools are listed, stop reading stdin (and never answer again)
 
 Tools: ``echo`` (answers, after a garbage line on stdout), ``hang`` (never answers),
 ``stray`` (a response with an unknown id, then the real one), ``misdirected`` (only a response
 with a wrong id), ``ask_client`` (sends the client a notification and two requests, ``ping``
-and ``sampling/createMessage``, and returns their answers), ``image`` (non-text content) and
-``where`` (its working directory and $LOOPLET_MCP_TEST).
+and ``sampling/createMessage``, and returns their answers), ``image`` (non-text content),
+``where`` (its working directory and $LOOPLET_MCP_TEST) and ``ping_flood`` (sends the client
+far more ``ping`` requests than the pipe back holds, never reading the answers).
 """
 
 from __future__ import annotations
@@ -31,7 +33,16 @@ TOOLS = [
         "description": f"The {name} tool.",
         "inputSchema": {"type": "object", "properties": {"text": {"type": "string"}}},
     }
-    for name in ("echo", "hang", "stray", "misdirected", "ask_client", "image", "where")
+    for name in (
+        "echo",
+        "hang",
+        "stray",
+        "misdirected",
+        "ask_client",
+        "image",
+        "where",
+        "ping_flood",
+    )
 ]
 
 
@@ -84,6 +95,10 @@ def call_tool(request_id: object, name: str, arguments: dict[str, Any]) -> None:
     elif name == "where":
         where = {"cwd": os.getcwd(), "env": os.environ.get("LOOPLET_MCP_TEST")}
         send(text_result(request_id, json.dumps(where)))
+    elif name == "ping_flood":  # ~1 MiB of answers to 20,000 pings fill our stdin
+        for n in range(20_000):
+            send({"jsonrpc": "2.0", "id": f"flood-{n}", "method": "ping"})
+        time.sleep(300)
     # "hang": never answer
 
 
@@ -113,6 +128,10 @@ def main() -> None:
             send({"jsonrpc": "2.0", "id": request_id, "result": result})
         elif method == "tools/list":
             send({"jsonrpc": "2.0", "id": request_id, "result": {"tools": TOOLS}})
+            if "--deaf" in ARGS:  # a request larger than the pipe buffer now blocks its writer
+                sys.stderr.write("deaf: no longer reading stdin\n")
+                sys.stderr.flush()
+                time.sleep(300)
         elif method == "tools/call":
             params = message["params"]
             call_tool(request_id, params["name"], params.get("arguments") or {})
