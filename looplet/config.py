@@ -39,7 +39,9 @@ class LoopConfig:
             keeps making bad calls still stops. ``None``: ``max(2 * max_steps, max_steps + 10)``.
         max_result_chars: how much of one tool result is sent back to the model.
         concurrent_dispatch: run consecutive calls of ``concurrent_safe`` tools together.
-        cancel_token: set it from anywhere to stop the run (stop reason ``cancelled``).
+        cancel_token: set it from anywhere to stop the run (stop reason ``cancelled``); a
+            tool running then is no longer waited for and is recorded as ``cancelled``.
+            With a token, sync tools run in a worker thread so that the wait can end.
         render_task: turns the task into the first user message (default:
             :func:`looplet.messages.render_task`).
         workspace_root: the folder tools are told to work in (``ToolContext.workspace_root``).
@@ -48,6 +50,9 @@ class LoopConfig:
             is compacted, and a provider's "context length exceeded" is answered by
             compacting and retrying once (see :class:`~looplet.compact.ContextBudget`).
             ``None``: the conversation is sent whole.
+        tool_timeout_s: how many seconds a tool call may run before the loop stops waiting
+            for it and records a ``timeout`` error, for tools that set no
+            ``ToolSpec.timeout_s`` of their own. ``None``: no limit.
     """
 
     max_steps: int = 15
@@ -63,6 +68,7 @@ class LoopConfig:
     workspace_root: str | None = None
     session_id: str = ""
     context_budget: ContextBudget | None = None
+    tool_timeout_s: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("max_steps", "max_tokens", "max_result_chars"):
@@ -76,6 +82,13 @@ class LoopConfig:
                 f"LoopConfig.max_llm_calls must be a positive int or None, "
                 f"got {self.max_llm_calls!r}"
             )
+        if self.tool_timeout_s is not None:
+            from looplet._tool_timeout import timeout_problem  # loaded only when a limit is set
+
+            if problem := timeout_problem(self.tool_timeout_s):
+                raise ConfigurationError(
+                    f"LoopConfig.tool_timeout_s {problem}; e.g. tool_timeout_s=60.0"
+                )
         if self.context_budget is not None and not _is_budget(self.context_budget):
             raise ConfigurationError(
                 f"LoopConfig.context_budget must be a ContextBudget or None, got "

@@ -279,7 +279,11 @@ def new_run(
     max_steps = min(config.max_steps, getattr(state, "max_steps", config.max_steps))
     trajectory = Trajectory(task=task)
     resolved = resolve_hooks(hooks)
-    ctx = ToolContext(cancel_token=config.cancel_token, session_id=config.session_id)
+    ctx = ToolContext(
+        cancel_token=config.cancel_token,
+        session_id=config.session_id,
+        tool_timeout_s=config.tool_timeout_s,
+    )
     if config.workspace_root is not None:
         ctx.cwd = ctx.workspace_root = config.workspace_root
     hook_values: dict[str, Any] = {

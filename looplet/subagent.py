@@ -424,3 +424,14 @@ class _LinkedToken(CancelToken):
 
     def __bool__(self) -> bool:
         return self.is_cancelled
+
+    def on_cancel(self, callback: Callable[[], object]) -> Callable[[], None]:
+        """Call ``callback`` when this token or a linked one is cancelled (maybe once each)."""
+        removers = [CancelToken.on_cancel(self, callback)]
+        removers += [source.on_cancel(callback) for source in self._sources]
+
+        def remove() -> None:
+            for each in removers:
+                each()
+
+        return remove

@@ -6,8 +6,9 @@ offers their schemas to the model, and dispatches each :class:`~looplet.types.To
 checks the call (malformed JSON, unknown tool, cancellation, arguments against the schema)
 before running the tool, and turns every failure into a :class:`~looplet.errors.ToolError`
 inside a :class:`~looplet.types.ToolResult` instead of raising. Sync and async dispatch share
-the same checks and classification; they differ only in how the tool is called. JSON Schema
-handling lives in :mod:`looplet.schema`; permissions, hooks and the loop live elsewhere.
+the same checks and classification; they differ only in how the tool is called. Time limits,
+and cancellation while a tool runs, are :mod:`looplet._tool_timeout`'s. JSON Schema handling
+lives in :mod:`looplet.schema`; permissions, hooks and the loop live elsewhere.
 """
 
 from __future__ import annotations
@@ -97,10 +98,13 @@ class PreparedCall:
         kwargs: the keyword arguments (without ``__`` bookkeeping; with ``ctx`` if the tool
             takes one).
         ctx: the context it was prepared with, or ``None``.
-        cancel_token: ``ctx.cancel_token``, checked again right before the tool runs.
+        cancel_token: ``ctx.cancel_token``, checked again right before the tool runs; while
+            the tool runs, cancelling it stops the wait.
+        timeout_s: the call's time limit in seconds: ``spec.timeout_s``, else
+            ``ctx.tool_timeout_s`` (the loop's default), else ``None`` (no limit).
     """
 
-    __slots__ = ("call", "cancel_token", "ctx", "kwargs", "spec")
+    __slots__ = ("call", "cancel_token", "ctx", "kwargs", "spec", "timeout_s")
 
     def __init__(
         self,
@@ -113,7 +117,13 @@ class PreparedCall:
         self.spec = spec
         self.kwargs = kwargs
         self.ctx = ctx
-        self.cancel_token = ctx.cancel_token if ctx is not None else None
+        if ctx is None:
+            self.cancel_token = None
+            self.timeout_s = spec.timeout_s
+        else:
+            self.cancel_token = ctx.cancel_token
+            limit = spec.timeout_s
+            self.timeout_s = limit if limit is not None else ctx.tool_timeout_s
 
     def __repr__(self) -> str:
         return f"PreparedCall({self.call.tool}({self.call.args_summary()}))"
@@ -361,7 +371,11 @@ class BaseToolRegistry:
         """Run a prepared call and return its result; the tool's exceptions become failures.
 
         An async tool is run with ``asyncio.run`` (impossible inside a running event loop:
-        the result is then an EXECUTION error saying to use the async loop).
+        the result is then an EXECUTION error saying to use the async loop). A call with a
+        time limit (``prepared.timeout_s``) or a cancel token is waited for only until the
+        deadline passes or the token is cancelled: it then fails with a ``timeout`` or
+        ``cancelled`` error. Such a call of a sync tool runs in a worker thread (see
+        :mod:`looplet._tool_timeout`); any other runs in the calling thread.
         """
         call, spec = prepared.call, prepared.spec
         if (token := prepared.cancel_token) is not None and token.is_cancelled:
@@ -370,7 +384,11 @@ class BaseToolRegistry:
             return ToolResult.failure(call, _async_in_loop_error(spec.name))
         start = time.perf_counter()
         try:
-            if spec.is_async:
+            if token is not None or prepared.timeout_s is not None:
+                from looplet._tool_timeout import run_bounded  # not loaded by runs without
+
+                data = run_bounded(prepared)
+            elif spec.is_async:
                 import asyncio
 
                 data = asyncio.run(spec.execute(**prepared.kwargs))
@@ -390,15 +408,21 @@ class BaseToolRegistry:
     async def arun_prepared(self, prepared: PreparedCall) -> ToolResult:
         """Like :meth:`run_prepared`, awaiting an async tool or running a sync one in a thread.
 
-        Sync tools go through ``asyncio.to_thread`` so a slow one does not block the event
-        loop. If the awaiting task itself is cancelled, the cancellation propagates.
+        Sync tools go through ``asyncio.to_thread`` (or, with a time limit or a cancel token,
+        a worker thread) so a slow one does not block the event loop. An async tool that
+        overruns its limit, or is running when the token is cancelled, is cancelled. If the
+        awaiting task itself is cancelled, the cancellation propagates.
         """
         call, spec = prepared.call, prepared.spec
         if (token := prepared.cancel_token) is not None and token.is_cancelled:
             return ToolResult.failure(call, _cancelled_error(spec.name, token))
         start = time.perf_counter()
         try:
-            if spec.is_async:
+            if token is not None or prepared.timeout_s is not None:
+                from looplet._tool_timeout import arun_bounded
+
+                data = await arun_bounded(prepared)
+            elif spec.is_async:
                 data = await spec.execute(**prepared.kwargs)
             else:
                 import asyncio  # here, not above: the import statement costs on every call
@@ -424,7 +448,8 @@ class BaseToolRegistry:
     ) -> list[ToolResult]:
         """Run prepared calls at the same time, in a pool of at most ``max_workers`` threads.
 
-        The results come back in the calls' order. One call runs in the calling thread.
+        The results come back in the calls' order. One call runs in the calling thread. Each
+        call keeps its own time limit, counted from when it starts.
         """
         if len(prepared) <= 1:
             return [self.run_prepared(p) for p in prepared]

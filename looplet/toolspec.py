@@ -40,6 +40,9 @@ class ToolContext:
         metadata: free-form values the caller wants tools to see.
         on_progress: called as ``on_progress(message, data)`` by :meth:`report_progress`.
         run: the running loop's state, set by the loop (``None`` outside a loop).
+        tool_timeout_s: the time limit, in seconds, of a call whose tool sets no
+            ``timeout_s`` of its own (the loop sets it from ``LoopConfig.tool_timeout_s``;
+            ``None``: no limit).
     """
 
     cwd: str = field(default_factory=os.getcwd)
@@ -52,6 +55,7 @@ class ToolContext:
     #: The running loop's state (``looplet.run_state.RunState``), set by the loop; sub-agents
     #: use it to share the budget and nest their trajectory. ``None`` outside a loop.
     run: Any = None
+    tool_timeout_s: float | None = None
 
     def __post_init__(self) -> None:
         if not self.workspace_root:
@@ -85,9 +89,15 @@ class ToolSpec:
         execute: the function run with the call's arguments as keywords (sync or async).
         concurrent_safe: whether consecutive calls of this tool may run at the same time.
         free: whether a call of this tool does not count against the step budget.
+        timeout_s: how many seconds a call may run before the loop stops waiting for it and
+            records a ``timeout`` error (``None``: ``LoopConfig.tool_timeout_s``, which is no
+            limit unless set). An async tool that overruns is cancelled; a sync tool with a
+            limit runs in a worker thread, which Python cannot stop: it runs on in the
+            background and what it returns is dropped.
 
     Raises:
-        ToolRegistrationError: a bad name, a non-callable ``execute`` or malformed parameters.
+        ToolRegistrationError: a bad name, a non-callable ``execute``, malformed parameters,
+            or a ``timeout_s`` that is not a positive number of seconds.
     """
 
     name: str
@@ -96,6 +106,7 @@ class ToolSpec:
     execute: Callable[..., Any]
     concurrent_safe: bool = False
     free: bool = False
+    timeout_s: float | None = None
     #: The normalised parameters JSON Schema.
     schema: dict[str, Any] = field(init=False, repr=False)
     #: Whether ``execute`` has a parameter named ``ctx`` (the registry then passes one).
@@ -121,6 +132,8 @@ class ToolSpec:
                 f"tool {self.name!r}: execute must be a callable that takes the arguments as "
                 f"keywords, got {type(self.execute).__name__} {self.execute!r}."
             )
+        if self.timeout_s is not None:
+            _check_timeout(self.name, self.timeout_s)
         object.__setattr__(
             self, "schema", normalize_parameters(self.parameters, tool_name=self.name)
         )
@@ -170,6 +183,15 @@ def _check_name(name: object) -> None:
     )
 
 
+def _check_timeout(name: str, value: object) -> None:
+    from looplet._tool_timeout import timeout_problem  # loaded only for tools with a limit
+
+    if (problem := timeout_problem(value)) is not None:
+        raise ToolRegistrationError(
+            f"tool {name!r}: timeout_s {problem}. Pass e.g. timeout_s=30.0."
+        )
+
+
 def _takes_ctx(fn: Callable[..., Any]) -> bool:
     try:
         return "ctx" in inspect.signature(fn).parameters
@@ -199,6 +221,7 @@ def tool(
     parameters: Mapping[str, Any] | None = None,
     concurrent_safe: bool = False,
     free: bool = False,
+    timeout_s: float | None = None,
 ) -> Callable[[Callable[..., Any]], ToolSpec]: ...
 
 
@@ -211,12 +234,14 @@ def tool(
     parameters: Mapping[str, Any] | None = None,
     concurrent_safe: bool = False,
     free: bool = False,
+    timeout_s: float | None = None,
 ) -> ToolSpec | Callable[[Callable[..., Any]], ToolSpec]:
     """Turn a function (sync or async) into a :class:`ToolSpec`.
 
     The name defaults to the function's, the description to the first paragraph of its
     docstring, and the parameters schema is built from its type hints, defaults and ``Args:``
-    section (:func:`looplet.schema.schema_from_signature`) unless ``parameters`` is given. The
+    section (:func:`looplet.schema.schema_from_signature`) unless ``parameters`` is given;
+    ``concurrent_safe``, ``free`` and ``timeout_s`` are the :class:`ToolSpec` fields. The
     decorated name is bound to the ToolSpec, which is still callable like the function.
 
     Example::
@@ -252,6 +277,7 @@ def tool(
             execute=func,
             concurrent_safe=concurrent_safe,
             free=free,
+            timeout_s=timeout_s,
         )
 
     return build if fn is None else build(fn)
