@@ -10,6 +10,7 @@ of requests, replies, errors and settings in both directions. Nothing here recor
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Final
 
+from looplet._reply_guard import utf8
 from looplet.backends.base import LLMRequest, LLMResponse
 from looplet.config import LoopConfig
 from looplet.errors import LLMError, LoopletError
@@ -54,7 +56,8 @@ _STEP_FILE = re.compile(r"step_(\d+)\.json")
 
 
 class ProvenanceError(LoopletError):
-    """A provenance directory cannot be used: it already holds a run, or cannot be read.
+    """A provenance directory cannot be used: it already holds a run, cannot be read, or
+    cannot be written (the message names the file).
 
     Attributes:
         path: the directory (or the file in it) at fault.
@@ -194,11 +197,17 @@ def clip(text: str, limit: int) -> str:
 
 
 def write_run(run: RecordedRun, path: str | os.PathLike[str]) -> None:
-    """Write ``run``'s files into ``path``, each one whole (temp file, then rename)."""
+    """Write ``run``'s files into ``path``, each one whole (temp file, then rename).
+
+    A lone surrogate in the text is written as U+FFFD, so every file is valid UTF-8.
+
+    Raises:
+        ProvenanceError: a folder or file cannot be written (no temporary file is left).
+    """
     from looplet._version import __version__
 
     root = Path(path)
-    root.mkdir(parents=True, exist_ok=True)
+    _mkdir(root)
     meta = {"format": FORMAT, "looplet_version": __version__, "config": run.config}
     _write(root / _RUN, _dump(meta))
     for call in run.calls:
@@ -209,7 +218,7 @@ def write_run(run: RecordedRun, path: str | os.PathLike[str]) -> None:
     lines = [json.dumps(c.manifest_entry(), ensure_ascii=False) for c in run.calls]
     _write(root / _MANIFEST, "".join(line + "\n" for line in lines))
     if run.steps:
-        (root / _STEPS).mkdir(exist_ok=True)
+        _mkdir(root / _STEPS)
         for step in run.steps:
             _write(root / _STEPS / f"step_{step['step']:04d}.json", _dump(step))
     if run.trajectory is not None:
@@ -309,9 +318,31 @@ def _read(path: Path) -> dict[str, Any]:
 
 def _write(path: Path, text: str) -> None:
     # temp file + os.replace: a reader never sees half a file, even if the process dies.
+    # A lone surrogate (in a raw reply or a tool's result) is written as U+FFFD.
+    data = utf8(text)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise _write_error(path, exc) from exc
+
+
+def _mkdir(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _write_error(path, exc) from exc
+
+
+def _write_error(path: Path, exc: OSError) -> ProvenanceError:
+    return ProvenanceError(
+        f"cannot write {str(path)!r}: {exc.strerror or exc}. Record the run into a directory "
+        "you can write to.",
+        path,
+    )
 
 
 def _dump(value: Any) -> str:

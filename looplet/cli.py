@@ -40,6 +40,10 @@ class UsageError(Exception):
     """A problem with the command line or its inputs: reported, exit status 2."""
 
 
+class RunFileError(UsageError):
+    """A saved run's file cannot be read: reported in one line, without the usage."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``looplet`` command with ``argv`` (default: ``sys.argv[1:]``); the exit status.
 
@@ -60,7 +64,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except UsageError as exc:
-        print(args.usage, end="", file=sys.stderr)
+        if not isinstance(exc, RunFileError):  # a bad file is not a usage mistake
+            print(args.usage, end="", file=sys.stderr)
         print(f"looplet {args.command}: error: {exc}", file=sys.stderr)
         return 2
     return status
@@ -234,7 +239,7 @@ def _load(run: Path) -> EvalContext:
     try:
         return EvalContext.from_trajectory_dir(run)
     except TrajectoryLoadError as exc:
-        raise UsageError(str(exc)) from exc
+        raise RunFileError(str(exc)) from exc
 
 
 def _run_name(run: Path, traces: Path) -> str:

@@ -28,6 +28,7 @@ import time
 from collections.abc import Generator, Sequence
 from typing import Any
 
+from looplet._reply_guard import clean_text, guard_reply
 from looplet.backends.base import LLMRequest, LLMResponse
 from looplet.errors import (
     ErrorKind,
@@ -69,6 +70,21 @@ class SaveCheckpoint:
         self.final = final
 
 
+class Rewritten:
+    """A call a ``pre_dispatch`` hook rewrote, and the result it gets without running:
+    refused (invalid arguments, a denial) or the implicit done.
+
+    ``screen_call`` returns it so that the step records the call as it was judged, the
+    rewritten one, with its ``result``; the engine does not yield it.
+    """
+
+    __slots__ = ("call", "result")
+
+    def __init__(self, call: ToolCall, result: ToolResult) -> None:
+        self.call = call
+        self.result = result
+
+
 #: What the engine yields: a model request, a tool call or a batch of them, a checkpoint,
 #: or a step.
 Effect = LLMRequest | PreparedCall | RunTools | SaveCheckpoint | Step
@@ -104,6 +120,8 @@ def run_engine(run: RunState) -> Generator[Effect, Any, Trajectory]:
             if isinstance(outcome, PreparedCall):
                 run.ctx.step = len(run.trajectory.steps) + 1
                 step = record_step(run, outcome.call, (yield outcome))
+            elif isinstance(outcome, Rewritten):
+                step = record_step(run, outcome.call, outcome.result)
             else:
                 step = record_step(run, calls[0], outcome)
             if run.checkpoint is not None:
@@ -200,7 +218,11 @@ def build_request(run: RunState) -> LLMRequest | None:
 
 
 def record_reply(run: RunState, reply: LLMResponse | BaseException) -> tuple[ToolCall, ...]:
-    """Record the model's turn; return its tool calls (none: the run has stopped)."""
+    """Record the model's turn; return its tool calls (none: the run has stopped).
+
+    ``reply`` is what the driver got: normally an ``LLMResponse``, or the error the call
+    failed with; anything else a backend returned is an ``LLMError`` (``_reply_guard``).
+    """
     trajectory = run.trajectory
     trajectory.llm_calls += 1
     if isinstance(reply, BaseException):
@@ -210,14 +232,19 @@ def record_reply(run: RunState, reply: LLMResponse | BaseException) -> tuple[Too
         error = reply if isinstance(reply, LoopletError) else LLMError("backend", repr(reply))
         fail(run, StopReason.LLM_ERROR, error)
         return ()
+    seen = run.call_ids
+    if seen is None:  # a new run, or one resumed from a checkpoint: the ids so far
+        seen = run.call_ids = {c.call_id for m in run.messages for c in m.tool_calls}
+    # Made safe where it enters: not an LLMResponse, bad arguments, lone surrogates, ids.
+    checked = guard_reply(reply, run.llm, seen, trajectory.llm_calls)
+    if isinstance(checked, LLMError):
+        fail(run, StopReason.LLM_ERROR, checked)
+        return ()
+    reply = checked
     usage = reply.usage
     if usage.input_tokens or usage.output_tokens:
         trajectory.usage = trajectory.usage + usage
     calls = reply.tool_calls
-    for call in calls:
-        if not call.call_id:  # the tool message must name its call: give each one an id
-            calls = _with_call_ids(calls, trajectory.llm_calls)
-            break
     run.messages.append(Message("assistant", reply.text, calls))
     if run.checkpoint is not None:  # only a checkpoint needs the turn's unrecorded calls
         run.pending_calls[:] = calls
@@ -251,6 +278,8 @@ def run_turn(run: RunState, calls: Sequence[ToolCall]) -> Generator[Effect, Any,
             run.charged_pending -= charge
             if isinstance(outcome, PreparedCall):
                 step = record_step(run, outcome.call, next(ran_iter))
+            elif isinstance(outcome, Rewritten):
+                step = record_step(run, outcome.call, outcome.result)
             else:
                 step = record_step(run, call, outcome)
             if run.checkpoint is not None:
@@ -261,9 +290,9 @@ def run_turn(run: RunState, calls: Sequence[ToolCall]) -> Generator[Effect, Any,
 
 def screen_group(
     run: RunState, group: Sequence[ToolCall]
-) -> tuple[list[PreparedCall | ToolResult], list[int]]:
+) -> tuple[list[PreparedCall | ToolResult | Rewritten], list[int]]:
     """Screen each call of a group; also say how much budget each one was charged."""
-    outcomes: list[PreparedCall | ToolResult] = []
+    outcomes: list[PreparedCall | ToolResult | Rewritten] = []
     charges: list[int] = []
     for call in group:
         used = run.state.queries_used
@@ -283,12 +312,14 @@ def next_group(run: RunState, calls: Sequence[ToolCall], start: int) -> Sequence
     return calls[start : max(end, start + 1)]
 
 
-def screen_call(run: RunState, call: ToolCall) -> PreparedCall | ToolResult:
+def screen_call(run: RunState, call: ToolCall) -> PreparedCall | ToolResult | Rewritten:
     """Decide what happens to one call before it runs.
 
     Returns the prepared call to run (arguments possibly rewritten by a hook), or the result
     to record instead: a malformed or unknown call, invalid arguments, a refused done, a
     hook's own result, a denial, or "not run" once the run has stopped or the budget is spent.
+    A call a hook rewrote that does not run comes back as :class:`Rewritten`, so the step
+    shows the arguments that were judged.
     """
     if run.trajectory.stop_reason is not None:
         return _not_run(call, f"the run stopped ({run.trajectory.stop_reason}) before this call")
@@ -298,6 +329,7 @@ def screen_call(run: RunState, call: ToolCall) -> PreparedCall | ToolResult:
     implicit_done = is_done and run.tools.get(call.tool) is None
     prepared: PreparedCall | ToolResult | None = None
     spec = None
+    rewritten = False
     if not implicit_done:
         prepared = run.tools.prepare(call, run.ctx)
         if isinstance(prepared, ToolResult):
@@ -321,16 +353,18 @@ def screen_call(run: RunState, call: ToolCall) -> PreparedCall | ToolResult:
         screened = apply_pre_dispatch(run, call, step)
         if isinstance(screened, ToolResult):
             return screened
-        if screened is not call:  # a hook rewrote the arguments: check them again
+        rewritten = screened is not call
+        if rewritten:  # a hook rewrote the arguments: check them again
             call = screened
             values["tool_call"] = call
             prepared = None if implicit_done else run.tools.prepare(call, run.ctx)
             if isinstance(prepared, ToolResult):
-                return prepared
+                return Rewritten(call, prepared)
         if (denied := check_permissions(run, call, step)) is not None:
-            return denied
+            return Rewritten(call, denied) if rewritten else denied
     if prepared is None:  # the implicit done
-        return ToolResult(done_tool, call.args_summary(), call.args, call_id=call.call_id)
+        done = ToolResult(done_tool, call.args_summary(), call.args, call_id=call.call_id)
+        return Rewritten(call, done) if rewritten else done
     if counts:
         run.state.queries_used += 1
     return prepared
@@ -389,6 +423,8 @@ def record_step(run: RunState, call: ToolCall, result: ToolResult) -> Step:
     if run.pending_calls:
         del run.pending_calls[:1]  # calls are recorded in the turn's order
     content = render_tool_result(result, run.config.max_result_chars)
+    if not content.isascii():  # a tool's lone surrogate would fail the next request
+        content = clean_text(content)
     run.messages.append(
         Message("tool", content, (), result.call_id, result.tool, result.error is not None)
     )
@@ -507,13 +543,6 @@ def _denied(call: ToolCall, decision: HookDecision, where: str) -> ToolResult:
     reason = decision.block or f"denied by {where}"
     retry = bool(decision.metadata.get("retry", False))
     return ToolResult.failure(call, ToolError(ErrorKind.PERMISSION_DENIED, reason, retriable=retry))
-
-
-def _with_call_ids(calls: tuple[ToolCall, ...], turn: int) -> tuple[ToolCall, ...]:
-    return tuple(
-        c if c.call_id else dataclasses.replace(c, call_id=f"call_{turn}_{i}")
-        for i, c in enumerate(calls)
-    )
 
 
 def _done_detail(data: Any) -> str:

@@ -14,6 +14,8 @@ The hierarchy::
     ├── ProvenanceError           (looplet.provenance) a run directory cannot be written
     ├── MCPError                  (looplet.mcp) an MCP server could not be started or
     │                             initialised
+    ├── SandboxUnavailableError   (looplet.sandbox) no sandbox can start here (says how to
+    │                             enable one)
     ├── TrajectoryLoadError       (looplet.evals) a saved run cannot be read
     ├── EvalImportError           (looplet.evals) an eval file does not import
     ├── HookError                 a hook raised; names the hook object, slot and step
@@ -169,10 +171,16 @@ class HookError(LoopletError):
         self.slot = slot
         self.step = step
         name = type(hook).__name__
+        # on_loop_end runs once the run has ended: its stop reason was set and is kept.
+        outcome = (
+            "The run had already ended, and its stop_reason is kept; the trajectory"
+            if slot == "on_loop_end"
+            else "The run was stopped with stop_reason 'hook_error'; the partial trajectory"
+        )
         super().__init__(
             f"hook {name}.{slot}() raised at step {step}: {type(cause).__name__}: {cause}. "
-            f"The run was stopped with stop_reason 'hook_error'; the partial trajectory is on "
-            f"this exception's .trajectory. Fix {name}.{slot}, or catch the error inside it."
+            f"{outcome} is on this exception's .trajectory. Fix {name}.{slot}, or catch the "
+            "error inside it."
         )
 
 

@@ -17,24 +17,28 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from looplet._reply_guard import nested_too_deep
+from looplet.messages import _json_encoder
 from looplet.types import ToolCall
 
 __all__ = ["format_text_reply", "parse_text_reply", "tool_call_from_openai"]
 
 # strict=False: models often put raw newlines and tabs inside JSON strings.
 _DECODER = json.JSONDecoder(strict=False)
+_ENCODE = _json_encoder()  # json.dumps(..., ensure_ascii=False), its encoder built once
 _OPEN_FENCE = re.compile(r"```[A-Za-z0-9_+-]*[ \t]*\n?[ \t]*$")
 _CLOSE_FENCE = re.compile(r"^[ \t]*\n?[ \t]*```")
+_TOOL_KEY = re.compile(r'"tools?"\s*:')
+_TOOL_NAME = re.compile(r'"tool"\s*:\s*"([^"\\]*)"')
 
 
 def parse_text_reply(text: str, *, id_prefix: str = "call_") -> tuple[str, tuple[ToolCall, ...]]:
     """Read the tool calls of a reply written in the JSON-text protocol.
 
     The reply is scanned for the first ``{`` that decodes (``json.JSONDecoder.raw_decode``) to
-    a tool object: a JSON object with a string ``"tool"`` or a list ``"tools"``, at any depth
-    and with arguments nested arbitrarily deep. Code fences around it and prose before or
-    after it are allowed. A batch's ``"theory"`` (or a call's ``"reasoning"``) becomes each
-    call's ``reasoning``; it is never added to the arguments.
+    a tool object: a JSON object with a string ``"tool"`` or a list ``"tools"``. Code fences
+    around it and prose before or after it are allowed. A batch's ``"theory"`` (or a call's
+    ``"reasoning"``) becomes each call's ``reasoning``; it is never added to the arguments.
 
     Args:
         text: the model's reply.
@@ -45,7 +49,9 @@ def parse_text_reply(text: str, *, id_prefix: str = "call_") -> tuple[str, tuple
         ``(rest, calls)``. ``rest`` is the prose around the object (fences removed), or the
         object's reasoning/theory when there is no prose. A reply with no tool object gives
         ``(text, ())``. A call whose ``args`` is not a JSON object has ``parse_error`` set
-        (and ``raw_arguments`` holds the value as JSON) rather than empty arguments.
+        (and ``raw_arguments`` holds the value as JSON) rather than empty arguments; so
+        does an object nested too deep for Python to decode (``raw_arguments`` holds the
+        text from its first brace).
 
     Example::
 
@@ -56,6 +62,15 @@ def parse_text_reply(text: str, *, id_prefix: str = "call_") -> tuple[str, tuple
     if found is None:
         return text, ()
     obj, start, end = found
+    if obj is None:  # a tool object nested too deep to decode: a call that says so
+        named = _TOOL_NAME.search(text, start)
+        call = ToolCall(
+            named.group(1) if named else "",
+            call_id=f"{id_prefix}0",
+            raw_arguments=text[start:],
+            parse_error=nested_too_deep(),
+        )
+        return _prose_around(text, start, end), (call,)
     top_reasoning = _text_field(obj, "reasoning") or _text_field(obj, "theory")
     calls = _calls_from_object(obj, id_prefix=id_prefix, reasoning=top_reasoning)
     prose = _prose_around(text, start, end)
@@ -82,21 +97,22 @@ def tool_call_from_openai(
     """
     if isinstance(arguments, Mapping):
         args = dict(arguments)
-        return ToolCall(
-            name, args, call_id=call_id, reasoning=reasoning, raw_arguments=json.dumps(args)
-        )
+        try:
+            raw = json.dumps(args)
+        except (RecursionError, ValueError):  # nested without end, or a cycle
+            return ToolCall(
+                name, call_id=call_id, reasoning=reasoning, parse_error=nested_too_deep()
+            )
+        return ToolCall(name, args, call_id=call_id, reasoning=reasoning, raw_arguments=raw)
     if not arguments.strip():
         # Some OpenAI-compatible servers send "" for a call without arguments.
         return ToolCall(name, {}, call_id=call_id, reasoning=reasoning, raw_arguments=arguments)
     try:
         value = _DECODER.decode(arguments)
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, RecursionError) as exc:
+        why = nested_too_deep() if isinstance(exc, RecursionError) else str(exc)
         return ToolCall(
-            name,
-            call_id=call_id,
-            reasoning=reasoning,
-            raw_arguments=arguments,
-            parse_error=str(exc),
+            name, call_id=call_id, reasoning=reasoning, raw_arguments=arguments, parse_error=why
         )
     if not isinstance(value, dict):
         return ToolCall(
@@ -124,16 +140,20 @@ def format_text_reply(text: str, calls: Sequence[ToolCall]) -> str:
         reasoning = text or calls[0].reasoning
         if reasoning:
             obj["reasoning"] = reasoning
-        return json.dumps(obj, ensure_ascii=False)
+        return _ENCODE(obj)
     batch: dict[str, Any] = {"tools": [_call_object(c) for c in calls]}
     theory = text or calls[0].reasoning
     if theory:
         batch["theory"] = theory
-    return json.dumps(batch, ensure_ascii=False)
+    return _ENCODE(batch)
 
 
-def _find_tool_object(text: str) -> tuple[dict[str, Any], int, int] | None:
-    """The first tool object in ``text`` and its span, or ``None``."""
+def _find_tool_object(text: str) -> tuple[dict[str, Any] | None, int, int] | None:
+    """The first tool object in ``text`` and its span, or ``None``.
+
+    An object nested too deep to decode ends the search: ``(None, start, len(text))`` if it
+    names a tool, else ``None`` (the nested braces inside it cannot be decoded either).
+    """
     if '"tool' not in text:
         return None  # cheap exit: scanning every "{" of a long text is quadratic
     start = text.find("{")
@@ -142,6 +162,8 @@ def _find_tool_object(text: str) -> tuple[dict[str, Any], int, int] | None:
             value, end = _DECODER.raw_decode(text, start)
         except json.JSONDecodeError:
             pass
+        except RecursionError:
+            return (None, start, len(text)) if _TOOL_KEY.search(text, start) else None
         else:
             if _is_tool_object(value):
                 return value, start, end

@@ -45,6 +45,7 @@ from looplet._replay import (
     areplay_loop,
     replay_loop,
 )
+from looplet._reply_guard import guard_reply
 from looplet._run_files import (
     FORMAT,
     ProvenanceError,
@@ -61,7 +62,7 @@ from looplet._run_files import (
 )
 from looplet.backends.base import LLMRequest, LLMResponse
 from looplet.config import LoopConfig
-from looplet.errors import ConfigurationError
+from looplet.errors import ConfigurationError, LLMError
 from looplet.hooks import LoopEvent
 from looplet.types import Step, Trajectory, _jsonable
 
@@ -266,9 +267,16 @@ class _PendingCall:
         self.t0 = time.perf_counter()
 
     def close(
-        self, response: LLMResponse | None = None, error: BaseException | None = None
+        self,
+        response: LLMResponse | None = None,
+        error: BaseException | None = None,
+        backend: object = None,
     ) -> None:
         duration = (time.perf_counter() - self.t0) * 1000
+        if response is not None:
+            checked = guard_reply(response, backend, set(), 0)
+            if isinstance(checked, LLMError):  # the loop ends the run with it: record it
+                error, response = checked, None
         self.recorder._add_call(
             LLMCall(
                 self.index,
@@ -308,7 +316,7 @@ class RecordingBackend(_RecorderBase):
         except BaseException as exc:
             pending.close(error=exc)
             raise
-        pending.close(response=response)
+        pending.close(response=response, backend=self.backend)
         return response
 
 
@@ -325,7 +333,7 @@ class AsyncRecordingBackend(_RecorderBase):
         except BaseException as exc:
             pending.close(error=exc)
             raise
-        pending.close(response=response)
+        pending.close(response=response, backend=self.backend)
         return response
 
 

@@ -32,6 +32,7 @@ class RunState:
     """
 
     __slots__ = (
+        "call_ids",
         "charged_pending",
         "checkpoint",
         "compactions",
@@ -95,6 +96,9 @@ class RunState:
         #: How many of ``pending_calls`` are already counted in ``state.queries_used``
         #: (screened with their group, not yet recorded): a checkpoint leaves them out.
         self.charged_pending = 0
+        #: Every call id used in the conversation, so none is used twice (built on the
+        #: first reply, from the messages: a resumed run has ids already).
+        self.call_ids: set[str] | None = None
         #: Saves checkpoints for the driver (``looplet.checkpoint``); ``None``: none taken.
         self.checkpoint: Any = None
         #: The error that ended the run, raised by the driver once the run has finished.

@@ -51,6 +51,9 @@ class ToolCall:
         """The arguments as ``name='Alice', n=3``, each value cut to 40 characters."""
         if self.parse_error is not None:
             return _clip(repr(self.raw_arguments or ""), _ARG_VALUE_CHARS)
+        args: object = self.args
+        if type(args) is not dict and not isinstance(args, Mapping):  # the registry refuses it
+            return _clip(repr(args), _ARG_VALUE_CHARS)
         parts = []
         for key, value in self.args.items():
             text = repr(value)

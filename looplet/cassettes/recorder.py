@@ -11,6 +11,7 @@ public object, the ``with`` block around a recorder, is :mod:`~looplet.cassettes
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from collections.abc import Callable, Hashable
@@ -127,7 +128,7 @@ class Recorder:
             return Path(self._path).is_file()  # replaced whatever it holds, even if corrupt
         try:
             text = Path(self._path).read_text(encoding="utf-8")
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):  # no such file (a file on its path)
             return False
         except (OSError, UnicodeDecodeError) as exc:
             raise CassetteCorruptError(path=self._path, reason=f"unreadable: {exc}") from None
@@ -162,10 +163,15 @@ class Recorder:
             ((_request_dict(e.request), e.response) for e in self.exchanges), self._volatile
         )
         path = Path(self._path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        temporary.write_text(text, encoding="utf-8")
-        os.replace(temporary, path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            temporary.write_text(text, encoding="utf-8")
+            os.replace(temporary, path)
+        except OSError as exc:  # a read-only folder, a file where the folder should be...
+            with contextlib.suppress(OSError):
+                temporary.unlink(missing_ok=True)
+            raise _write_error(self._path, exc) from None
 
     # -- vcrpy's interface -----------------------------------------------------------------
 
@@ -341,3 +347,13 @@ def _request_dict(request: Any) -> dict[str, Any]:
         "body": request.body_bytes,
         "headers": dict(request.headers.items()),
     }
+
+
+def _write_error(path: str, exc: OSError) -> CassetteError:
+    return CassetteError(
+        f"cannot write cassette {path}: {exc.strerror or exc}. Record it into a folder you "
+        f"can write to, or replay only, without writing:\n"
+        f"  use_cassette({path!r}, record_mode='none')\n"
+        "  or, with the pytest plugin: pytest --looplet-record-mode=none",
+        path=path,
+    )

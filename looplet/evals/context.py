@@ -188,8 +188,16 @@ def _read_json(file: Path) -> Any:
         raise TrajectoryLoadError(
             file, f"not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
         ) from exc
-    except OSError as exc:
-        raise TrajectoryLoadError(file, exc.strerror or str(exc)) from exc
+    except UnicodeDecodeError as exc:  # binary data, or another program's file
+        raise TrajectoryLoadError(
+            file,
+            f"not a looplet run file: it is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} "
+            f"at offset {exc.start})",
+        ) from exc
+    except (OSError, RecursionError) as exc:
+        deep = "not a looplet run file: its JSON is nested too deep"
+        why = deep if isinstance(exc, RecursionError) else exc.strerror or str(exc)
+        raise TrajectoryLoadError(file, why) from exc
 
 
 def _trajectory(file: Path, data: Mapping[str, Any], steps: list[Step]) -> Trajectory:
@@ -202,16 +210,21 @@ def _trajectory(file: Path, data: Mapping[str, Any], steps: list[Step]) -> Traje
             file, f"unknown stop_reason {reason!r} (one of {valid})"
         ) from None
     usage = data.get("usage") or {}
-    return Trajectory(
-        task=data.get("task"),
-        steps=steps,
-        stop_reason=stop_reason,
-        stop_detail=str(data.get("stop_detail") or ""),
-        llm_calls=int(data.get("llm_calls") or 0),
-        usage=Usage(int(usage.get("input_tokens", 0)), int(usage.get("output_tokens", 0))),
-        elapsed_ms=float(data.get("elapsed_ms") or 0.0),
-        final_text=str(data.get("final_text") or ""),
-    )
+    try:
+        return Trajectory(
+            task=data.get("task"),
+            steps=steps,
+            stop_reason=stop_reason,
+            stop_detail=str(data.get("stop_detail") or ""),
+            llm_calls=int(data.get("llm_calls") or 0),
+            usage=Usage(int(usage.get("input_tokens", 0)), int(usage.get("output_tokens", 0))),
+            elapsed_ms=float(data.get("elapsed_ms") or 0.0),
+            final_text=str(data.get("final_text") or ""),
+        )
+    except (AttributeError, TypeError, ValueError) as exc:  # a field of the wrong type
+        raise TrajectoryLoadError(
+            file, f"not a looplet run file: {type(exc).__name__}: {exc}"
+        ) from exc
 
 
 def _step(file: Path, data: Any) -> Step:
