@@ -9,34 +9,42 @@ call runs again only if the process died after it started and before its step's 
 reached the disk. A run that ended is not resumed (:class:`~looplet.errors.CheckpointError`,
 or ``restart=True`` to start a new run instead).
 
-A :class:`FileCheckpointStore` keeps ``<dir>/<run_id>/step-0001.json`` (one file per step)
-and ``step-NNNN.end.json`` for the end, each written atomically. The files are versioned
-JSON (``"format": "looplet-checkpoint/1"``); tool data that JSON cannot hold is stored by its
-``repr`` in a ``{"__looplet_repr__": ...}`` marker and comes back as that dict. The
-trajectory's permission decisions and its sub-agents' runs are saved too (a permission
-rule's argument matcher, being code, comes back as a stand-in that refuses to decide), and
-so is a context budget's calibration (the limit a provider's refusal lowered, the provider's
-tokens per estimated one). Hooks, tools and the agent state's own fields (other than
-``steps`` and ``queries_used``) are not saved. The checkpoint document and the encoding of
-each value live in :mod:`looplet._serialize` and :mod:`looplet._serialize_records`.
+A :class:`FileCheckpointStore` keeps a run in ``<dir>/<run_id>/``: a snapshot of the whole
+run (``step-0001.json``, written atomically), then a journal (``step-0001.journal``) that
+gains one line per checkpoint, synced to disk, holding only what the step changed; when the
+journal outgrows its snapshot it is folded into a new one, so a run keeps about twice its
+last checkpoint on disk and each save costs what its step added
+(:mod:`looplet._checkpoint_journal`, :mod:`looplet._checkpoint_writer`). Every step stays
+loadable (``load(run_id, step)``); folders written before the journal (a
+``step-NNNN.json`` per step, ``step-NNNN.end.json`` at the end) are read as they are. The
+documents are versioned JSON (``"format": "looplet-checkpoint/1"``); tool data that JSON
+cannot hold is stored by its ``repr`` in a ``{"__looplet_repr__": ...}`` marker and comes
+back as that dict. The trajectory's permission decisions and its sub-agents' runs are saved
+too (a permission rule's argument matcher, being code, comes back as a stand-in that
+refuses to decide), and so is a context budget's calibration (the limit a provider's
+refusal lowered, the provider's tokens per estimated one). Hooks, tools and the agent
+state's own fields (other than ``steps`` and ``queries_used``) are not saved. The checkpoint
+document lives in :mod:`looplet._checkpoint_doc`, the encoding of each value in
+:mod:`looplet._serialize` and :mod:`looplet._serialize_records`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import json
 import os
 import re
-import tempfile
-import time
 import uuid
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, final
 
-from looplet import _serialize as S
-from looplet._serialize import FORMAT, Checkpoint
+from looplet import _checkpoint_doc as D
+from looplet import _checkpoint_journal as J
+from looplet._checkpoint_doc import FORMAT, Checkpoint
+from looplet._checkpoint_writer import JournalWriter
+from looplet._reply_guard import utf8
+from looplet._serialize import encode_data, has_repr_marker
 from looplet.errors import CheckpointError, ConfigurationError
 
 if TYPE_CHECKING:
@@ -44,17 +52,17 @@ if TYPE_CHECKING:
 
 __all__ = ["FORMAT", "Checkpoint", "FileCheckpointStore", "resume_loop_state"]
 
-_STEP_FILE = re.compile(r"^step-(\d{4,})(\.end)?\.json$")
-
 
 @final
 class FileCheckpointStore:
-    """Checkpoints as files under one folder: ``<dir>/<run_id>/step-0001.json``...
+    """Checkpoints as files under one folder: ``<dir>/<run_id>/step-0001.json`` and its journal.
 
-    Each write goes to a temporary file in the same folder, is flushed to disk, renamed over
+    A snapshot goes to a temporary file in the same folder, is flushed to disk, renamed over
     the target (``os.replace``) and the folder is synced, so a file is either the old one or
-    the whole new one. Run ids must be plain names (letters, digits, ``.``, ``_``, ``-``):
-    no separators, no ``..``, no absolute paths. One process writes a run at a time.
+    the whole new one; a journal line is appended and synced, and counts only once it is
+    whole (a line a crash cut short is ignored). Run ids must be plain names (letters,
+    digits, ``.``, ``_``, ``-``): no separators, no ``..``, no absolute paths. One process
+    writes a run at a time.
 
     Example::
 
@@ -65,7 +73,8 @@ class FileCheckpointStore:
 
     Attributes:
         directory: the folder.
-        skipped: the files the last :meth:`load_latest` passed over, with the reason.
+        skipped: the files the last :meth:`load_latest` passed over (a snapshot, or a journal
+            from its first damaged line on), with the reason.
     """
 
     def __init__(self, directory: str | os.PathLike[str]) -> None:
@@ -77,7 +86,7 @@ class FileCheckpointStore:
 
     def run_dir(self, run_id: str) -> Path:
         """The folder of ``run_id`` (checked to be a plain name inside the store)."""
-        if not isinstance(run_id, str) or not S.RUN_ID.match(run_id):
+        if not isinstance(run_id, str) or not D.RUN_ID.match(run_id):
             raise CheckpointError(
                 f"invalid run id {run_id!r}: a run id names a folder inside {self.directory}, "
                 "so it may hold only letters, digits, '.', '_' and '-', must start with a "
@@ -93,7 +102,7 @@ class FileCheckpointStore:
         if not self.directory.is_dir():
             return []
         return sorted(
-            p.name for p in self.directory.iterdir() if S.RUN_ID.match(p.name) and _files(p)
+            p.name for p in self.directory.iterdir() if D.RUN_ID.match(p.name) and J.segments(p)
         )
 
     def save(self, checkpoint: Checkpoint) -> Path:
@@ -106,7 +115,7 @@ class FileCheckpointStore:
         run_dir = self.run_dir(checkpoint.run_id)
         path = run_dir / checkpoint.file_name
         try:
-            data = checkpoint.to_json().encode()
+            data = utf8(checkpoint.to_json())  # a lone surrogate is written as U+FFFD
         except (TypeError, ValueError) as exc:  # encode_data leaves none; a hand-built one may
             raise CheckpointError(
                 f"cannot write checkpoint {path}: its data is not JSON ({exc}).",
@@ -117,44 +126,75 @@ class FileCheckpointStore:
         try:
             if not run_dir.is_dir():
                 run_dir.mkdir(parents=True, exist_ok=True)
-                _fsync_dir(run_dir.parent)
-            _write_atomically(path, data)
+                J.fsync_dir(run_dir.parent)
+            J.write_atomically(path, data)
         except OSError as exc:
-            raise self._write_error(path, exc, checkpoint) from exc
+            earlier = [s.snapshot for s in J.segments(run_dir) if s.snapshot != path]
+            kept = (
+                f"the previous checkpoint, {earlier[0]}, is intact"
+                if earlier
+                else "no earlier checkpoint of this run exists"
+            )
+            raise self._write_error(path, exc, checkpoint.run_id, checkpoint.step, kept) from exc
         return path
 
     def load(self, run_id: str, step: int) -> Checkpoint:
         """The checkpoint taken after step ``step`` of ``run_id`` (not an end checkpoint).
 
+        It is read from that step's snapshot, its journal line, or, for a step folded into a
+        later snapshot, that snapshot's history of the steps before it.
+
         Raises:
-            CheckpointError: there is no such file, or it cannot be read.
+            CheckpointError: the run has no checkpoint of that step (or no longer keeps it),
+                or the file holding it cannot be read.
         """
         run_dir = self.run_dir(run_id)
-        path = run_dir / f"step-{step:04d}.json"
-        if not path.is_file():
-            have = ", ".join(p.name for p in reversed(_files(run_dir))) or "none"
-            raise CheckpointError(
-                f"no checkpoint {path}: run {run_id!r} has these checkpoints: {have}.",
-                path=path,
-                run_id=run_id,
-                step=step,
-            )
-        try:
-            return _read(path, run_id)
-        except S.BadFile as bad:
-            raise CheckpointError(
-                f"cannot resume from {path}: {bad.reason}. Resume from another step of "
-                f"run {run_id!r}, or delete {run_dir} to start over.",
-                path=path,
-                run_id=run_id,
-                step=step,
-            ) from None
+        gone = ""
+        for segment in J.segments(run_dir):
+            if segment.ended:
+                continue
+            path = segment.snapshot
+            try:
+                replay = J.read_segment(segment, run_id, upto=(step, False))
+                if segment.step > step:
+                    found = J.from_history(replay, step)
+                elif replay.checkpoint.step == step:
+                    found = replay.checkpoint
+                elif replay.damage is not None:
+                    path = replay.damage[0]
+                    raise D.BadFile(replay.damage[1])
+                else:
+                    found = None
+            except J.NotKept:
+                gone = (
+                    f" (step {step} is recorded in {segment.snapshot.name}, but a context "
+                    "compaction replaced the conversation after it)"
+                )
+                continue
+            except D.BadFile as bad:
+                raise CheckpointError(
+                    f"cannot resume from {path}: {bad.reason}. Resume from another step of "
+                    f"run {run_id!r}, or delete {run_dir} to start over.",
+                    path=path,
+                    run_id=run_id,
+                    step=step,
+                ) from None
+            if found is not None:
+                return found
+        raise CheckpointError(
+            f"no checkpoint of step {step} in {run_dir}: run {run_id!r} has these "
+            f"checkpoints: {_kept(run_dir)}{gone}.",
+            path=run_dir / f"step-{step:04d}.json",
+            run_id=run_id,
+            step=step,
+        )
 
     def load_latest(self, run_id: str | None = None) -> Checkpoint | None:
         """The newest checkpoint that can be read, of ``run_id`` or else of the newest run.
 
-        A newer file that cannot be read is passed over with a warning (and listed in
-        :attr:`skipped`); ``None`` when there is no checkpoint at all.
+        A newer snapshot that cannot be read, or a damaged journal line, is passed over with
+        a warning (and listed in :attr:`skipped`); a last journal line that a crash cut short
+        was never a checkpoint and is ignored. ``None`` when there is no checkpoint at all.
 
         Raises:
             CheckpointError: the run has checkpoints but none can be read.
@@ -165,26 +205,30 @@ class FileCheckpointStore:
             if run_id is None:
                 return None
         run_dir = self.run_dir(run_id)
-        paths = _files(run_dir)
-        for path in paths:
+        found = J.segments(run_dir)
+        for segment in found:
             try:
-                checkpoint = _read(path, run_id)
-            except S.BadFile as bad:
-                self.skipped.append((path, bad.reason))
+                replay = J.read_segment(segment, run_id)
+            except D.BadFile as bad:
+                self.skipped.append((segment.snapshot, bad.reason))
                 continue
+            if replay.damage is not None:
+                self.skipped.append(replay.damage)
+            checkpoint = replay.checkpoint
             if self.skipped:
                 skipped = "; ".join(f"{p.name}: {why}" for p, why in self.skipped)
                 warnings.warn(
                     f"skipped unreadable checkpoint(s) of run {run_id!r} in {run_dir} "
-                    f"({skipped}); using {path.name}, the newest intact one.",
+                    f"({skipped}); using step {checkpoint.step} from {_name(checkpoint)}, "
+                    "the newest intact one.",
                     stacklevel=2,
                 )
             return checkpoint
-        if not paths:
+        if not found:
             return None
         newest, why = self.skipped[0]
         raise CheckpointError(
-            f"cannot resume run {run_id!r}: none of its {len(paths)} checkpoint(s) in "
+            f"cannot resume run {run_id!r}: none of its {len(found)} checkpoint(s) in "
             f"{run_dir} can be read; the newest, {newest.name}: {why}. Delete {run_dir} to "
             "start over.",
             path=newest,
@@ -194,7 +238,10 @@ class FileCheckpointStore:
     def _newest_run(self) -> str | None:
         newest: tuple[int, str] | None = None
         for run_id in self.runs():
-            mtime = max(p.stat().st_mtime_ns for p in _files(self.directory / run_id))
+            files = [
+                f for s in J.segments(self.directory / run_id) for f in (s.snapshot, s.journal)
+            ]
+            mtime = max(_mtime(f) for f in files)
             if newest is None or (mtime, run_id) > newest:
                 newest = (mtime, run_id)
         return newest[1] if newest else None
@@ -202,15 +249,13 @@ class FileCheckpointStore:
     def _has_after(self, checkpoint: Checkpoint) -> bool:
         """Whether the run already has a checkpoint later than ``checkpoint``."""
         mine = (checkpoint.step, checkpoint.ended)
-        return any(_order(p) > mine for p in _files(self.run_dir(checkpoint.run_id)))
+        segments = J.segments(self.run_dir(checkpoint.run_id))
+        return any(J.latest_position(s) > mine for s in segments)
 
-    def _write_error(self, path: Path, exc: OSError, checkpoint: Checkpoint) -> CheckpointError:
-        earlier = [p for p in _files(path.parent) if p != path] if path.parent.is_dir() else []
-        kept = (
-            f"the previous checkpoint, {earlier[0]}, is intact"
-            if earlier
-            else "no earlier checkpoint of this run exists"
-        )
+    def _write_error(
+        self, path: Path, exc: OSError, run_id: str, step: int, kept: str
+    ) -> CheckpointError:
+        """The error of a failed write of ``path``; ``kept`` says what is still intact."""
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             fix = f"free disk space on the drive of {self.directory}"
         elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
@@ -221,8 +266,8 @@ class FileCheckpointStore:
             f"could not write checkpoint {path}: {exc}. The run was stopped; {kept}. "
             f"To go on, {fix}, then resume with resume={self!r}.",
             path=path,
-            run_id=checkpoint.run_id,
-            step=checkpoint.step,
+            run_id=run_id,
+            step=step,
         )
 
 
@@ -235,7 +280,8 @@ def resume_loop_state(
     """The checkpoint to resume a run from, checked: pass it to ``composable_loop(resume=)``.
 
     ``source`` is a store (its newest intact checkpoint, of ``run_id`` if given, or the one
-    after ``step``), a checkpoint file's path, or a :class:`Checkpoint`.
+    after ``step``), a checkpoint file's path (a snapshot: that checkpoint; a journal: its
+    last), or a :class:`Checkpoint`.
 
     Example::
 
@@ -272,8 +318,8 @@ def resume_loop_state(
     else:
         path = Path(source)
         try:
-            checkpoint = _read(path, None)
-        except S.BadFile as bad:
+            checkpoint = _read_path(path)
+        except D.BadFile as bad:
             raise CheckpointError(f"cannot resume from {path}: {bad.reason}.", path=path) from None
     if checkpoint.ended:
         raise _ended_error(checkpoint)
@@ -315,55 +361,29 @@ def attach_checkpoints(
     if checkpoint is not None:
         _restore(run, checkpoint, task_given)
     if store is not None:
-        run.checkpoint = _Writer(store, _writer_run_id(run, store, checkpoint))
+        run.checkpoint = _writer(run, store, checkpoint)
 
 
-class _Writer:
-    """What ``RunState.checkpoint`` holds: saves the run for the driver, never raises."""
-
-    __slots__ = ("run_id", "store")
-
-    def __init__(self, store: FileCheckpointStore, run_id: str) -> None:
-        self.store = store
-        self.run_id = run_id
-
-    def save(self, run: RunState, final: bool) -> CheckpointError | None:
-        """Save ``run`` now; the error of a failed write is returned for the engine."""
-        try:
-            self.store.save(snapshot(run, self.run_id, final))
-        except CheckpointError as err:
-            return err
-        return None
-
-
-def snapshot(run: RunState, run_id: str, final: bool) -> Checkpoint:
-    """The checkpoint of ``run`` as it is now (``final``: it has ended)."""
-    trajectory = run.trajectory
-    return Checkpoint(
-        run_id=run_id,
-        step=len(trajectory.steps),
-        ended=final,
-        task=S.encode_data(trajectory.task),
-        messages=tuple(run.messages),
-        steps=tuple(trajectory.steps),
-        # Calls screened with their group but not yet recorded are charged again on resume.
-        queries_used=run.state.queries_used - run.charged_pending,
-        llm_calls=trajectory.llm_calls,
-        usage=trajectory.usage,
-        stop_reason=trajectory.stop_reason,
-        stop_detail=trajectory.stop_detail,
-        final_text=trajectory.final_text,
-        tool_names=tuple(sorted(run.tools.tool_names)),
-        pending_calls=tuple(run.pending_calls),
-        pending_context=tuple(run.pending_context),
-        stop_requested=run.stop_requested,
-        max_steps=run.max_steps,
-        compactions=tuple(r.to_dict() for r in run.compactions),
-        permission_decisions=tuple(trajectory.permission_decisions),
-        children=tuple(trajectory.children),
-        context_calibration=None if run.meter is None else (run.meter.limit, run.meter.scale),
-        created_at=time.time(),
-    )
+def _writer(run: RunState, store: FileCheckpointStore, resumed: Checkpoint | None) -> JournalWriter:
+    """What saves ``run``: in the journal ``resumed`` was read from if it is the run's last
+    checkpoint, else from a new snapshot at its next save."""
+    run_id = _writer_run_id(run, store, resumed)
+    segment = None
+    if resumed is not None and run_id == resumed.run_id:
+        run_dir = store.run_dir(run_id)
+        newest = next(iter(J.segments(run_dir)), None)
+        if newest is not None and resumed.path in (newest.snapshot, newest.journal):
+            segment = newest
+        J.tidy(run_dir, segment)  # what a process killed mid-write left
+    try:
+        return JournalWriter(store, run_id, run, resumed, segment)
+    except OSError as exc:
+        raise CheckpointError(
+            f"cannot go on with the checkpoint journal of run {run_id!r} in "
+            f"{store.run_dir(run_id)}: {exc}.",
+            path=store.run_dir(run_id),
+            run_id=run_id,
+        ) from exc
 
 
 def _restore(run: RunState, checkpoint: Checkpoint, task_given: bool) -> None:
@@ -411,16 +431,13 @@ def _compactions(checkpoint: Checkpoint) -> list[Any]:
 
 def _writer_run_id(run: RunState, store: FileCheckpointStore, resumed: Checkpoint | None) -> str:
     if resumed is not None:
-        run_dir = store.run_dir(resumed.run_id)
+        store.run_dir(resumed.run_id)  # checked to be a plain name
         if not store._has_after(resumed):
-            for stale in run_dir.glob(".step-*.tmp"):  # left by a process killed mid-write
-                with contextlib.suppress(OSError):
-                    stale.unlink()
             return resumed.run_id
         # Resuming an older checkpoint: the later ones stay, and this run becomes a new one.
         return uuid.uuid4().hex[:12]
     run_id = run.config.session_id or uuid.uuid4().hex[:12]
-    if _files(store.run_dir(run_id)):
+    if J.segments(store.run_dir(run_id)):
         raise CheckpointError(
             f"run {run_id!r} already has checkpoints in {store.run_dir(run_id)}: a new run "
             f"would overwrite them. Continue it with resume={store!r}, or give this run "
@@ -448,8 +465,8 @@ def _check_tools(run: RunState, checkpoint: Checkpoint) -> None:
 
 
 def _check_task(task: Any, checkpoint: Checkpoint) -> None:
-    given = S.encode_data(task)
-    if S.has_repr_marker(given) or S.has_repr_marker(checkpoint.task):
+    given = encode_data(task)
+    if has_repr_marker(given) or has_repr_marker(checkpoint.task):
         return  # reprs of objects need not compare equal across processes
     if given != checkpoint.task:
         raise CheckpointError(
@@ -485,68 +502,52 @@ def _ended_error(checkpoint: Checkpoint) -> CheckpointError:
 # -- files -------------------------------------------------------------------------------------
 
 
-def _files(run_dir: Path) -> list[Path]:
-    """The checkpoint files of a run folder, newest first (a step's end file before it)."""
+def _read_path(path: Path) -> Checkpoint:
+    """The checkpoint in a snapshot file, or the last one of a journal file."""
+    match = re.match(r"^step-(\d{4,})\.journal$", path.name)
+    if match is None:
+        try:
+            return D.decode_checkpoint(path.read_bytes(), path)
+        except OSError as exc:
+            raise D.BadFile(f"cannot be read ({exc})") from None
+    step = int(match.group(1))
+    segment = J.Segment(path.with_name(f"step-{step:04d}.json"), step, False)
+    if not path.is_file():
+        raise D.BadFile("no such journal")
+    replay = J.read_segment(segment, None)
+    if replay.damage is not None:
+        raise D.BadFile(replay.damage[1])
+    return replay.checkpoint
+
+
+def _kept(run_dir: Path) -> str:
+    """The checkpoint files of a run folder, oldest first, with how far each journal goes."""
+    described = []
+    for segment in reversed(J.segments(run_dir)):
+        last = J.latest_position(segment)
+        if last == segment.position:
+            described.append(segment.snapshot.name)
+            continue
+        upto = "damaged" if last == J.AFTER_ALL else f"to step {last[0]}{', ended' * last[1]}"
+        described.append(f"{segment.snapshot.name} and {segment.journal.name} ({upto})")
+    return ", ".join(described) or "none"
+
+
+def _mtime(path: Path) -> int:
     try:
-        names = [p for p in run_dir.iterdir() if _STEP_FILE.match(p.name)]
+        return path.stat().st_mtime_ns
     except OSError:
-        return []
-    return sorted(names, key=_order, reverse=True)
+        return 0
 
 
-def _order(path: Path) -> tuple[int, bool]:
-    match = _STEP_FILE.match(path.name)
-    assert match is not None
-    return int(match.group(1)), match.group(2) is not None
-
-
-def _read(path: Path, run_id: str | None) -> Checkpoint:
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise S.BadFile(f"cannot be read ({exc})") from None
-    checkpoint = S.decode_checkpoint(data, path)
-    match = _STEP_FILE.match(path.name)
-    if run_id is not None and match is not None:
-        found = (checkpoint.run_id, checkpoint.step, checkpoint.ended)
-        if found != (run_id, int(match.group(1)), match.group(2) is not None):
-            raise S.BadFile(
-                f"it holds run {checkpoint.run_id!r} step {checkpoint.step} but is stored as "
-                f"{run_id}/{path.name}: it was copied or renamed"
-            )
-    return checkpoint
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Make a rename in ``directory`` durable (POSIX; elsewhere the rename is all we have)."""
-    if os.name != "posix":
-        return
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    except OSError as exc:
-        if exc.errno != errno.EINVAL:  # some file systems cannot sync a folder
-            raise
-    finally:
-        os.close(fd)
+def _name(checkpoint: Checkpoint) -> str:
+    return checkpoint.path.name if checkpoint.path is not None else "memory"
 
 
 def _where(checkpoint: Checkpoint) -> str:
+    if checkpoint.path is not None and checkpoint.path.suffix == ".journal":
+        end = " (its end)" if checkpoint.ended else ""
+        return f"{checkpoint.path} at step {checkpoint.step}{end}"
     if checkpoint.path is not None:
         return str(checkpoint.path)
     return f"the checkpoint of run {checkpoint.run_id!r} at step {checkpoint.step}"

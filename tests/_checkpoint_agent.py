@@ -1,18 +1,28 @@
 """A checkpointed agent run in its own process, for tests/test_resume_kill.py to kill and resume.
 
-    python -m tests._checkpoint_agent WORKSPACE [--block-at N] [--pause-write-at N] [--async]
+    python -m tests._checkpoint_agent WORKSPACE [--block-at N] [--pause-write-at N]
+        [--crash-at K] [--fold] [--async]
 
 The scripted model makes six ``tick`` calls (the third turn makes three at once: 3, 4, 5) and
-then calls ``done``. Each ``tick(n)`` appends ``n`` to ``WORKSPACE/counter.txt``, so the file
-shows every time a tool ran. Checkpoints go to ``WORKSPACE/runs`` and every run resumes the
-newest one there, as a crash-restarted agent would. The final record is written to
+then calls ``done``. Each ``tick(n)`` appends ``n`` and the process id to
+``WORKSPACE/counter.txt``, so the file shows every time a tool ran, and in which process.
+Checkpoints go to ``WORKSPACE/runs`` and every run resumes the newest one there, as a
+crash-restarted agent would; before it starts, the process appends its id and the step of
+that checkpoint (0: none) to ``WORKSPACE/processes.txt``. The final record is written to
 ``WORKSPACE/result.json``.
 
 ``--block-at N``: ``tick(N)`` writes its line, then ``started-N`` and waits (to be killed in
-the middle of the step). ``--pause-write-at N``: the checkpoint of step N is written to its
-temporary file, then ``writing-N`` appears and the process waits before ``os.replace`` (to be
-killed in the middle of the write). Either wait gives up after a while, so a test that died
-cannot leave the process behind.
+the middle of the step). ``--pause-write-at N``: half of the journal line of step N is
+written, then ``writing-N`` appears and the process waits (to be killed in the middle of the
+append). Either wait gives up after a while, so a test that died cannot leave the process
+behind.
+
+``--crash-at K`` (or ``OP:K``): the process kills itself with SIGKILL at its K-th checkpoint
+file operation (or its K-th ``OP``: write, fsync, fdatasync, replace, unlink; only those on
+files under ``runs`` count), before it is done, or for a write after writing half its bytes
+(a torn line); the operation is logged to ``WORKSPACE/crashes.txt`` first. ``--fold``: the
+journal is folded into a new snapshot after every checkpoint (not once it outgrows its
+snapshot), so that every save goes through a fold.
 """
 
 from __future__ import annotations
@@ -21,8 +31,10 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -63,7 +75,7 @@ def make_tools(workspace: Path, block_at: int | None = None) -> BaseToolRegistry
 
     def tick(*, n: int) -> dict[str, int]:
         with counter.open("a") as file:
-            file.write(f"{n}\n")
+            file.write(f"{n} {os.getpid()}\n")
         if n == block_at:
             (workspace / f"started-{n}").write_text("")
             _wait_to_be_killed()
@@ -76,16 +88,81 @@ def make_tools(workspace: Path, block_at: int | None = None) -> BaseToolRegistry
 
 
 def pause_checkpoint_write(workspace: Path, step: int) -> None:
-    """Make the write of step ``step``'s checkpoint stop between the temp file and the rename."""
-    real_replace: Callable[..., None] = os.replace
+    """Make the append of step ``step``'s journal line stop halfway through the line."""
+    real_write: Callable[[int, Any], int] = os.write
 
-    def replace(src: Any, dst: Any, *args: Any, **kwargs: Any) -> None:
-        if Path(dst).name == f"step-{step:04d}.json":
-            (workspace / f"writing-{step}").write_text(str(src))
+    def write(fd: int, data: Any) -> int:
+        if b'{"step":%d,' % step in bytes(data):
+            real_write(fd, bytes(data)[: len(data) // 2])
+            (workspace / f"writing-{step}").write_text("")
             _wait_to_be_killed()
-        real_replace(src, dst, *args, **kwargs)
+        return real_write(fd, data)
 
-    os.replace = replace
+    os.write = write
+
+
+def crash_at(workspace: Path, spec: str) -> None:
+    """SIGKILL this process at a checkpoint file operation: ``spec`` is ``K`` or ``OP:K``."""
+    kind, _, number = spec.rpartition(":")
+    k = int(number)
+    runs = str(workspace / "runs")
+    fds: set[int] = set()
+    seen: Counter[str] = Counter()
+    real = {name: getattr(os, name) for name in ("open", "write", "fsync", "replace", "unlink")}
+    real["fdatasync"] = getattr(os, "fdatasync", os.fsync)
+
+    def ours(target: Any) -> bool:
+        return (target in fds) if isinstance(target, int) else str(target).startswith(runs)
+
+    def crash_point(name: str, target: Any) -> bool:
+        seen[name] += 1
+        seen[""] += 1
+        if seen[kind] != k or (kind and kind != name):
+            return False
+        with (workspace / "crashes.txt").open("a") as log:
+            log.write(f"{name} {'fd' if isinstance(target, int) else Path(target).name}\n")
+        if name != "write":
+            os.kill(os.getpid(), signal.SIGKILL)
+        return True
+
+    def open_(path: Any, *args: Any, **kwargs: Any) -> int:
+        fd: int = real["open"](path, *args, **kwargs)
+        if str(path).startswith(runs):
+            fds.add(fd)
+        return fd
+
+    def write(fd: int, data: Any) -> int:
+        if fd in fds and crash_point("write", fd):
+            real["write"](fd, bytes(data)[: len(data) // 2])  # a torn line reaches the file
+            os.kill(os.getpid(), signal.SIGKILL)
+        return int(real["write"](fd, data))
+
+    def wrap(name: str) -> Callable[..., Any]:
+        def call(target: Any, *args: Any) -> Any:
+            if ours(target):
+                crash_point(name, str(args[0]) if name == "replace" else target)
+            return real[name](target, *args)
+
+        return call
+
+    os.open = open_
+    os.write = write
+    for name in ("fsync", "fdatasync", "replace", "unlink"):
+        if hasattr(os, name):
+            setattr(os, name, wrap(name))
+
+
+def fold_after_every_checkpoint() -> None:
+    """Make the writer fold its journal into a new snapshot after every journal line."""
+    from looplet._checkpoint_writer import JournalWriter
+
+    real_append = JournalWriter._append
+
+    def append(self: JournalWriter, *args: Any) -> None:
+        self._fold_at = 0
+        real_append(self, *args)
+
+    JournalWriter._append = append  # type: ignore[assignment]
 
 
 def run_agent(
@@ -94,6 +171,9 @@ def run_agent(
     """Run (or resume) the agent in ``workspace``; return what the test compares."""
     workspace.mkdir(parents=True, exist_ok=True)
     store = FileCheckpointStore(workspace / "runs")
+    latest = store.load_latest()
+    with (workspace / "processes.txt").open("a") as file:
+        file.write(f"{os.getpid()} {latest.step if latest else 0}\n")
     tools = make_tools(workspace, block_at)
     state = DefaultState(max_steps=10)
     config = LoopConfig(max_steps=10)
@@ -146,11 +226,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("workspace", type=Path)
     parser.add_argument("--block-at", type=int)
     parser.add_argument("--pause-write-at", type=int)
+    parser.add_argument("--crash-at")
+    parser.add_argument("--fold", action="store_true")
     parser.add_argument("--async", dest="use_async", action="store_true")
     args = parser.parse_args(argv)
     args.workspace.mkdir(parents=True, exist_ok=True)
     if args.pause_write_at is not None:
         pause_checkpoint_write(args.workspace, args.pause_write_at)
+    if args.fold:
+        fold_after_every_checkpoint()
+    if args.crash_at is not None:
+        crash_at(args.workspace, args.crash_at)
     result = run_agent(args.workspace, block_at=args.block_at, use_async=args.use_async)
     (args.workspace / "result.json").write_text(json.dumps(result))
     return 0

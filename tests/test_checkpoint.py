@@ -14,7 +14,7 @@ import errno
 import json
 import os
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -139,18 +139,28 @@ def test_a_checkpoint_is_written_after_every_step_and_at_the_end(
 ) -> None:
     trajectory = run("sync", task=TASK, checkpoint=store)
     assert trajectory.stop_reason is StopReason.DONE
-    names = sorted(p.name for p in only_run_dir(store).iterdir())
-    assert names == sorted([*(f"step-{n:04d}.json" for n in range(1, 6)), "step-0005.end.json"])
-    doc = json.loads((only_run_dir(store) / "step-0002.json").read_text())
+    run_dir = only_run_dir(store)
+    # A snapshot of step 1; then a journal: its header, a line per step, one for the end.
+    assert sorted(p.name for p in run_dir.iterdir()) == ["step-0001.journal", "step-0001.json"]
+    assert len((run_dir / "step-0001.journal").read_bytes().splitlines()) == 1 + 4 + 1
+    doc = json.loads((run_dir / "step-0001.json").read_text())
     assert doc["format"] == FORMAT == "looplet-checkpoint/1"
-    assert (doc["step"], doc["ended"], doc["stop_reason"]) == (2, False, None)
-    assert [c["call_id"] for c in doc["pending_calls"]] == ["c", "e"]
-    assert (doc["queries_used"], doc["llm_calls"]) == (2, 2)
-    assert doc["tool_names"] == ["done", "greet"]
-    roles = [m["role"] for m in doc["messages"]]
+    assert (doc["step"], doc["ended"], doc["stop_reason"]) == (1, False, None)
+    second = store.load(store.runs()[0], 2)
+    assert (second.step, second.ended, second.stop_reason) == (2, False, None)
+    assert [c.call_id for c in second.pending_calls] == ["c", "e"]
+    assert (second.queries_used, second.llm_calls) == (2, 2)
+    assert second.tool_names == ("done", "greet")
+    roles = [m.role for m in second.messages]
     assert roles == ["system", "user", "assistant", "tool", "assistant", "tool"]
-    end = json.loads((only_run_dir(store) / "step-0005.end.json").read_text())
-    assert (end["ended"], end["stop_reason"], end["pending_calls"]) == (True, "done", [])
+    end = store.load_latest()
+    assert end is not None
+    assert (end.step, end.ended, end.stop_reason, end.pending_calls) == (
+        5,
+        True,
+        StopReason.DONE,
+        (),
+    )
 
 
 def test_the_checkpoint_of_a_step_exists_before_the_caller_sees_the_step(
@@ -158,17 +168,21 @@ def test_the_checkpoint_of_a_step_exists_before_the_caller_sees_the_step(
 ) -> None:
     loop = composable_loop(Model().sync(), task=TASK, tools=make_tools(), checkpoint=store)
     for step in loop:
-        assert (only_run_dir(store) / f"step-{step.number:04d}.json").is_file()
+        saved = FileCheckpointStore(store.directory).load_latest()  # read from the disk anew
+        assert saved is not None and (saved.step, saved.ended) == (step.number, False)
 
 
 def test_a_checkpoint_round_trips_exactly(store: FileCheckpointStore) -> None:
     bad_args = ToolCall("greet", call_id="x", raw_arguments='{"name": ', parse_error="cut")
     model = Model([[greet("Ann", "a"), ToolCall("nope", {}, call_id="n"), bad_args], [DONE]])
     run("sync", task=TASK, checkpoint=store, model=model)
-    for path in only_run_dir(store).iterdir():
-        checkpoint = resume_loop_state(path) if ".end." not in path.name else None
-        if checkpoint is not None:
-            assert Checkpoint.from_json(checkpoint.to_json()) == checkpoint
+    for n in range(1, 5):
+        checkpoint = store.load(store.runs()[0], n)
+        assert Checkpoint.from_json(checkpoint.to_json()) == checkpoint
+    for path in only_run_dir(store).iterdir():  # a snapshot's path, or a journal's (its last)
+        checkpoint = resume_loop_state(path) if path.suffix == ".json" else store.load_latest()
+        assert checkpoint is not None
+        assert Checkpoint.from_json(checkpoint.to_json()) == checkpoint
     last = store.load(store.runs()[0], 4)
     assert last.steps[1].tool_result.error_detail is not None
     assert last.steps[1].tool_result.error_detail.kind is ErrorKind.UNKNOWN_TOOL
@@ -349,13 +363,16 @@ def test_a_run_whose_last_step_was_saved_but_not_its_end_finishes_without_work(
     store: FileCheckpointStore, uninterrupted: dict[str, Any]
 ) -> None:
     run("sync", task=TASK, checkpoint=store)
-    (only_run_dir(store) / "step-0005.end.json").unlink()
+    journal = only_run_dir(store) / "step-0001.journal"
+    lines = journal.read_bytes().splitlines(keepends=True)
+    journal.write_bytes(b"".join(lines[:-1]))  # the end's line never reached the disk
     llm = Model().sync()
     loop = composable_loop(llm, tools=make_tools(), checkpoint=store, resume=store)
     assert list(loop) == []
     assert strip(loop.trajectory) == uninterrupted
     assert llm.calls == []
-    assert (only_run_dir(store) / "step-0005.end.json").is_file()
+    end = store.load_latest()
+    assert end is not None and (end.step, end.ended) == (5, True)
 
 
 def test_an_empty_store_starts_a_new_run(store: FileCheckpointStore) -> None:
@@ -372,7 +389,7 @@ def test_a_finished_run_is_not_resumed_and_restart_starts_a_new_one(
         run("sync", task=TASK, checkpoint=store, resume=store)
     message = str(info.value)
     assert f"{first!r} already ended at step 5 (stop reason 'done'" in message
-    assert "step-0005.end.json" in message and "restart=True" in message
+    assert "step-0001.journal at step 5 (its end)" in message and "restart=True" in message
     assert f"resume_loop_state({store!r}, run_id={first!r}, step=5)" in message
     with pytest.raises(CheckpointError, match="already ended"):
         resume_loop_state(store)
@@ -391,7 +408,8 @@ def test_resuming_an_older_checkpoint_keeps_the_later_ones_as_another_run(
     resumed = run("sync", checkpoint=store, resume=older)
     assert resumed.stop_reason is StopReason.DONE
     assert len(store.runs()) == 2
-    assert (store.run_dir(first) / "step-0005.end.json").is_file()
+    kept = store.load_latest(first)  # the first run is left as it was
+    assert kept is not None and (kept.step, kept.ended) == (5, True)
 
 
 def test_a_new_run_does_not_overwrite_a_run_with_the_same_session_id(
@@ -432,75 +450,7 @@ def test_bad_arguments_are_configuration_errors(store: FileCheckpointStore) -> N
         run("sync", task=TASK, resume="runs/step-0001.json")
 
 
-# -- bad files -------------------------------------------------------------------------------
-
-BAD_FILES: dict[str, tuple[Callable[[str], str], str]] = {
-    "truncated": (lambda text: text[: len(text) // 2], "not valid JSON (line 1, column"),
-    "empty": (lambda text: "", "the file is empty"),
-    "foreign": (lambda text: '{"name": "x"}', "not a looplet checkpoint"),
-    "newer": (
-        lambda text: text.replace(FORMAT, "looplet-checkpoint/2"),
-        "format 'looplet-checkpoint/2' by a newer looplet",
-    ),
-    "malformed": (
-        lambda text: text.replace('"queries_used": 3', '"queries_used": "3"'),
-        "malformed checkpoint: field queries_used: expected a non-negative integer, got '3'",
-    ),
-    "bad step": (
-        lambda text: text.replace('"tool_call": {"tool": "greet"', '"tool_call": {"tool": 7'),
-        "field steps[0].tool_call.tool: expected a string, got the number 7",
-    ),
-}
-
-
-@pytest.mark.parametrize("damage", BAD_FILES)
-def test_a_bad_newest_checkpoint_is_skipped_with_a_warning(
-    store: FileCheckpointStore, uninterrupted: dict[str, Any], damage: str
-) -> None:
-    change, reason = BAD_FILES[damage]
-    run("sync", task=TASK, checkpoint=store, stop_after=3)
-    bad = only_run_dir(store) / "step-0003.json"
-    bad.write_text(change(bad.read_text()))
-
-    with pytest.warns(UserWarning, match=r"step-0003\.json: .*using step-0002\.json"):
-        checkpoint = store.load_latest()
-    assert checkpoint is not None and checkpoint.step == 2
-    assert store.skipped == [(bad, store.skipped[0][1])]
-    assert reason in store.skipped[0][1]
-
-    with pytest.raises(CheckpointError) as info:
-        resume_loop_state(bad)
-    assert str(info.value).startswith(f"cannot resume from {bad}: ")
-    assert reason in str(info.value) and info.value.path == bad
-
-    with pytest.raises(CheckpointError) as info:
-        store.load(store.runs()[0], 3)
-    assert "Resume from another step" in str(info.value)
-    assert f"delete {only_run_dir(store)} to start over" in str(info.value)
-
-    with pytest.warns(UserWarning, match="skipped unreadable checkpoint"):
-        resumed = run("sync", checkpoint=store, resume=store)
-    assert strip(resumed) == uninterrupted
-
-
-def test_a_run_with_no_readable_checkpoint_is_an_error(store: FileCheckpointStore) -> None:
-    run("sync", task=TASK, checkpoint=store, stop_after=2)
-    for path in only_run_dir(store).iterdir():
-        path.write_text("{")
-    with pytest.raises(CheckpointError) as info:
-        run("sync", resume=store)
-    message = str(info.value)
-    assert "none of its 2 checkpoint(s)" in message and "the newest, step-0002.json" in message
-    assert "Delete" in message
-
-
-def test_a_checkpoint_moved_to_another_run_is_refused(store: FileCheckpointStore) -> None:
-    run("sync", task=TASK, checkpoint=store, stop_after=2)
-    source = only_run_dir(store)
-    (source / "step-0002.json").rename(source / "step-0009.json")
-    with pytest.warns(UserWarning, match="it was copied or renamed"):
-        checkpoint = store.load_latest()
-    assert checkpoint is not None and checkpoint.step == 1
+# -- bad files: tests/test_checkpoint_journal.py ------------------------------------------------
 
 
 def test_nothing_to_resume_names_the_folder(store: FileCheckpointStore) -> None:
@@ -526,32 +476,39 @@ def test_run_ids_cannot_leave_the_store(store: FileCheckpointStore, run_id: str)
 # -- failed writes -----------------------------------------------------------------------------
 
 
+def fail_journal_write(monkeypatch: pytest.MonkeyPatch, line_holds: bytes) -> None:
+    """Make the append of the journal line holding ``line_holds`` fail: a full disk."""
+    real_write = os.write
+
+    def write(fd: int, data: Any) -> int:
+        if line_holds in bytes(data):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", write)
+
+
 @pytest.mark.parametrize("driver", ["sync", "async"])
 def test_a_full_disk_stops_the_run_and_keeps_the_previous_checkpoint(
     store: FileCheckpointStore, monkeypatch: pytest.MonkeyPatch, driver: str
 ) -> None:
-    real_replace = os.replace
-
-    def replace(src: Any, dst: Any) -> None:
-        if Path(dst).name == "step-0003.json":
-            raise OSError(errno.ENOSPC, "No space left on device")
-        real_replace(src, dst)
-
-    monkeypatch.setattr(os, "replace", replace)
+    fail_journal_write(monkeypatch, b'{"step":3,')
     with pytest.raises(CheckpointError) as info:
         run(driver, task=TASK, checkpoint=store)
     error = info.value
     message = str(error)
     run_dir = only_run_dir(store)
-    assert f"could not write checkpoint {run_dir / 'step-0003.json'}" in message
+    assert f"could not write checkpoint {run_dir / 'step-0001.journal'}" in message
     assert "No space left on device" in message
-    assert f"the previous checkpoint, {run_dir / 'step-0002.json'}, is intact" in message
+    assert "the checkpoints up to step 2 are intact" in message
     assert "free disk space" in message and f"resume={store!r}" in message
+    assert (error.path, error.step) == (run_dir / "step-0001.journal", 3)
     assert error.trajectory is not None and len(error.trajectory.steps) >= 3
     assert error.trajectory.stop_reason is StopReason.CANCELLED
-    assert sorted(p.name for p in run_dir.iterdir()) == ["step-0001.json", "step-0002.json"]
+    saved = FileCheckpointStore(store.directory).load_latest()
+    assert saved is not None and (saved.step, saved.ended) == (2, False)
 
-    monkeypatch.setattr(os, "replace", real_replace)
+    monkeypatch.undo()
     resumed = run(driver, checkpoint=store, resume=store)
     assert resumed.stop_reason is StopReason.DONE and len(resumed.steps) == 5
 
@@ -559,26 +516,20 @@ def test_a_full_disk_stops_the_run_and_keeps_the_previous_checkpoint(
 def test_a_failed_end_checkpoint_is_raised_and_the_run_can_still_be_closed(
     store: FileCheckpointStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_replace = os.replace
-
-    def replace(src: Any, dst: Any) -> None:
-        if Path(dst).name.endswith(".end.json"):
-            raise OSError(errno.ENOSPC, "No space left on device")
-        real_replace(src, dst)
-
-    monkeypatch.setattr(os, "replace", replace)
-    with pytest.raises(CheckpointError, match=r"step-0005\.end\.json: .*No space left") as info:
+    fail_journal_write(monkeypatch, b'"ended":true')
+    with pytest.raises(CheckpointError, match=r"step-0001\.journal: .*No space left") as info:
         run("sync", task=TASK, checkpoint=store)
     assert info.value.trajectory is not None
     assert info.value.trajectory.stop_reason is StopReason.DONE  # the run itself had ended
     assert info.value.trajectory.error is info.value
 
-    monkeypatch.setattr(os, "replace", real_replace)
+    monkeypatch.undo()
     llm = Model().sync()
     loop = composable_loop(llm, tools=make_tools(), checkpoint=store, resume=store)
     assert list(loop) == [] and llm.calls == []
     assert loop.trajectory.stop_reason is StopReason.DONE
-    assert (only_run_dir(store) / "step-0005.end.json").is_file()
+    end = store.load_latest()
+    assert end is not None and (end.step, end.ended) == (5, True)
 
 
 def test_no_permission_to_write_is_a_clear_error(

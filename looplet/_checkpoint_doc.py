@@ -1,0 +1,337 @@
+"""The checkpoint document: :class:`Checkpoint`, its JSON form, and its checked decoding.
+
+A checkpoint file (``step-0007.json``) is one JSON document: the format, the run id and
+step, then every field of the run's state, each value encoded by :mod:`looplet._serialize`
+(messages, steps, calls) or :mod:`looplet._serialize_records` (permission decisions,
+sub-agent runs). Credentials become ``<redacted>`` (:mod:`looplet._redact`) on the way out,
+so that none reaches the disk. Decoding checks every field: a file that is no checkpoint
+at all is a :class:`BadFile`, a bad field a ``DecodeError`` naming its place. The journal
+(:mod:`looplet._checkpoint_journal`) reuses the pieces: :func:`scalar_fields` for the
+fields a record changes, :func:`list_decoders` for the items it appends.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from looplet._serialize import (
+    DecodeError,
+    _object,
+    decode_call,
+    decode_list,
+    decode_message,
+    decode_step,
+    decode_stop_reason,
+    decode_str,
+    decode_usage,
+    encode_call,
+    encode_data,
+    encode_message,
+    encode_step,
+    encode_usage,
+    field_bool,
+    field_int,
+    field_str,
+    optional_str,
+)
+from looplet._version import __version__
+from looplet.errors import CheckpointError
+from looplet.messages import Message
+from looplet.types import Step, StopReason, ToolCall, Trajectory, Usage
+
+__all__ = [
+    "FORMAT",
+    "LISTS",
+    "RUN_ID",
+    "BadFile",
+    "Checkpoint",
+    "checked_run_id",
+    "checkpoint_doc",
+    "checkpoint_from_doc",
+    "checkpoint_from_parts",
+    "decode_checkpoint",
+    "list_decoders",
+    "parse_document",
+    "scalar_fields",
+]
+
+#: The format written in every checkpoint file; a reader refuses any other.
+FORMAT = "looplet-checkpoint/1"
+#: A run id names a folder inside the store: one plain path component, never "." or "..".
+RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+#: The lists of a checkpoint document, each only ever appended to during a run (but for the
+#: conversation, which a context compaction replaces): a journal record adds to them.
+LISTS = ("messages", "steps", "permission_decisions", "children", "compactions")
+_REQUIRED = frozenset({"messages", "steps"})
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """The saved state of a run after a step (or at its end): what a resumed run restores.
+
+    Attributes:
+        run_id: the run's id, also the name of its folder in the store.
+        step: how many steps the run had recorded.
+        ended: whether the run had ended (a run's last checkpoint); such a run is not resumed.
+        task: the task, in its JSON form.
+        messages: the conversation, with the assistant turns' tool calls.
+        steps: the recorded steps.
+        queries_used: the step budget used; ``llm_calls`` and ``usage``: model calls and tokens.
+        stop_reason, stop_detail, final_text: as on the trajectory at that point.
+        tool_names: the registered tools; a resumed run must have the same.
+        pending_calls: the calls of the current turn not yet recorded; run first on resume.
+        pending_context, stop_requested: what hooks asked for that takes effect later.
+        max_steps: the run's step budget (for information).
+        compactions: the run's context compactions so far, each in its ``to_dict`` form.
+        permission_decisions: the permission decisions taken so far, in order.
+        children: the runs of the sub-agents started so far (see
+            :mod:`looplet._serialize_records` for what of them cannot be kept).
+        context_calibration: with a context budget, the prompt limit as lowered by
+            provider refusals and the provider's tokens per estimated token.
+        created_at: when it was taken (seconds since the epoch).
+        path: the file it was read from, if any: a snapshot (``step-0007.json``), or the
+            journal (``step-0001.journal``) whose record it was rebuilt from.
+    """
+
+    run_id: str
+    step: int
+    ended: bool = False
+    task: Any = None
+    messages: tuple[Message, ...] = ()
+    steps: tuple[Step, ...] = ()
+    queries_used: int = 0
+    llm_calls: int = 0
+    usage: Usage = field(default_factory=Usage)
+    stop_reason: StopReason | None = None
+    stop_detail: str = ""
+    final_text: str = ""
+    tool_names: tuple[str, ...] = ()
+    pending_calls: tuple[ToolCall, ...] = ()
+    pending_context: tuple[str, ...] = ()
+    stop_requested: str | None = None
+    max_steps: int = 0
+    compactions: tuple[dict[str, Any], ...] = ()
+    permission_decisions: tuple[Any, ...] = ()
+    children: tuple[Trajectory, ...] = ()
+    context_calibration: tuple[int, float] | None = None
+    created_at: float = 0.0
+    path: Path | None = field(default=None, compare=False)
+
+    @property
+    def file_name(self) -> str:
+        """``step-0007.json``, or ``step-0007.end.json`` for a run's end."""
+        return f"step-{self.step:04d}{'.end' if self.ended else ''}.json"
+
+    def trajectory(self) -> Trajectory:
+        """The run's record as of this checkpoint (``elapsed_ms`` is not kept: 0)."""
+        return Trajectory(
+            task=self.task,
+            steps=list(self.steps),
+            stop_reason=self.stop_reason,
+            stop_detail=self.stop_detail,
+            llm_calls=self.llm_calls,
+            usage=self.usage,
+            messages=list(self.messages),
+            final_text=self.final_text,
+            permission_decisions=list(self.permission_decisions),
+            children=list(self.children),
+        )
+
+    def to_json(self) -> str:
+        """The checkpoint file's text, credentials and key-shaped strings redacted
+        (:mod:`looplet._redact`): a resumed run sees ``<redacted>`` in their place."""
+        from looplet._redact import redact
+
+        return json.dumps(redact(checkpoint_doc(self)), ensure_ascii=False, allow_nan=False)
+
+    @classmethod
+    def from_json(cls, text: str | bytes, *, path: Path | None = None) -> Checkpoint:
+        """Read a checkpoint file's text, checking every field.
+
+        Raises:
+            CheckpointError: the text is not a checkpoint this looplet can read; the message
+                says why (cut-short JSON, a foreign file, a newer format, a bad field).
+        """
+        try:
+            return decode_checkpoint(text, path)
+        except BadFile as bad:
+            where = path if path is not None else "checkpoint text"
+            raise CheckpointError(f"cannot read {where}: {bad.reason}", path=path) from None
+
+
+def checkpoint_doc(checkpoint: Checkpoint) -> dict[str, Any]:
+    """The JSON document of ``checkpoint``, not yet redacted (:meth:`Checkpoint.to_json`)."""
+    from looplet._serialize_records import encode_child, encode_permission
+
+    c = checkpoint
+    return {
+        "format": FORMAT,
+        "looplet_version": __version__,
+        "run_id": c.run_id,
+        "step": c.step,
+        "ended": c.ended,
+        "created_at": c.created_at,
+        "task": encode_data(c.task),
+        "messages": [encode_message(m) for m in c.messages],
+        "steps": [encode_step(s) for s in c.steps],
+        "queries_used": c.queries_used,
+        "llm_calls": c.llm_calls,
+        "usage": encode_usage(c.usage),
+        "stop_reason": c.stop_reason.value if c.stop_reason else None,
+        "stop_detail": c.stop_detail,
+        "final_text": c.final_text,
+        "tool_names": list(c.tool_names),
+        "pending_calls": [encode_call(call) for call in c.pending_calls],
+        "pending_context": list(c.pending_context),
+        "stop_requested": c.stop_requested,
+        "max_steps": c.max_steps,
+        "compactions": [encode_data(record) for record in c.compactions],
+        "permission_decisions": [encode_permission(d) for d in c.permission_decisions],
+        "children": [encode_child(child) for child in c.children],
+        "context_calibration": None
+        if c.context_calibration is None
+        else dict(zip(("limit", "scale"), c.context_calibration, strict=True)),
+    }
+
+
+def list_decoders() -> dict[str, Callable[[Any, str], Any]]:
+    """How each list of a checkpoint document decodes an item (in :data:`LISTS` order)."""
+    from looplet._serialize_records import decode_child, decode_permission
+
+    return {
+        "messages": decode_message,
+        "steps": decode_step,
+        "permission_decisions": decode_permission,
+        "children": decode_child,
+        "compactions": _object,
+    }
+
+
+class BadFile(Exception):
+    """Why a file is not a checkpoint this looplet can read (``reason``: one clause)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def decode_checkpoint(text: str | bytes, path: Path | None) -> Checkpoint:
+    """A checkpoint from a file's text, every field checked; else :class:`BadFile`."""
+    return checkpoint_from_doc(parse_document(text), path)
+
+
+def parse_document(text: str | bytes) -> dict[str, Any]:
+    """A checkpoint file's JSON document, its format checked (its fields not yet)."""
+    if not text.strip():
+        raise BadFile("the file is empty; the write was probably cut short")
+    try:
+        doc = json.loads(text)
+    except UnicodeDecodeError:
+        raise BadFile("not UTF-8 text, so not a looplet checkpoint") from None
+    except json.JSONDecodeError as exc:
+        raise BadFile(
+            f"not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}); the write "
+            "was probably cut short"
+        ) from None
+    fmt = doc.get("format") if isinstance(doc, dict) else None
+    if not isinstance(fmt, str) or not fmt.startswith("looplet-checkpoint/"):
+        raise BadFile(f'not a looplet checkpoint (no "format": "{FORMAT}" field)')
+    if fmt != FORMAT:
+        raise BadFile(
+            f"written in format {fmt!r} by a newer looplet; this looplet ({__version__}) reads "
+            f"{FORMAT!r}: upgrade looplet to resume it"
+        )
+    return doc  # type: ignore[no-any-return]
+
+
+def checkpoint_from_doc(doc: dict[str, Any], path: Path | None) -> Checkpoint:
+    """The checkpoint a :func:`parse_document` document holds, every field checked."""
+    try:
+        return _checkpoint_fields(doc, path)
+    except DecodeError as exc:
+        raise BadFile(f"malformed checkpoint: {exc}") from None
+
+
+def _checkpoint_fields(doc: dict[str, Any], path: Path | None) -> Checkpoint:
+    run_id = checked_run_id(doc)
+    decoders = list_decoders()
+    lists = {
+        name: decode_list(doc.get(name, None if name in _REQUIRED else []), name, decoders[name])
+        for name in LISTS
+    }
+    return checkpoint_from_parts(run_id, scalar_fields(doc), lists, path)
+
+
+def checked_run_id(doc: Mapping[str, Any]) -> str:
+    """The document's ``run_id``, checked to be a plain name."""
+    run_id = field_str(doc, "run_id", "")
+    if not RUN_ID.match(run_id):
+        raise DecodeError("run_id", f"not a plain name: {run_id!r}")
+    return run_id
+
+
+def scalar_fields(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields of a :class:`Checkpoint` other than its run id, lists and path, checked.
+
+    ``doc`` is a checkpoint document, or the fields a journal record carries
+    (:mod:`looplet._checkpoint_journal`) laid over one.
+    """
+    created = doc.get("created_at", 0.0)
+    if isinstance(created, bool) or not isinstance(created, int | float):
+        raise DecodeError("created_at", f"expected a number, got {created!r}")
+    context = decode_list(doc.get("pending_context", []), "pending_context", decode_str)
+    return {
+        "step": field_int(doc, "step", ""),
+        "ended": field_bool(doc, "ended", "", False),
+        "task": doc.get("task"),
+        "queries_used": field_int(doc, "queries_used", ""),
+        "llm_calls": field_int(doc, "llm_calls", ""),
+        "usage": decode_usage(doc.get("usage", {}), "usage"),
+        "stop_reason": decode_stop_reason(doc.get("stop_reason"), "stop_reason"),
+        "stop_detail": field_str(doc, "stop_detail", "", ""),
+        "final_text": field_str(doc, "final_text", "", ""),
+        "tool_names": tuple(decode_list(doc.get("tool_names"), "tool_names", decode_str)),
+        "pending_calls": tuple(
+            decode_list(doc.get("pending_calls", []), "pending_calls", decode_call)
+        ),
+        "pending_context": tuple(context),
+        "stop_requested": optional_str(doc, "stop_requested", ""),
+        "max_steps": field_int(doc, "max_steps", "", 0),
+        "context_calibration": _calibration(doc.get("context_calibration")),
+        "created_at": float(created),
+    }
+
+
+def checkpoint_from_parts(
+    run_id: str, fields: dict[str, Any], lists: Mapping[str, list[Any]], path: Path | None
+) -> Checkpoint:
+    """A :class:`Checkpoint` from :func:`scalar_fields` and decoded lists (every one of
+    :data:`LISTS`), checking that ``step`` counts the steps."""
+    steps = lists["steps"]
+    if fields["step"] != len(steps):
+        raise DecodeError("step", f"is {fields['step']}, but the file holds {len(steps)} steps")
+    return Checkpoint(
+        run_id,
+        messages=tuple(lists["messages"]),
+        steps=tuple(steps),
+        permission_decisions=tuple(lists["permission_decisions"]),
+        children=tuple(lists["children"]),
+        compactions=tuple(lists["compactions"]),
+        path=path,
+        **fields,
+    )
+
+
+def _calibration(value: Any) -> tuple[int, float] | None:
+    if value is None:
+        return None
+    obj = _object(value, "context_calibration")
+    scale = obj.get("scale")
+    if isinstance(scale, bool) or not isinstance(scale, int | float) or scale < 1:
+        raise DecodeError("context_calibration.scale", f"expected a number >= 1, got {scale!r}")
+    return field_int(obj, "limit", "context_calibration"), float(scale)
