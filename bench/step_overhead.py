@@ -2,8 +2,10 @@
 
 Run by hand::
 
-    python bench/step_overhead.py              # the table (about 10 s)
-    python bench/step_overhead.py --profile    # plus cProfile of one N=1000 sync run
+    python bench/step_overhead.py                 # the table (about 20 s)
+    python bench/step_overhead.py --cpu           # CPU time instead of wall time
+    python bench/step_overhead.py --profile       # plus cProfile of one N=1000 sync run
+    python bench/step_overhead.py --profile-mock  # ... and of one on MockLLMBackend
 
 The model is a scripted in-process backend whose replies (and call ids) are all built before
 timing starts, so what is measured is looplet itself: building each request, recording the
@@ -14,9 +16,16 @@ The *reference* is the least a tool-calling loop can do with the same replies: a
 message dicts, a dict lookup of the tool function, calling it, and appending an assistant
 dict and a tool-result dict holding ``json.dumps`` of the result.
 
+Two more rows run the same agent on :class:`looplet.testing.MockLLMBackend` (and its async
+twin), as a test of an agent would: its script holds one ``ToolCall`` per turn, without call
+ids (the mock fills them in and estimates usage); the goal is at most 2x the loop with the
+minimal scripted model.
+
 Each figure is the median, over several repetitions (after warm-up), of the wall time of
-whole runs (setup included) divided by the number of steps. The garbage collector stays on,
-as it would in real use, and is emptied before each repetition.
+whole runs (setup included) divided by the number of steps. The rows of one size repeat in
+turn (one repetition of each, then the next), so a slow spell of the machine weighs on every
+row of a ratio. The garbage collector stays on, as it would in real use, and is emptied
+before each repetition.
 """
 
 from __future__ import annotations
@@ -49,6 +58,7 @@ from looplet import (
     composable_loop,
 )
 from looplet.backends.base import LLMRequest, LLMResponse
+from looplet.testing import AsyncMockLLMBackend, MockLLMBackend
 
 SIZES = (10, 100, 1000)
 #: Steps timed per repetition (each repetition runs the loop 2000 // N times).
@@ -57,6 +67,10 @@ REPEATS = 11
 WARMUP = 2
 GOAL_RATIO = 3.0
 GOAL_GROWTH = 1.3
+GOAL_MOCK_RATIO = 2.0
+#: Wall time by default; ``--cpu`` switches to the process's CPU time (all its threads), which
+#: a busy machine disturbs less.
+clock = time.perf_counter
 
 
 # -- the agent: the README's tools and a scripted model ---------------------------------------
@@ -111,6 +125,12 @@ def script(n: int) -> tuple[LLMResponse, ...]:
     return tuple(replies)
 
 
+def mock_script(n: int) -> list[ToolCall]:
+    """``n - 1`` greet calls then a done call, as a test scripts MockLLMBackend: no call ids."""
+    calls = [ToolCall("greet", {"name": "Alice"}) for _ in range(n - 1)]
+    return [*calls, ToolCall("done", {"answer": "ok"})]
+
+
 class ScriptedBackend:
     """Hands back prebuilt replies in order; costs one attribute read and an index."""
 
@@ -135,6 +155,17 @@ class AsyncScriptedBackend:
         return self._next()
 
 
+class YieldingScriptedBackend(AsyncScriptedBackend):
+    """:class:`AsyncScriptedBackend` that hands the event loop one turn per call, as
+    ``AsyncMockLLMBackend`` does by design (and a real backend's network wait would)."""
+
+    __slots__ = ()
+
+    async def acomplete(self, request: LLMRequest) -> LLMResponse:
+        await asyncio.sleep(0)
+        return self._next()
+
+
 # -- one run of each loop ---------------------------------------------------------------------
 
 
@@ -153,10 +184,42 @@ def run_looplet(replies: tuple[LLMResponse, ...], tools: BaseToolRegistry) -> in
     return steps
 
 
-async def arun_looplet(replies: tuple[LLMResponse, ...], tools: BaseToolRegistry) -> int:
+async def arun_looplet(
+    replies: tuple[LLMResponse, ...], tools: BaseToolRegistry, yielding: bool = False
+) -> int:
     n = len(replies)
     loop = async_composable_loop(
-        llm=AsyncScriptedBackend(replies),
+        llm=(YieldingScriptedBackend if yielding else AsyncScriptedBackend)(replies),
+        tools=tools,
+        state=DefaultState(max_steps=n + 5),
+        config=LoopConfig(max_steps=n + 5),
+        task={"goal": "Greet Alice, then finish."},
+    )
+    steps = 0
+    async for _ in loop:
+        steps += 1
+    return steps
+
+
+def run_mock(items: list[ToolCall], tools: BaseToolRegistry) -> int:
+    n = len(items)
+    loop = composable_loop(
+        llm=MockLLMBackend(items),
+        tools=tools,
+        state=DefaultState(max_steps=n + 5),
+        config=LoopConfig(max_steps=n + 5),
+        task={"goal": "Greet Alice, then finish."},
+    )
+    steps = 0
+    for _ in loop:
+        steps += 1
+    return steps
+
+
+async def arun_mock(items: list[ToolCall], tools: BaseToolRegistry) -> int:
+    n = len(items)
+    loop = async_composable_loop(
+        llm=AsyncMockLLMBackend(items),
         tools=tools,
         state=DefaultState(max_steps=n + 5),
         config=LoopConfig(max_steps=n + 5),
@@ -219,33 +282,45 @@ async def arun_reference(replies: tuple[LLMResponse, ...]) -> int:
 # -- timing -----------------------------------------------------------------------------------
 
 
-def per_step_us(run: Callable[[], int], n: int, repeats: int = REPEATS) -> float:
-    """Median over ``repeats`` of (time of ``runs`` whole runs) / (steps taken), in µs."""
-    runs = max(1, STEPS_PER_REP // n)
-    for _ in range(WARMUP):
-        assert run() == n
-    samples = []
+def per_step_us(
+    runs: dict[str, Callable[[], int]], n: int, repeats: int = REPEATS
+) -> dict[str, float]:
+    """Per row, the median over ``repeats`` of (time of whole runs) / (steps taken), in µs.
+
+    The rows take turns: one repetition of each, then the next round.
+    """
+    count = max(1, STEPS_PER_REP // n)
+    for run in runs.values():
+        for _ in range(WARMUP):
+            assert run() == n
+    samples: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(repeats):
-        gc.collect()
-        start = time.perf_counter()
-        for _ in range(runs):
-            run()
-        samples.append((time.perf_counter() - start) / (runs * n) * 1e6)
-    return statistics.median(samples)
+        for name, run in runs.items():
+            gc.collect()
+            start = clock()
+            for _ in range(count):
+                run()
+            samples[name].append((clock() - start) / (count * n) * 1e6)
+    return {name: statistics.median(values) for name, values in samples.items()}
 
 
-async def aper_step_us(run: Callable[[], Any], n: int, repeats: int = REPEATS) -> float:
-    runs = max(1, STEPS_PER_REP // n)
-    for _ in range(WARMUP):
-        assert await run() == n
-    samples = []
+async def aper_step_us(
+    runs: dict[str, Callable[[], Any]], n: int, repeats: int = REPEATS
+) -> dict[str, float]:
+    """:func:`per_step_us` for async runs, in the running event loop."""
+    count = max(1, STEPS_PER_REP // n)
+    for run in runs.values():
+        for _ in range(WARMUP):
+            assert await run() == n
+    samples: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(repeats):
-        gc.collect()
-        start = time.perf_counter()
-        for _ in range(runs):
-            await run()
-        samples.append((time.perf_counter() - start) / (runs * n) * 1e6)
-    return statistics.median(samples)
+        for name, run in runs.items():
+            gc.collect()
+            start = clock()
+            for _ in range(count):
+                await run()
+            samples[name].append((clock() - start) / (count * n) * 1e6)
+    return {name: statistics.median(values) for name, values in samples.items()}
 
 
 def check_correct() -> None:
@@ -264,26 +339,40 @@ def measure() -> dict[str, dict[int, float]]:
     rows: dict[str, dict[int, float]] = {
         "reference (sync)": {},
         "looplet sync": {},
+        "looplet sync, MockLLMBackend": {},
         "reference (async)": {},
         "looplet async, async tools": {},
+        "looplet async, AsyncMock": {},
+        "looplet async, model yields": {},
         "looplet async, sync tools": {},
     }
+
+    def store(figures: dict[str, float], n: int) -> None:
+        for name, us in figures.items():
+            rows[name][n] = us
+
     for n in SIZES:
-        replies = script(n)
-        rows["reference (sync)"][n] = per_step_us(partial(run_reference, replies), n)
-        rows["looplet sync"][n] = per_step_us(partial(run_looplet, replies, sync_tools), n)
+        replies, items = script(n), mock_script(n)
+        runs = {
+            "reference (sync)": partial(run_reference, replies),
+            "looplet sync": partial(run_looplet, replies, sync_tools),
+            "looplet sync, MockLLMBackend": partial(run_mock, items, sync_tools),
+        }
+        store(per_step_us(runs, n), n)
 
     async def async_rows() -> None:
         for n in SIZES:
-            replies = script(n)
-            rows["reference (async)"][n] = await aper_step_us(partial(arun_reference, replies), n)
-            rows["looplet async, async tools"][n] = await aper_step_us(
-                partial(arun_looplet, replies, async_tools), n
-            )
+            replies, items = script(n), mock_script(n)
+            runs = {
+                "reference (async)": partial(arun_reference, replies),
+                "looplet async, async tools": partial(arun_looplet, replies, async_tools),
+                "looplet async, AsyncMock": partial(arun_mock, items, async_tools),
+                "looplet async, model yields": partial(arun_looplet, replies, async_tools, True),
+            }
+            store(await aper_step_us(runs, n), n)
             # Sync tools go through asyncio.to_thread (a thread hop per call): fewer repeats.
-            rows["looplet async, sync tools"][n] = await aper_step_us(
-                partial(arun_looplet, replies, sync_tools), n, repeats=7
-            )
+            hop = {"looplet async, sync tools": partial(arun_looplet, replies, sync_tools)}
+            store(await aper_step_us(hop, n, repeats=7), n)
 
     asyncio.run(async_rows())
     return rows
@@ -291,7 +380,8 @@ def measure() -> dict[str, dict[int, float]]:
 
 def print_table(rows: dict[str, dict[int, float]]) -> None:
     head = "".join(f"{'N=' + str(n):>11}" for n in SIZES)
-    print(f"\nper-step time, µs (median of {REPEATS} repetitions, setup included)")
+    kind = "CPU" if clock is time.process_time else "wall"
+    print(f"\nper-step {kind} time, µs (median of {REPEATS} repetitions, setup included)")
     print(f"{'loop':<30}{head}{'growth 1000/100':>18}")
     for name, by_n in rows.items():
         cells = "".join(f"{by_n[n]:>11.2f}" for n in SIZES)
@@ -319,18 +409,45 @@ def print_table(rows: dict[str, dict[int, float]]) -> None:
         " blocks the event loop; that hop is the row's cost, and it swings by 2x between runs)"
     )
 
+    print(
+        f"\nthe scripted test backends against the minimal scripted model "
+        f"(goal ≤ {GOAL_MOCK_RATIO:.0f}x at N=1000; growth ≤ {GOAL_GROWTH}x)"
+    )
+    mocks = [
+        ("looplet sync, MockLLMBackend", "looplet sync"),
+        ("looplet async, AsyncMock", "looplet async, async tools"),
+    ]
+    for name, base in mocks:
+        ratios = [rows[name][n] / rows[base][n] for n in SIZES]
+        cells = "".join(f"{r:>10.1f}x" for r in ratios)
+        growth = rows[name][1000] / rows[name][100]
+        ratio_ok = "met" if ratios[-1] <= GOAL_MOCK_RATIO else "NOT met"
+        growth_ok = "met" if growth <= GOAL_GROWTH else "NOT met"
+        print(f"{name:<30}{cells}   ratio {ratio_ok}, growth {growth:.2f}x {growth_ok}")
+    ratios = [
+        rows["looplet async, AsyncMock"][n] / rows["looplet async, model yields"][n] for n in SIZES
+    ]
+    cells = "".join(f"{r:>10.1f}x" for r in ratios)
+    print(
+        f"{'  (vs a model that yields)':<30}{cells}   AsyncMock yields to the event loop by design"
+    )
 
-def profile() -> None:
-    """cProfile one N=1000 sync run; print the top 15 by cumulative and by own time.
+
+def profile(mock: bool = False) -> None:
+    """cProfile one N=1000 sync run (on MockLLMBackend with ``mock``); print the top 15 by
+    cumulative and by own time.
 
     Times are per step (profiled, so inflated several-fold: read the shares, not the µs).
     """
     n = 1000
-    replies, tools = script(n), make_tools()
-    run_looplet(replies, tools)  # warm
+    tools = make_tools()
+    run: Callable[[], int] = (
+        partial(run_mock, mock_script(n), tools) if mock else partial(run_looplet, script(n), tools)
+    )
+    run()  # warm
     profiler = cProfile.Profile()
     profiler.enable()
-    run_looplet(replies, tools)
+    run()
     profiler.disable()
     stats = pstats.Stats(profiler, stream=io.StringIO())
     rows = []  # (name, calls, own s, cumulative s)
@@ -341,7 +458,8 @@ def profile() -> None:
     total = max(stats.total_tt, max(r[3] for r in rows))  # type: ignore[attr-defined]
     for index, title in ((3, "cumulative time"), (2, "own time")):
         print(
-            f"\ncProfile, one N={n} sync run, top 15 by {title} "
+            f"\ncProfile, one N={n} sync run{' on MockLLMBackend' if mock else ''}, top 15 by "
+            f"{title} "
             f"(profiled total {total * 1e3:.0f} ms = {total / n * 1e6:.0f} µs/step)"
         )
         print(
@@ -357,13 +475,24 @@ def profile() -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--profile", action="store_true", help="also cProfile one N=1000 sync run")
+    parser.add_argument(
+        "--profile-mock", action="store_true", help="also cProfile one on MockLLMBackend"
+    )
+    parser.add_argument(
+        "--cpu", action="store_true", help="time CPU (time.process_time), not wall time"
+    )
     args = parser.parse_args()
+    if args.cpu:
+        global clock
+        clock = time.process_time
     check_correct()
     started = time.perf_counter()
     print_table(measure())
     print(f"\n(measured in {time.perf_counter() - started:.1f} s; Python {sys.version.split()[0]})")
     if args.profile:
         profile()
+    if args.profile_mock:
+        profile(mock=True)
 
 
 if __name__ == "__main__":

@@ -3,48 +3,16 @@
 ``for step in composable_loop(llm=..., tools=..., task=...)`` yields one ``Step`` per tool
 call; hooks layer behaviour on any step; the returned ``Trajectory`` is what evals assert on.
 
-``import looplet`` imports no third-party package: provider backends (``OpenAIBackend``) and
-test helpers (``MockLLMBackend``) load on first use.
+Every public name is loaded on first use (PEP 562), so ``import looplet`` costs next to
+nothing: ``from looplet import composable_loop`` loads the loop and its records, and only
+them; provider backends (``OpenAIBackend``) and test helpers (``MockLLMBackend``) load when
+asked for, and ``import looplet`` imports no third-party package. A tool that imports one
+module (``looplet.evals.report``, ``looplet._redact``) loads no more than that module needs.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
-
-from looplet.backends.base import (
-    AsyncLLMBackend,
-    LLMBackend,
-    LLMRequest,
-    LLMResponse,
-    StreamChunk,
-)
-from looplet.cancel import CancelToken
-from looplet.config import LoopConfig
-from looplet.errors import (
-    CheckpointError,
-    ConfigurationError,
-    ErrorKind,
-    HookError,
-    LLMError,
-    LoopletError,
-    ToolError,
-)
-from looplet.hooks import (
-    Allow,
-    Block,
-    Continue,
-    Deny,
-    HookDecision,
-    InjectContext,
-    LoopEvent,
-    LoopHook,
-    Stop,
-)
-from looplet.loop import AsyncLoopRun, LoopRun, async_composable_loop, composable_loop
-from looplet.messages import Message
-from looplet.state import AgentState, DefaultState
-from looplet.tools import BaseToolRegistry, ToolContext, ToolSpec, tool
-from looplet.types import Step, StopReason, ToolCall, ToolResult, Trajectory, Usage
 
 if TYPE_CHECKING:
     from looplet.assertions import (
@@ -60,7 +28,15 @@ if TYPE_CHECKING:
         trajectory_matches,
     )
     from looplet.backends.anthropic import AnthropicBackend, AsyncAnthropicBackend
+    from looplet.backends.base import (
+        AsyncLLMBackend,
+        LLMBackend,
+        LLMRequest,
+        LLMResponse,
+        StreamChunk,
+    )
     from looplet.backends.openai import AsyncOpenAIBackend, OpenAIBackend
+    from looplet.cancel import CancelToken
     from looplet.checkpoint import Checkpoint, FileCheckpointStore, resume_loop_state
     from looplet.cli import eval_cli
     from looplet.compact import (
@@ -74,6 +50,16 @@ if TYPE_CHECKING:
         compact_chain,
         estimate_tokens,
     )
+    from looplet.config import LoopConfig
+    from looplet.errors import (
+        CheckpointError,
+        ConfigurationError,
+        ErrorKind,
+        HookError,
+        LLMError,
+        LoopletError,
+        ToolError,
+    )
     from looplet.evals import (
         EvalContext,
         EvalHook,
@@ -83,7 +69,20 @@ if TYPE_CHECKING:
         eval_run,
         eval_run_batch,
     )
+    from looplet.hooks import (
+        Allow,
+        Block,
+        Continue,
+        Deny,
+        HookDecision,
+        InjectContext,
+        LoopEvent,
+        LoopHook,
+        Stop,
+    )
+    from looplet.loop import AsyncLoopRun, LoopRun, async_composable_loop, composable_loop
     from looplet.mcp import AsyncMCPToolAdapter, MCPError, MCPToolAdapter
+    from looplet.messages import Message
     from looplet.observe import MetricsCollector, MetricsHook, StreamingHook
     from looplet.permissions import (
         PermissionDecision,
@@ -100,9 +99,13 @@ if TYPE_CHECKING:
         replay_loop,
     )
     from looplet.skills import Skill, load_skills
+    from looplet.state import AgentState, DefaultState
     from looplet.subagent import SubagentResult, arun_sub_loop, run_sub_loop, subagent_tool
     from looplet.testing.mock import AsyncMockLLMBackend, MockLLMBackend
+    from looplet.tools import BaseToolRegistry, ToolContext, ToolSpec, tool
     from looplet.tracing import Tracer, TracingHook
+    from looplet.types import Step, StopReason, ToolCall, ToolResult, Trajectory, Usage
+
 
 __all__ = [
     "ANY",
@@ -208,9 +211,50 @@ __all__ = [
     "trajectory_matches",
 ]
 
-# Loaded on first access so that `import looplet` pulls in no provider SDK, no server code,
-# and nothing a run does not need (assertions, permissions): see bench/import_time.py.
+# Every name is loaded on first access: `import looplet` pulls in no provider SDK, no server
+# code, and nothing a caller does not use (see bench/import_time.py).
 _LAZY = {
+    **dict.fromkeys(
+        ("AsyncLLMBackend", "LLMBackend", "LLMRequest", "LLMResponse", "StreamChunk"),
+        "looplet.backends.base",
+    ),
+    "CancelToken": "looplet.cancel",
+    "LoopConfig": "looplet.config",
+    **dict.fromkeys(
+        (
+            "CheckpointError",
+            "ConfigurationError",
+            "ErrorKind",
+            "HookError",
+            "LLMError",
+            "LoopletError",
+            "ToolError",
+        ),
+        "looplet.errors",
+    ),
+    **dict.fromkeys(
+        (
+            "Allow",
+            "Block",
+            "Continue",
+            "Deny",
+            "HookDecision",
+            "InjectContext",
+            "LoopEvent",
+            "LoopHook",
+            "Stop",
+        ),
+        "looplet.hooks",
+    ),
+    **dict.fromkeys(
+        ("AsyncLoopRun", "LoopRun", "async_composable_loop", "composable_loop"), "looplet.loop"
+    ),
+    "Message": "looplet.messages",
+    **dict.fromkeys(("AgentState", "DefaultState"), "looplet.state"),
+    **dict.fromkeys(("BaseToolRegistry", "ToolContext", "ToolSpec", "tool"), "looplet.tools"),
+    **dict.fromkeys(
+        ("Step", "StopReason", "ToolCall", "ToolResult", "Trajectory", "Usage"), "looplet.types"
+    ),
     **dict.fromkeys(
         (
             "ANY",
@@ -288,12 +332,17 @@ _LAZY = {
 
 def __getattr__(name: str) -> Any:
     if name == "__version__":
-        from looplet._version import __version__
+        from looplet._version import __version__ as value
+    else:
+        module = _LAZY.get(name)
+        if module is None:
+            raise AttributeError(f"module 'looplet' has no attribute {name!r}")
+        import importlib
 
-        return __version__
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'looplet' has no attribute {name!r}")
-    import importlib
+        value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # the next access is a plain attribute read
+    return value
 
-    return getattr(importlib.import_module(module), name)
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

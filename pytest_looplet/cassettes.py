@@ -33,6 +33,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from pytest_looplet.settings import CASSETTE_INI_KEYS
+
 if TYPE_CHECKING:
     from pytest_looplet.settings import LoopletSettings
 
@@ -47,16 +49,10 @@ __all__ = [
     "uses_default_path",
 ]
 
-#: The ini keys of the suite's cassette settings, with their help text.
-INI_KEYS: dict[str, str] = {
-    "looplet_cassette_match_on": "What a request must share with a recorded one to replay it "
-    "(space-separated matcher names: method host path json_body query uri body headers...). "
-    "Default: method host path json_body.",
-    "looplet_cassette_filter_headers": "More header names kept off disk when recording, "
-    "besides the API keys, auth headers and cookies always removed. Default: none.",
-    "looplet_cassette_ignore_body_fields": "More JSON body fields (dotted for nested ones) "
-    "ignored when matching, besides looplet's volatile fields. Default: none.",
-}
+#: The ini keys of the suite's cassette settings, with their help text (registered by
+#: :func:`pytest_looplet.settings.add_options`, which every run calls: kept there, so that a
+#: run that uses no cassette does not import this module).
+INI_KEYS = CASSETTE_INI_KEYS
 
 # What a file name keeps: word characters and a few safe marks; the rest becomes "_".
 _UNSAFE = re.compile(r"[^\w.\[\]=,+-]")

@@ -11,7 +11,8 @@ is parametrized into ``k`` items (:func:`parametrize_repeats`), ``eval_x[rep2of5
 (``eval_x[alice-rep2of5]`` when parametrized), each with its :class:`Repetition` in its
 stash (read by ``looplet_cassette_path``) and a ``looplet_repetition`` user property
 (``"2/5"``) that tells the controller which eval it repeats; the ``looplet_repetition``
-fixture is the run's number. :func:`shard` keeps the eval items of one shard.
+fixture (defined in :mod:`pytest_looplet.plugin`, so that a run without evals need not
+import this module) is the run's number. :func:`shard` keeps the eval items of one shard.
 
 The module is imported with pytest's ``--import-mode``, like a test file: eval files that
 share a name in different folders need ``__init__.py`` files (packages) under the default
@@ -47,7 +48,6 @@ __all__ = [
     "is_eval",
     "is_eval_file",
     "is_eval_nodeid",
-    "looplet_repetition",
     "make_module",
     "parametrize_repeats",
     "repetition_key",
@@ -151,16 +151,6 @@ class Repetition:
 
 repetition_key = pytest.StashKey[Repetition]()
 """Where a repeated eval item keeps its :class:`Repetition` (on ``item.stash``)."""
-
-
-@pytest.fixture
-def looplet_repetition() -> int:
-    """Per test: the 1-based number of this run of a repeated eval; 1 when not repeated.
-
-    A repeated eval is parametrized on this name (:func:`parametrize_repeats`), so in its
-    items the value is the run's number rather than this fixture's 1.
-    """
-    return 1
 
 
 def eval_of(nodeid: str, repetition: str | None) -> str:

@@ -2,7 +2,9 @@
 
 Every run resolves the options (:mod:`pytest_looplet.settings`) into a
 :class:`LoopletSettings` (cheap, no import of ``looplet``) that the fixtures of
-``pytest_looplet/fixtures.py`` read; with
+``pytest_looplet/fixtures.py`` read. A run without ``--looplet-evals`` loads only this
+module, the settings, the fixtures and :mod:`~pytest_looplet.redaction` (a test suite that
+never runs an eval pays for no more); with
 ``--looplet-evals`` an :class:`EvalPlugin` is registered whose hooks hand off to
 :mod:`pytest_looplet.collect` (eval files as items, repetitions, shards),
 :mod:`pytest_looplet.scoring` (scores, thresholds and budgets, imported when the first eval
@@ -65,12 +67,11 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", _MARKER)
     settings = resolve(config)
     config.stash[settings_key] = settings
-    from pytest_looplet import collect, fixtures, redaction  # pytest only at import: cheap
+    from pytest_looplet import fixtures, redaction  # pytest only at import: cheap
 
     config.pluginmanager.register(redaction, "looplet-redaction")  # no key in any report
     config.pluginmanager.register(fixtures, "looplet-fixtures")
-    config.pluginmanager.register(collect, "looplet-collect")  # the looplet_repetition fixture
-    if config.pluginmanager.hasplugin("xdist") and not hasattr(config, "workerinput"):
+    if _distributes(config) and not hasattr(config, "workerinput"):
         from pytest_looplet.crash import CrashRecovery
 
         config.pluginmanager.register(CrashRecovery(settings), "looplet-crash-recovery")
@@ -85,6 +86,23 @@ def pytest_configure(config: pytest.Config) -> None:
             config.pluginmanager.register(CassetteNotes(config, settings), "looplet-cassettes")
     elif not hasattr(config, "workerinput"):
         config.pluginmanager.register(EvalFilesHint(settings), "looplet-eval-files-hint")
+
+
+def _distributes(config: pytest.Config) -> bool:
+    # xdist will start workers (-n N, --dist, --tx): what its own check reads, once its
+    # pytest_cmdline_main has turned -n into them. Without workers nothing can crash.
+    return config.getoption("dist", "no") != "no" and bool(config.getoption("tx", None))
+
+
+@pytest.fixture
+def looplet_repetition() -> int:
+    """Per test: the 1-based number of this run of a repeated eval; 1 when not repeated.
+
+    A repeated eval is parametrized on this name
+    (:func:`pytest_looplet.collect.parametrize_repeats`), so in its items the value is the
+    run's number rather than this fixture's 1.
+    """
+    return 1
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -115,24 +133,28 @@ class EvalFilesHint:
 
     def __init__(self, settings: LoopletSettings) -> None:
         self.settings = settings
-        self.eval_files: list[Path] = []
+        self.python_files: list[Path] = []
 
     def pytest_collect_file(self, file_path: Path) -> None:
-        """Note eval files (``looplet_eval_files``) that this run did not collect as evals."""
+        """Note the Python files this run passed by; which are eval files is worked out only
+        if the hint is shown (so a run that collects tests imports no eval machinery)."""
         if file_path.suffix == ".py" and file_path.name != "conftest.py":
-            from pytest_looplet.collect import is_eval_file
-
-            if is_eval_file(file_path, self.settings):
-                self.eval_files.append(file_path)
+            self.python_files.append(file_path)
 
     def pytest_terminal_summary(
         self, terminalreporter: pytest.TerminalReporter, exitstatus: int
     ) -> None:
-        """The hint, when nothing was collected and eval files were seen."""
-        if exitstatus != pytest.ExitCode.NO_TESTS_COLLECTED or not self.eval_files:
+        """The hint, when nothing was collected and eval files (``looplet_eval_files``) were
+        seen."""
+        if exitstatus != pytest.ExitCode.NO_TESTS_COLLECTED or not self.python_files:
+            return
+        from pytest_looplet.collect import is_eval_file
+
+        eval_files = [path for path in self.python_files if is_eval_file(path, self.settings)]
+        if not eval_files:
             return
         root = terminalreporter.config.invocation_params.dir
-        names = [os.path.relpath(path, root) for path in self.eval_files]
+        names = [os.path.relpath(path, root) for path in eval_files]
         shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
         args = " ".join(terminalreporter.config.invocation_params.args)
         terminalreporter.write_line(

@@ -18,6 +18,7 @@ from typing import Any, Literal
 import pytest
 
 __all__ = [
+    "CASSETTE_INI_KEYS",
     "PROVIDERS",
     "RECORD_MODES",
     "LoopletSettings",
@@ -33,6 +34,18 @@ RECORD_MODES = ("none", "once", "new_episodes", "all")
 
 PROVIDERS = ("openai", "anthropic")
 """The providers ``looplet_llm`` can build a backend for."""
+
+CASSETTE_INI_KEYS: dict[str, str] = {
+    "looplet_cassette_match_on": "What a request must share with a recorded one to replay it "
+    "(space-separated matcher names: method host path json_body query uri body headers...). "
+    "Default: method host path json_body.",
+    "looplet_cassette_filter_headers": "More header names kept off disk when recording, "
+    "besides the API keys, auth headers and cookies always removed. Default: none.",
+    "looplet_cassette_ignore_body_fields": "More JSON body fields (dotted for nested ones) "
+    "ignored when matching, besides looplet's volatile fields. Default: none.",
+}
+"""The ini keys of the suite's cassette settings (read by :mod:`pytest_looplet.cassettes`),
+with their help text."""
 
 _DEFAULT_THRESHOLD = "0.5"
 _DEFAULT_EVAL_FILES = ["eval_*.py"]
@@ -178,9 +191,7 @@ def add_options(parser: pytest.Parser) -> None:
         type="paths",
         default=[],
     )
-    from pytest_looplet.cassettes import INI_KEYS  # pytest only: cheap
-
-    for name, text in INI_KEYS.items():  # the suite's cassette settings
+    for name, text in CASSETTE_INI_KEYS.items():
         parser.addini(name, help=text, type="args", default=[])
 
 

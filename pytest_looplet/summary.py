@@ -157,8 +157,11 @@ class EvalSummary:
         the run, and so does a regression with ``--looplet-fail-on-regression``.
         """
         s = self.settings
-        doc = self.doc = self.build()
         status = self.empty_shard_status(int(session.exitstatus))
+        writes = s is not None and (s.report or s.html or s.baseline) is not None
+        if not (self._items or self._expected or writes):
+            return status  # no eval and no file to write: nothing to build (nor to import)
+        doc = self.doc = self.build()
         if s is None:
             return status
         if self.baseline is not None and s.baseline is not None:
@@ -218,6 +221,8 @@ class EvalSummary:
 
     def lines(self) -> list[str]:
         """The tables: single evals, then repeated evals, then the totals."""
+        if self.doc is None and not (self._items or self._expected):
+            return []
         doc = self.doc if self.doc is not None else self.build()
         evals = doc["evals"]
         if not evals:
@@ -243,10 +248,11 @@ class EvalSummary:
 
     def write(self, terminalreporter: pytest.TerminalReporter) -> None:
         """Write the "looplet evals" section, then the baseline comparison and the notes."""
-        from looplet._redact import redact
-
-        lines = redact(self.lines())  # as the reports it is made of were
+        lines = self.lines()
         if lines:
+            from looplet._redact import redact
+
+            lines = redact(lines)  # as the reports it is made of were
             terminalreporter.write_sep("=", "looplet evals")
             for line in lines:
                 terminalreporter.write_line(line)

@@ -3,15 +3,29 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
+import math
 from typing import Any
 
 import pytest
 
+from looplet import (
+    InjectContext,
+    LoopConfig,
+    StopReason,
+    ToolSpec,
+    async_composable_loop,
+    composable_loop,
+)
 from looplet.backends.base import AsyncLLMBackend, LLMBackend, LLMRequest, LLMResponse
+from looplet.compact import ContextBudget
 from looplet.errors import ConfigurationError, LLMError, ScriptExhaustedError
 from looplet.messages import Message
+from looplet.parse import format_text_reply
 from looplet.testing import AsyncMockLLMBackend, MockLLMBackend
 from looplet.types import ToolCall, Usage
+from tests.conftest import make_tools
 
 
 def _request(text: str = "Greet Alice", system: str = "You are helpful.") -> LLMRequest:
@@ -219,3 +233,168 @@ def test_async_twin_raises_exhaustion_and_records_calls() -> None:
     assert asyncio.run(run()) == "only"
     assert llm.last_system_prompt == "You are helpful."
     assert [c.messages[-1].content for c in llm.calls] == ["hello", "Greet Alice"]
+
+
+# -- usage estimates stay O(1) per turn, with the same numbers -------------------------------
+
+
+def _whole_conversation_tokens(messages: Any) -> int:
+    """The input estimate as first written: every message of the request counted each turn."""
+    chars = 0
+    for message in messages:
+        chars += len(message.content)
+        for call in message.tool_calls:
+            chars += len(call.tool) + len(json.dumps(call.args, default=str))
+    return math.ceil(chars / 4)
+
+
+def _raw_tokens(item: Any, reply: LLMResponse) -> int:
+    raw = item if isinstance(item, str) else format_text_reply(reply.text, reply.tool_calls)
+    return math.ceil(len(raw) / 4)
+
+
+class _Recording:
+    """A backend that passes each request to a mock and keeps the request and reply."""
+
+    def __init__(self, llm: MockLLMBackend) -> None:
+        self.llm = llm
+        self.turns: list[tuple[LLMRequest, LLMResponse]] = []
+
+    def complete(self, request: LLMRequest) -> LLMResponse:
+        reply = self.llm.complete(request)
+        self.turns.append((request, reply))
+        return reply
+
+
+def _note_tools() -> Any:
+    note = ToolSpec(
+        name="note",
+        description="Note something.",
+        parameters={"text": "str", "when": "any?"},
+        execute=lambda *, text, when=None: {"noted": text[:20]},
+    )
+    return make_tools(note=note)
+
+
+def _varied_script(turns: int) -> list[Any]:
+    """Every kind of script item, non-ASCII text (the estimate escapes it, the raw reply does
+    not), nested values, several calls in one turn; then ``done``."""
+    kinds: list[Any] = [
+        ToolCall("note", {"text": "héllo ✓ " * 20, "when": [1.5, None, {"k": "é"}]}),
+        '{"tool": "note", "args": {"text": "plain"}, "reasoning": "why not"}',
+        [ToolCall("note", {"text": "a"}), ToolCall("note", {"text": "b" * 200})],
+        {"tool": "note", "args": {"text": "from a dict"}},
+        'Noting it.\n```json\n{"tool": "note", "args": {"text": "fenced"}}\n```',
+    ]
+    return [kinds[i % len(kinds)] for i in range(turns)] + [ToolCall("done", {"answer": "ok"})]
+
+
+def test_usage_matches_counting_the_whole_conversation_every_turn() -> None:
+    """The incremental count gives the numbers the whole-conversation count gave, through
+    extra context messages, compactions (a new list) and a second run on the same mock."""
+
+    class Remind:
+        def pre_prompt(self, step_num: int) -> Any:
+            return InjectContext(f"Reminder {step_num}: keep notes short.")
+
+    script = _varied_script(40)
+    llm = _Recording(MockLLMBackend(script, cycle=True))
+    for _ in range(2):  # the second run sends a new conversation list to the same mock
+        loop = composable_loop(
+            llm=llm,
+            tools=_note_tools(),
+            task="Take notes.",
+            hooks=[Remind()],
+            config=LoopConfig(max_steps=60, context_budget=ContextBudget(max_tokens=1500)),
+        )
+        list(loop)
+        assert loop.trajectory.stop_reason is StopReason.DONE
+        assert loop.trajectory.compactions  # the conversation list was swapped
+    assert len(llm.turns) == 2 * len(script)
+    for turn, (request, reply) in enumerate(llm.turns):
+        assert reply.usage == Usage(
+            _whole_conversation_tokens(list(request.messages)),
+            _raw_tokens(script[turn % len(script)], reply),
+        ), turn
+
+
+def test_concurrent_async_runs_on_one_mock_get_their_own_counts() -> None:
+    script = _varied_script(12)
+    llm = AsyncMockLLMBackend(script, cycle=True)
+    replies: list[tuple[LLMRequest, LLMResponse]] = []
+
+    class Recording:
+        async def acomplete(self, request: LLMRequest) -> LLMResponse:
+            reply = await llm.acomplete(request)
+            replies.append((request, reply))
+            return reply
+
+    async def one_run(task: str) -> None:
+        loop = async_composable_loop(
+            llm=Recording(), tools=_note_tools(), task=task, config=LoopConfig(max_steps=40)
+        )
+        async for _ in loop:
+            pass
+
+    async def both() -> None:
+        await asyncio.gather(one_run("First run."), one_run("Second, longer task " * 10))
+
+    asyncio.run(both())
+    assert len({id(request.messages) for request, _ in replies}) == len(replies)
+    for request, reply in replies:
+        assert reply.usage.input_tokens == _whole_conversation_tokens(list(request.messages))
+
+
+class _CountedArgs(dict[str, Any]):
+    """Tool arguments that count how often they are read item by item (as JSON encoding,
+    validation and the step's summary read them)."""
+
+    reads = 0
+
+    def items(self) -> Any:
+        type(self).reads += 1
+        return super().items()
+
+
+def _reads_over_a_run(turns: int) -> int:
+    script: list[Any] = [ToolCall("note", _CountedArgs(text="x")) for _ in range(turns)]
+    _CountedArgs.reads = 0
+    loop = composable_loop(
+        llm=MockLLMBackend([*script, ToolCall("done", {"answer": "ok"})]),
+        tools=_note_tools(),
+        task="Take notes.",
+        config=LoopConfig(max_steps=turns + 5),
+    )
+    steps = list(loop)
+    assert len(steps) == turns + 1 and all(step.ok for step in steps)
+    return _CountedArgs.reads
+
+
+def test_each_message_is_counted_once_however_long_the_run() -> None:
+    """Linear, not quadratic: each turn reads its own call's arguments a fixed number of
+    times (to write the reply, validate, summarise, estimate), so every 20 more turns add the
+    same reads. Counting the whole conversation on every turn read every earlier call's
+    arguments again: 190, then 590, then 990 more reads for the same 20 turns."""
+    twenty, forty, sixty = (_reads_over_a_run(n) for n in (20, 40, 60))
+
+    assert sixty - forty == forty - twenty
+    assert forty - twenty <= 20 * 8
+
+
+def test_a_filled_call_id_keeps_every_other_field() -> None:
+    values: dict[str, Any] = {"args": {"k": [1, 2]}}
+    for spec in dataclasses.fields(ToolCall):
+        values.setdefault(spec.name, f"{spec.name} value")
+    values["call_id"] = ""
+    scripted = ToolCall(**values)
+
+    reply = MockLLMBackend([scripted]).complete(_request())
+
+    assert reply.tool_calls == (dataclasses.replace(scripted, call_id="call_0_0"),)
+
+
+def test_generate_writes_a_scripted_llmresponse_as_text() -> None:
+    call = ToolCall("greet", {"name": "Ålice"}, call_id="c1")
+    llm = MockLLMBackend([LLMResponse(text="because", tool_calls=(call,))])
+
+    assert llm.generate("hi") == format_text_reply("because", (call,))

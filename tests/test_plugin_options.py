@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 
 import pytest
@@ -192,3 +193,51 @@ def test_eval_run_imports_no_vcr_openai_or_cassettes(
     result = pytester.runpytest_subprocess("--looplet-evals")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["LOADED ['looplet']", "ENTRY POINT True"])
+
+
+# Writes the looplet modules a run loaded, once it is over (after every plugin's last hook).
+MODULES_CONFTEST = """
+import json, sys
+
+def pytest_unconfigure(config):
+    names = sorted(m for m in sys.modules if m.split(".")[0] in ("looplet", "pytest_looplet"))
+    (config.rootpath / "modules.json").write_text(json.dumps(names))
+"""
+
+
+def _modules_of_a_run(pytester: pytest.Pytester, *args: str) -> set[str]:
+    """The looplet modules a fresh ``pytest`` run loads, the plugin on its entry point, in a
+    folder holding a test file and an eval file."""
+    pytester.makeconftest(MODULES_CONFTEST)
+    pytester.makepyfile(
+        test_plain="def test_one():\n    pass\n", eval_plain="def eval_one():\n    return 1.0\n"
+    )
+    result = pytester.runpytest_subprocess(*args)
+    result.assert_outcomes(passed=1)
+    return set(json.loads((pytester.path / "modules.json").read_text()))
+
+
+def test_a_run_without_evals_loads_only_the_plugins_own_core(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A project that never runs an eval pays for the options, fixtures and redaction only:
+    not the eval collection, the summary, cassette handling or xdist crash recovery."""
+    monkeypatch.delenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", raising=False)
+    assert _modules_of_a_run(pytester) == {
+        "pytest_looplet",
+        "pytest_looplet.fixtures",
+        "pytest_looplet.plugin",
+        "pytest_looplet.redaction",
+        "pytest_looplet.settings",
+    }
+
+
+def test_evals_on_with_nothing_to_run_import_no_looplet(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With ``--looplet-evals`` and every eval deselected, the end-of-run summary has nothing
+    to build, so looplet itself (the report, the redactor, the loop) is never imported."""
+    monkeypatch.delenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", raising=False)
+    loaded = _modules_of_a_run(pytester, "--looplet-evals", "-k", "not looplet_eval")
+    assert "pytest_looplet.summary" in loaded  # the eval plugin was on
+    assert not {m for m in loaded if m.split(".")[0] == "looplet"}

@@ -9,17 +9,13 @@ instead.
 
 from __future__ import annotations
 
-import asyncio
-import dataclasses
-import json
-import math
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeAlias, final
 
 from looplet.backends.base import LLMRequest, LLMResponse
 from looplet.errors import ConfigurationError, ScriptExhaustedError
-from looplet.messages import Message
+from looplet.messages import ConversationView, Message, _json_encoder
 from looplet.parse import _calls_from_object, format_text_reply, parse_text_reply
 from looplet.types import ToolCall, Usage
 
@@ -59,6 +55,7 @@ class _ScriptedBackend:
         self.provider = provider
         self.calls: list[LLMRequest] = []
         self._lock = threading.Lock()
+        self._prompt_chars = _PromptChars()
 
     @property
     def last_request(self) -> LLMRequest | None:
@@ -86,9 +83,11 @@ class _ScriptedBackend:
         """Forget the recorded requests and start the script over."""
         with self._lock:
             self.calls.clear()
+            self._prompt_chars.clear()
 
-    def _next_reply(self, request: LLMRequest) -> tuple[LLMResponse, str]:
-        """Record ``request``; the next reply and its raw text form (for ``generate``)."""
+    def _next_reply(self, request: LLMRequest) -> tuple[LLMResponse, str | None]:
+        """Record ``request``; the next reply and its raw text form (for ``generate``), or
+        ``None`` for a scripted ``LLMResponse`` (:meth:`_raw` writes it when asked)."""
         with self._lock:
             self.calls.append(request)
             turn = len(self.calls) - 1
@@ -103,15 +102,18 @@ class _ScriptedBackend:
             raise item
         return self._to_response(item, turn, request)
 
-    def _to_response(self, item: Any, turn: int, request: LLMRequest) -> tuple[LLMResponse, str]:
+    def _to_response(
+        self, item: Any, turn: int, request: LLMRequest
+    ) -> tuple[LLMResponse, str | None]:
         if isinstance(item, LLMResponse):
-            return item, format_text_reply(item.text, item.tool_calls)
+            return item, None
         raw: str | None = None
-        if isinstance(item, str):
+        calls: tuple[ToolCall, ...]
+        if isinstance(item, ToolCall):
+            text, calls = "", (item,)
+        elif isinstance(item, str):
             raw = item
             text, calls = parse_text_reply(item, id_prefix=f"call_{turn}_")
-        elif isinstance(item, ToolCall):
-            text, calls = "", (item,)
         elif isinstance(item, Mapping) and ("tool" in item or "tools" in item):
             text, calls = "", _calls_from_object(item, id_prefix=f"call_{turn}_")
         elif isinstance(item, Sequence) and item and all(isinstance(c, ToolCall) for c in item):
@@ -121,21 +123,20 @@ class _ScriptedBackend:
                 f"{type(self).__name__}: reply {turn} of the script is {type(item).__name__} "
                 f"{item!r}; expected {_FORMS}"
             )
-        calls = tuple(
-            c if c.call_id else dataclasses.replace(c, call_id=f"call_{turn}_{i}")
-            for i, c in enumerate(calls)
-        )
+        calls = _with_call_ids(calls, turn)
         if raw is None:
             raw = format_text_reply(text, calls)
-        usage = Usage(_estimate(_request_chars(request.messages)), _estimate(len(raw)))
-        response = LLMResponse(
-            text=text,
-            tool_calls=calls,
-            usage=usage,
-            finish_reason="tool_calls" if calls else "stop",
-            model=self.provider,
-        )
-        return response, raw
+        with self._lock:
+            prompt_chars = self._prompt_chars(request.messages)
+        usage = Usage(_estimate(prompt_chars), _estimate(len(raw)))
+        reason = "tool_calls" if calls else "stop"
+        return LLMResponse(text, calls, usage, reason, self.provider), raw
+
+    @staticmethod
+    def _raw(reply: tuple[LLMResponse, str | None]) -> str:
+        """The raw text of a reply of :meth:`_next_reply`."""
+        response, raw = reply
+        return raw if raw is not None else format_text_reply(response.text, response.tool_calls)
 
     @staticmethod
     def _legacy_request(
@@ -200,7 +201,7 @@ class MockLLMBackend(_ScriptedBackend):
         protocol (see :func:`~looplet.parse.format_text_reply`).
         """
         request = self._legacy_request(prompt, max_tokens, system_prompt, temperature)
-        return self._next_reply(request)[1]
+        return self._raw(self._next_reply(request))
 
 
 @final
@@ -217,7 +218,9 @@ class AsyncMockLLMBackend(_ScriptedBackend):
         Raises:
             ScriptExhaustedError: the script is used up and ``cycle`` is false.
         """
-        await asyncio.sleep(0)
+        import asyncio  # loaded already, as an event loop runs this; not at module import
+
+        await asyncio.sleep(0)  # yield once, as a real backend's network wait would
         return self._next_reply(request)[0]
 
     async def generate(
@@ -229,19 +232,78 @@ class AsyncMockLLMBackend(_ScriptedBackend):
         temperature: float = 0.2,
     ) -> str:
         """The next reply as raw text (the original looplet async backend call)."""
+        import asyncio
+
         await asyncio.sleep(0)
         request = self._legacy_request(prompt, max_tokens, system_prompt, temperature)
-        return self._next_reply(request)[1]
+        return self._raw(self._next_reply(request))
 
 
-def _request_chars(messages: Sequence[Message]) -> int:
-    total = 0
-    for message in messages:
-        total += len(message.content)
-        for c in message.tool_calls:
-            total += len(c.tool) + len(json.dumps(c.args, default=str))
-    return total
+class _PromptChars:
+    """The characters of a request's messages, each message of a run counted once.
+
+    The loop sends each request a :class:`~looplet.messages.ConversationView` of its run's
+    conversation, a list that only grows (compaction swaps in a new list). So the count of
+    each list's first messages is kept, and a request adds only the messages since the last
+    one: O(1) per turn, where counting the whole conversation again made a long run
+    quadratic. Any other sequence of messages is counted whole.
+    """
+
+    __slots__ = ("_lists",)
+
+    def __init__(self) -> None:
+        # id(list) -> (the list itself, which keeps the id taken; messages counted; chars)
+        self._lists: dict[int, tuple[list[Message], int, int]] = {}
+
+    def __call__(self, messages: Sequence[Message]) -> int:
+        if type(messages) is not ConversationView:
+            return sum(map(_message_chars, messages))
+        # looplet's own view: read its list, prefix length and extra messages directly.
+        items, end, extra = messages._items, messages._end, messages._extra
+        known = self._lists.get(id(items))
+        if known is not None and known[1] <= end:
+            counted, chars = known[1], known[2]
+        else:  # a new list, or an older request's shorter view: count from the start
+            counted, chars = 0, 0
+        if counted < end:
+            chars += sum(map(_message_chars, items[counted:end]))
+            if known is None or known[1] < end:
+                self._lists[id(items)] = (items, end, chars)
+        return chars + sum(map(_message_chars, extra)) if extra else chars
+
+    def clear(self) -> None:
+        """Forget every count (the backend's requests were forgotten)."""
+        self._lists.clear()
+
+
+def _with_call_ids(calls: tuple[ToolCall, ...], turn: int) -> tuple[ToolCall, ...]:
+    """``calls`` with each empty call id filled in as ``call_<turn>_<i>``."""
+    if len(calls) == 1:  # the usual turn, without building a generator
+        call = calls[0]
+        return calls if call.call_id else (_with_call_id(call, f"call_{turn}_0"),)
+    return tuple(
+        c if c.call_id else _with_call_id(c, f"call_{turn}_{i}") for i, c in enumerate(calls)
+    )
+
+
+def _with_call_id(call: ToolCall, call_id: str) -> ToolCall:
+    # dataclasses.replace(call, call_id=call_id), at a sixth of its cost (it runs every turn);
+    # tests/test_mock_backend.py checks that every field is carried over.
+    return ToolCall(
+        call.tool, call.args, call.reasoning, call_id, call.raw_arguments, call.parse_error
+    )
+
+
+def _message_chars(message: Message) -> int:
+    chars = len(message.content)
+    for c in message.tool_calls:
+        chars += len(c.tool) + len(_args_json(c.args))
+    return chars
+
+
+# json.dumps(args, default=str), without building an encoder per call.
+_args_json = _json_encoder(ensure_ascii=True, default=str)
 
 
 def _estimate(chars: int) -> int:
-    return math.ceil(chars / _CHARS_PER_TOKEN)
+    return -(-chars // _CHARS_PER_TOKEN)  # math.ceil(chars / 4), in integers
