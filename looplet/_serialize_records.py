@@ -97,10 +97,10 @@ def _rule(value: Any, where: str) -> PermissionRule:
     obj = _object(value, where)
     had_matcher = field_bool(obj, "had_matcher", where, False)
     return PermissionRule(
-        _decision(obj.get("decision"), f"{where}.decision"),
-        field_str(obj, "tool", where),
-        _matcher_not_restored if had_matcher else None,
-        field_str(obj, "reason", where, ""),
+        tool=field_str(obj, "tool", where),
+        decision=_decision(obj.get("decision"), f"{where}.decision"),
+        match=_matcher_not_restored if had_matcher else None,
+        reason=field_str(obj, "reason", where, ""),
     )
 
 

@@ -78,6 +78,14 @@ class CancelToken:
         """True once :meth:`cancel` has been called."""
         return self._cancelled
 
+    def raise_if_cancelled(self) -> None:
+        """Raise a ``cancelled`` :class:`~looplet.errors.ToolError` if the token is set: a
+        one-line check point for a long tool (the step is recorded as cancelled)."""
+        if self._cancelled:
+            from looplet.errors import ErrorKind, ToolError
+
+            raise ToolError(ErrorKind.CANCELLED, f"cancelled: {self.reason}")
+
     def __bool__(self) -> bool:
         return self._cancelled
 

@@ -347,7 +347,7 @@ def screen_call(run: RunState, call: ToolCall) -> PreparedCall | ToolResult | Re
         values["step_num"] = step
         if is_done and hooks.check_done:
             verdict = decide(hooks.check_done, values, step)
-            if verdict is not None and verdict.is_block:
+            if verdict is not None and verdict.is_block():
                 reason = verdict.block or "refused by a check_done hook"
                 return ToolResult.failure(call, ToolError(ErrorKind.DONE_REJECTED, reason))
         screened = apply_pre_dispatch(run, call, step)
@@ -376,12 +376,14 @@ def apply_pre_dispatch(run: RunState, call: ToolCall, step: int) -> ToolCall | T
     decision = decide(run.hooks.pre_dispatch, run.hook_values, step)
     if decision is None:
         return call
+    if decision.additional_context:  # Continue(text) / InjectContext(text): noted for the model
+        run.pending_context.append(decision.additional_context)
     if decision.stop is not None:
         set_stop(run, StopReason.HOOK_STOP, decision.stop)
         return _not_run(call, f"a hook stopped the run: {decision.stop}")
     if decision.updated_result is not None:
         return dataclasses.replace(decision.updated_result, call_id=call.call_id)
-    if decision.is_block:
+    if decision.is_block():
         return _denied(call, decision, "pre_dispatch")
     if decision.updated_args is not None:
         return dataclasses.replace(call, args=dict(decision.updated_args))
@@ -392,7 +394,7 @@ def check_permissions(run: RunState, call: ToolCall, step: int) -> ToolResult | 
     """Ask each ``check_permission`` hook about ``call``; the first refusal is the result."""
     for bound in run.hooks.check_permission:
         verdict = decide((bound,), run.hook_values, step)
-        if verdict is not None and verdict.is_block:
+        if verdict is not None and verdict.is_block():
             return _denied(call, verdict, f"{type(bound.hook).__name__}.check_permission")
     return None
 
@@ -449,7 +451,7 @@ def after_step(run: RunState, step: Step) -> None:
         values["step_num"] = step.number
         values["new_entities"] = []
         verdict = decide(run.hooks.should_stop, values, step.number)
-        if verdict is not None and verdict.is_stop:
+        if verdict is not None and verdict.is_stop():
             set_stop(run, StopReason.HOOK_STOP, verdict.stop or "")
             return
     token = run.config.cancel_token

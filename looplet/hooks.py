@@ -98,17 +98,14 @@ class HookDecision:
     additional_context: str | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict)
 
-    @property
     def is_block(self) -> bool:
         """True when the decision refuses the call."""
         return self.block is not None or self.permission == "deny"
 
-    @property
     def is_stop(self) -> bool:
         """True when the decision ends the run."""
         return self.stop is not None
 
-    @property
     def is_noop(self) -> bool:
         """True when the decision changes nothing."""
         return self == _NOOP
@@ -117,9 +114,14 @@ class HookDecision:
 _NOOP = HookDecision()
 
 
-def Allow(reason: str = "") -> HookDecision:
-    """Allow the call (and skip the remaining hooks of this slot)."""
-    return HookDecision(permission="allow", metadata={"reason": reason} if reason else {})
+def Allow(reason: str = "", *, updated_args: dict[str, Any] | None = None) -> HookDecision:
+    """Allow the call (and skip the remaining hooks of this slot), with ``updated_args``
+    replacing its arguments if given."""
+    return HookDecision(
+        permission="allow",
+        updated_args=updated_args,
+        metadata={"reason": reason} if reason else {},
+    )
 
 
 def Deny(reason: str, retry: bool = False) -> HookDecision:
@@ -137,9 +139,10 @@ def Stop(reason: str = "hook_stop") -> HookDecision:
     return HookDecision(stop=reason)
 
 
-def Continue() -> HookDecision:
-    """Explicitly change nothing (and skip the remaining hooks of a decide slot)."""
-    return HookDecision(permission="allow")
+def Continue(additional_context: str | None = None) -> HookDecision:
+    """Explicitly change nothing (and skip the remaining hooks of a decide slot), adding
+    ``additional_context`` to the conversation if given."""
+    return HookDecision(permission="allow", additional_context=additional_context)
 
 
 def InjectContext(text: str) -> HookDecision:

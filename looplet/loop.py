@@ -17,7 +17,7 @@ from looplet.backends.base import LLMRequest, LLMResponse
 from looplet.config import LoopConfig
 from looplet.engine import Effect, RunTools, SaveCheckpoint, run_engine
 from looplet.errors import ConfigurationError, LLMError, LoopletError
-from looplet.hooks import resolve_hooks
+from looplet.hooks import LoopHook, resolve_hooks
 from looplet.run_state import RunState
 from looplet.state import AgentState, DefaultState
 from looplet.tools import BaseToolRegistry, PreparedCall, ToolContext, ToolSpec
@@ -26,7 +26,15 @@ from looplet.types import Step, Trajectory
 if TYPE_CHECKING:
     from looplet.checkpoint import Checkpoint, FileCheckpointStore
 
-__all__ = ["AsyncLoopRun", "LoopRun", "async_composable_loop", "composable_loop"]
+# LoopConfig and LoopHook: importable from here, as in the original looplet.
+__all__ = [
+    "AsyncLoopRun",
+    "LoopConfig",
+    "LoopHook",
+    "LoopRun",
+    "async_composable_loop",
+    "composable_loop",
+]
 
 
 def composable_loop(
@@ -41,6 +49,8 @@ def composable_loop(
     checkpoint: FileCheckpointStore | None = None,
     resume: FileCheckpointStore | Checkpoint | None = None,
     restart: bool = False,
+    max_steps: int | None = None,
+    system_prompt: str | None = None,
 ) -> LoopRun:
     """Run the tool-calling loop, yielding one :class:`~looplet.types.Step` per tool call.
 
@@ -72,11 +82,15 @@ def composable_loop(
             conversation, steps, budget used and unfinished turn come back; the task may
             be left out. A run that already ended raises ``CheckpointError``.
         restart: with ``resume``, start a new run when the run to resume has ended.
+        max_steps: shorthand for ``LoopConfig(max_steps=...)``; with ``config`` too, it
+            overrides ``config.max_steps`` (on a copy: ``config`` is not changed).
+        system_prompt: shorthand for ``LoopConfig(system_prompt=...)``, likewise.
 
     Returns:
         A :class:`LoopRun`: a generator of steps whose return value (and ``.trajectory``)
         is the run's :class:`~looplet.types.Trajectory`.
     """
+    config = _with_shorthands(config, max_steps, system_prompt)
     run = new_run(llm, task, tools, context, hooks, config, state, need="sync")
     if checkpoint is not None or resume is not None or restart:
         _attach_checkpoints(run, checkpoint, resume, restart, task is not None)
@@ -95,6 +109,8 @@ def async_composable_loop(
     checkpoint: FileCheckpointStore | None = None,
     resume: FileCheckpointStore | Checkpoint | None = None,
     restart: bool = False,
+    max_steps: int | None = None,
+    system_prompt: str | None = None,
 ) -> AsyncLoopRun:
     """The async twin of :func:`composable_loop`: ``async for step in ...``.
 
@@ -102,6 +118,7 @@ def async_composable_loop(
     tools run in a worker thread; checkpoints are written in a worker thread too. The
     finished trajectory is on ``.trajectory``.
     """
+    config = _with_shorthands(config, max_steps, system_prompt)
     run = new_run(llm, task, tools, context, hooks, config, state, need="async")
     if checkpoint is not None or resume is not None or restart:
         _attach_checkpoints(run, checkpoint, resume, restart, task is not None)
@@ -313,6 +330,25 @@ def new_run(
     return run
 
 
+def _with_shorthands(
+    config: LoopConfig | None, max_steps: int | None, system_prompt: str | None
+) -> LoopConfig | None:
+    """``config`` with the ``max_steps=`` / ``system_prompt=`` shorthands applied, on a copy."""
+    if max_steps is None and system_prompt is None:
+        return config
+    base: object = LoopConfig() if config is None else config
+    if not isinstance(base, LoopConfig):
+        return config  # new_run says what is wrong with it
+    changes: dict[str, Any] = {}
+    if max_steps is not None:
+        changes["max_steps"] = max_steps
+    if system_prompt is not None:
+        changes["system_prompt"] = system_prompt
+    import dataclasses  # loaded already: LoopConfig is a dataclass
+
+    return dataclasses.replace(base, **changes)
+
+
 def _attach_checkpoints(
     run: RunState,
     store: FileCheckpointStore | None,
@@ -368,3 +404,10 @@ def _as_backend(llm: Any, need: str) -> Any:
         f"llm must be a model backend with {hint} (or the original generate(prompt)); "
         f"got {type(llm).__name__}, which has neither."
     )
+
+
+def __getattr__(name: str) -> Any:
+    # The original's DomainAdapter and emit_event: say what replaced them.
+    from looplet._moved import missing
+
+    missing(__name__, name)

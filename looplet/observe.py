@@ -59,6 +59,12 @@ class StreamingHook:
         on_text: Callable[[str], None] | None = None,
         queue: Any = None,
     ) -> None:
+        if on_chunk is not None and not callable(on_chunk):
+            raise ConfigurationError(
+                f"StreamingHook(on_chunk) must be a callable taking each chunk, got "
+                f"{type(on_chunk).__name__}. The original looplet's emitters are gone: pass "
+                "on_chunk=, on_text= or queue= (see docs/migration.md)."
+            )
         if queue is not None and not callable(getattr(queue, "put_nowait", None)):
             raise ConfigurationError(
                 f"StreamingHook(queue=...) needs a queue with put_nowait(), such as "

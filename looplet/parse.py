@@ -7,6 +7,8 @@ batch ``{"tools": [{"tool": ..., "args": ...}, ...], "theory": "..."}``, possibl
 :func:`tool_call_from_openai` decodes one native tool call whose arguments arrive as a JSON
 string. A call whose arguments cannot be decoded is never dropped or silently emptied: it
 carries ``parse_error`` and ``raw_arguments`` so the loop can tell the model what was wrong.
+The original looplet's ``parse_tool_call``, ``parse_multi_tool_calls``,
+``parse_native_tool_use`` and ``to_text`` are kept, by name and call shape, on the same parser.
 Nothing here knows about the loop or performs I/O.
 """
 
@@ -14,14 +16,22 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from looplet._reply_guard import nested_too_deep
 from looplet.messages import _json_encoder
 from looplet.types import ToolCall
 
-__all__ = ["format_text_reply", "parse_text_reply", "tool_call_from_openai"]
+__all__ = [
+    "format_text_reply",
+    "parse_multi_tool_calls",
+    "parse_native_tool_use",
+    "parse_text_reply",
+    "parse_tool_call",
+    "to_text",
+    "tool_call_from_openai",
+]
 
 # strict=False: models often put raw newlines and tabs inside JSON strings.
 _DECODER = json.JSONDecoder(strict=False)
@@ -146,6 +156,63 @@ def format_text_reply(text: str, calls: Sequence[ToolCall]) -> str:
     if theory:
         batch["theory"] = theory
     return _ENCODE(batch)
+
+
+# -- the original looplet's parsing functions, kept by name on the parser above ------------------
+
+
+def to_text(raw: str | Sequence[Any] | None) -> str | None:
+    """The text of a reply: a string as is; of a list of content blocks, its ``text`` blocks
+    (``{"type": "text", "text": ...}``) joined; ``None`` for ``None``."""
+    if raw is None or isinstance(raw, str):
+        return raw
+    return "".join(
+        block["text"]
+        for block in raw
+        if isinstance(block, Mapping)
+        and block.get("type") == "text"
+        and isinstance(block.get("text"), str)
+    )
+
+
+def parse_tool_call(raw: str) -> ToolCall | None:
+    """The first tool call of a JSON-text reply, or ``None`` if it has none.
+
+    The original looplet's single-call parser, on :func:`parse_text_reply` (which returns all
+    of them): fences and prose are allowed, and a call whose ``args`` is no object carries
+    ``parse_error`` rather than empty arguments.
+    """
+    calls = parse_text_reply(raw)[1]
+    return calls[0] if calls else None
+
+
+def parse_multi_tool_calls(raw: str | Sequence[Any] | None) -> list[ToolCall]:
+    """Every tool call of a reply: a single call or a ``{"tools": [...]}`` batch, in JSON
+    text or in the ``text`` blocks of a list of content blocks (:func:`to_text`); ``[]`` if
+    there is none. A batch's ``theory`` becomes each call's ``reasoning``, never an argument.
+    """
+    text = to_text(raw)
+    return list(parse_text_reply(text)[1]) if text else []
+
+
+def parse_native_tool_use(blocks: Iterable[Any]) -> list[ToolCall]:
+    """The calls of native ``tool_use`` content blocks (``{"type": "tool_use", "id": ...,
+    "name": ..., "input": {...}}``, the Anthropic form); other blocks are skipped. An
+    ``input`` that is no object gives a call with ``parse_error`` set, which is never run."""
+    calls: list[ToolCall] = []
+    for block in blocks:
+        if not isinstance(block, Mapping) or block.get("type") != "tool_use":
+            continue
+        name, call_id, value = block.get("name"), str(block.get("id") or ""), block.get("input")
+        if not isinstance(name, str) or not name:
+            continue
+        if value is None or isinstance(value, Mapping | str):
+            calls.append(tool_call_from_openai(name, value or {}, call_id))
+            continue
+        raw = json.dumps(value, ensure_ascii=False, default=str)
+        why = f"input must be a JSON object, got {_json_type(value)}: {_clip(raw)}"
+        calls.append(ToolCall(name, call_id=call_id, raw_arguments=raw, parse_error=why))
+    return calls
 
 
 def _find_tool_object(text: str) -> tuple[dict[str, Any] | None, int, int] | None:

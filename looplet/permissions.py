@@ -19,7 +19,7 @@ import fnmatch
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -59,17 +59,50 @@ AskHandler = Callable[[ToolCall, "PermissionRule"], Any]
 class PermissionRule:
     """One rule: for calls of tools matching ``tool`` whose arguments fit ``match``.
 
+    Built as in the original looplet: ``PermissionRule("bash", PermissionDecision.DENY,
+    arg_matcher=..., reason=...)`` (``arg_matcher=`` is the original name of ``match=``).
+
     Attributes:
-        decision: ALLOW, DENY or ASK.
         tool: a tool name or a glob (``"fs_*"``, ``"*"``).
+        decision: ALLOW, DENY or ASK (or its string, ``"deny"``).
         match: an argument matcher (see :data:`ArgMatcher`); ``None`` fits any arguments.
         reason: why the rule exists; shown to the model on a denial and kept in the log.
+
+    Raises:
+        TypeError: ``decision`` is no decision (the message says when ``tool`` and
+            ``decision`` look swapped), or both ``match`` and ``arg_matcher`` are given.
     """
 
-    decision: PermissionDecision
     tool: str
+    decision: PermissionDecision
     match: ArgMatcher = None
     reason: str = ""
+    arg_matcher: InitVar[ArgMatcher] = None
+
+    def __post_init__(self, arg_matcher: ArgMatcher) -> None:
+        if arg_matcher is not None:
+            if self.match is not None:
+                raise TypeError(
+                    "give a rule's argument matcher as match= or arg_matcher=, not both"
+                )
+            object.__setattr__(self, "match", arg_matcher)
+        given: object = self.decision  # "deny" is accepted for DENY
+        if not isinstance(given, PermissionDecision):
+            try:
+                object.__setattr__(self, "decision", PermissionDecision(str(given)))
+            except ValueError:
+                swapped = self.tool in {d.value for d in PermissionDecision}
+                hint = " (tool and decision swapped? the tool comes first)" if swapped else ""
+                raise TypeError(
+                    f"PermissionRule(tool, decision, ...): decision must be allow, deny or ask, "
+                    f"got {given!r}{hint}"
+                ) from None
+        if not isinstance(self.tool, str) or not self.tool:
+            raise TypeError(f"a permission rule needs a tool name or glob, got {self.tool!r}")
+
+    def matches(self, call: ToolCall) -> bool:
+        """Whether the rule applies to ``call`` (a matcher that raises propagates)."""
+        return _fits(self, call)
 
     def describe(self) -> str:
         """A short label for logs: ``deny delete_file``."""
@@ -108,6 +141,11 @@ class PermissionOutcome:
     def allowed(self) -> bool:
         """True when the call may run."""
         return self.decision is PermissionDecision.ALLOW
+
+    @property
+    def denied(self) -> bool:
+        """True when the call may not run."""
+        return self.decision is not PermissionDecision.ALLOW
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able form (one line of the JSONL audit log)."""
@@ -157,35 +195,77 @@ class PermissionEngine:
         self.ask_handler = ask_handler
         self.audit_log: list[PermissionOutcome] = []
 
-    def allow(self, tool: str, match: ArgMatcher = None, reason: str = "") -> PermissionEngine:
-        """Add an ALLOW rule; returns the engine for chaining."""
-        return self._add(PermissionDecision.ALLOW, tool, match, reason)
+    def allow(
+        self,
+        tool: str,
+        match: ArgMatcher = None,
+        reason: str = "",
+        *,
+        arg_matcher: ArgMatcher = None,
+    ) -> PermissionEngine:
+        """Add an ALLOW rule; returns the engine for chaining (``arg_matcher=``: the
+        original name of ``match=``)."""
+        return self._add(PermissionDecision.ALLOW, tool, match, reason, arg_matcher)
 
-    def deny(self, tool: str, match: ArgMatcher = None, reason: str = "") -> PermissionEngine:
+    def deny(
+        self,
+        tool: str,
+        match: ArgMatcher = None,
+        reason: str = "",
+        *,
+        arg_matcher: ArgMatcher = None,
+    ) -> PermissionEngine:
         """Add a DENY rule; returns the engine for chaining."""
-        return self._add(PermissionDecision.DENY, tool, match, reason)
+        return self._add(PermissionDecision.DENY, tool, match, reason, arg_matcher)
 
-    def ask(self, tool: str, match: ArgMatcher = None, reason: str = "") -> PermissionEngine:
+    def ask(
+        self,
+        tool: str,
+        match: ArgMatcher = None,
+        reason: str = "",
+        *,
+        arg_matcher: ArgMatcher = None,
+    ) -> PermissionEngine:
         """Add an ASK rule (the ask handler decides); returns the engine for chaining."""
-        return self._add(PermissionDecision.ASK, tool, match, reason)
+        return self._add(PermissionDecision.ASK, tool, match, reason, arg_matcher)
 
     def _add(
-        self, decision: PermissionDecision, tool: str, match: ArgMatcher, reason: str
+        self,
+        decision: PermissionDecision,
+        tool: str,
+        match: ArgMatcher,
+        reason: str,
+        arg_matcher: ArgMatcher,
     ) -> PermissionEngine:
-        if not isinstance(tool, str) or not tool:
-            raise TypeError(f"a permission rule needs a tool name or glob, got {tool!r}")
+        if arg_matcher is not None:
+            if match is not None:
+                raise TypeError(
+                    "give a rule's argument matcher as match= or arg_matcher=, not both"
+                )
+            match = arg_matcher
         if match is not None and not callable(match) and not isinstance(match, Mapping):
             raise TypeError(
                 f"match= must be a callable taking the arguments or a dict of per-argument "
                 f"matchers, got {type(match).__name__}"
             )
-        self.rules.append(PermissionRule(decision, tool, match, reason))
+        self.rules.append(PermissionRule(tool, decision, match, reason))
         return self
 
     @property
-    def denials(self) -> list[PermissionOutcome]:
-        """The denied calls of the audit log (the original looplet's ``denials``)."""
-        return [o for o in self.audit_log if not o.allowed]
+    def denials(self) -> list[dict[str, Any]]:
+        """The denied calls, as the original looplet listed them: ``{"tool", "args", "rule",
+        "reason"}`` (``rule``: the deciding rule's tool pattern, or ``None`` for the default).
+        The full record of every decision is :attr:`audit_log`."""
+        return [
+            {
+                "tool": o.tool,
+                "args": dict(o.args),
+                "rule": o.rule.tool if o.rule else None,
+                "reason": o.reason,
+            }
+            for o in self.audit_log
+            if not o.allowed
+        ]
 
     def evaluate(self, call: ToolCall, *, step: int = 0) -> PermissionOutcome:
         """Decide ``call``, asking the handler at most once, and log the outcome."""
@@ -240,7 +320,7 @@ class PermissionEngine:
                 step=step,
             )
         try:
-            answer = self.ask_handler(call, rule or PermissionRule(PermissionDecision.ASK, "*"))
+            answer = self.ask_handler(call, rule or PermissionRule("*", PermissionDecision.ASK))
         except Exception as exc:
             return PermissionOutcome(
                 call.tool,

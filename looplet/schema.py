@@ -1,7 +1,8 @@
 """JSON Schema for tool parameters: normalising, validating, describing.
 
-A tool's parameters may be declared in a "simple" form (``{"name": "str", "k": "int?"}``), as a
-full JSON Schema object, or derived from a function's type hints and docstring
+A tool's parameters may be declared in a "simple" form (``{"name": "str", "k": "int?"}``, or
+with descriptions as in the original looplet: ``{"path": "file path"}``), as a full JSON Schema
+object, or derived from a function's type hints and docstring
 (:func:`looplet.signature.schema_from_signature`). Whichever form is given,
 :func:`normalize_parameters` turns it into one JSON Schema object at registration, and
 :func:`validate_arguments` checks each call's arguments against it before the tool runs. Only a
@@ -22,6 +23,7 @@ from looplet.errors import ToolRegistrationError
 __all__ = [
     "compile_validator",
     "describe_parameters",
+    "is_json_schema",
     "normalize_parameters",
     "validate_arguments",
 ]
@@ -77,7 +79,9 @@ def normalize_parameters(parameters: Mapping[str, Any] | None, *, tool_name: str
 
     Accepts the simple form (``{"name": "str", "k": "int?"}``: a trailing ``?`` makes the
     parameter optional, Python types such as ``str`` work as values, every other parameter is
-    required, and no other argument is allowed), a full JSON Schema object (recognised by
+    required, and no other argument is allowed; a value that is no type name describes a
+    string parameter, ``{"path": "file path"}``, optional when it starts with ``(optional)``),
+    a full JSON Schema object (recognised by
     ``"type": "object"`` or a ``"properties"`` mapping; it is copied, never modified), or
     ``None`` / ``{}`` for a tool without parameters.
 
@@ -86,8 +90,9 @@ def normalize_parameters(parameters: Mapping[str, Any] | None, *, tool_name: str
         always present.
 
     Raises:
-        ToolRegistrationError: an unknown simple type, or a malformed JSON Schema; the message
-            names the tool and the parameter.
+        ToolRegistrationError: a one-word simple value one slip away from a type name
+            (``"strr"``), or a malformed JSON Schema; the message names the tool and the
+            parameter.
     """
     if parameters is None:
         parameters = {}
@@ -97,9 +102,15 @@ def normalize_parameters(parameters: Mapping[str, Any] | None, *, tool_name: str
             f"{{'name': 'str'}}, or a JSON Schema object), got {type(parameters).__name__} "
             f"{_short_repr(parameters)}."
         )
-    if parameters.get("type") == "object" or isinstance(parameters.get("properties"), Mapping):
+    if is_json_schema(parameters):
         return _normalize_json_schema(parameters, tool_name)
     return _normalize_simple(parameters, tool_name)
+
+
+def is_json_schema(parameters: Mapping[str, Any]) -> bool:
+    """Whether declared parameters are a JSON Schema object (``"type": "object"`` or a
+    ``"properties"`` mapping) rather than the simple form."""
+    return parameters.get("type") == "object" or isinstance(parameters.get("properties"), Mapping)
 
 
 def _normalize_simple(parameters: Mapping[str, Any], tool_name: str) -> dict[str, Any]:
@@ -110,8 +121,7 @@ def _normalize_simple(parameters: Mapping[str, Any], tool_name: str) -> dict[str
             raise ToolRegistrationError(
                 f"tool {tool_name!r}: parameter names must be non-empty strings, got {name!r}."
             )
-        json_type, optional = _simple_type(declared, tool_name, name)
-        properties[name] = {} if json_type is None else {"type": json_type}
+        properties[name], optional = _simple_property(declared, tool_name, name)
         if not optional:
             required.append(name)
     return {
@@ -122,27 +132,41 @@ def _normalize_simple(parameters: Mapping[str, Any], tool_name: str) -> dict[str
     }
 
 
-def _simple_type(declared: object, tool_name: str, name: str) -> tuple[str | None, bool]:
-    """``(JSON type or None for any, optional?)`` for one simple-form value."""
+def _simple_property(declared: object, tool_name: str, name: str) -> tuple[dict[str, Any], bool]:
+    """``(property schema, optional?)`` for one simple-form value.
+
+    A string is a type name (``"int"``, ``"int?"``: optional) or, as in the original looplet,
+    a description of a string parameter (``"file path"``; a leading ``(optional)`` makes it
+    optional). One word close to a type name (``"strr"``) is taken for a typo, not a
+    description, and refused.
+    """
     if isinstance(declared, str):
         text = declared.strip()
         optional = text.endswith("?")
         key = text.removesuffix("?").strip().lower()
         if key in _SIMPLE_TYPES:
-            return _SIMPLE_TYPES[key], optional
-        import difflib
-
-        close = difflib.get_close_matches(key, _SIMPLE_TYPES, n=1)
-        hint = f" Did you mean {close[0] + ('?' if optional else '')!r}?" if close else ""
+            json_type = _SIMPLE_TYPES[key]
+            return ({} if json_type is None else {"type": json_type}), optional
+        typo = _close_type_name(key) if key and not any(c.isspace() for c in key) else None
+        if typo is None and key:
+            described = text.lower().startswith("(optional)")
+            return {"type": "string", "description": text}, described
+        hint = f" Did you mean {typo + ('?' if optional else '')!r}?" if typo else ""
+        if typo is not None and key == typo + "s":
+            hint += " For a list, use 'list' (or a JSON Schema with 'items')."
         raise ToolRegistrationError(
             f"tool {tool_name!r}: parameter {name!r} has unknown type {declared!r}.{hint} "
             f"Valid simple types: {_SIMPLE_NAMES_SHOWN} (append '?' to make one optional, "
-            "e.g. 'int?'), or pass a full JSON Schema object instead."
+            "e.g. 'int?'). Any other text is a description of a string parameter; a single "
+            "word this close to a type name is taken for a typo, so write a description as a "
+            "phrase ('the file path'), or pass a full JSON Schema object instead."
         )
     try:
-        return _SIMPLE_PYTHON_TYPES[declared], False
+        json_type = _SIMPLE_PYTHON_TYPES[declared]
     except (KeyError, TypeError):
         pass
+    else:
+        return ({} if json_type is None else {"type": json_type}), False
     extra = ""
     if isinstance(declared, Mapping):
         extra = (
@@ -152,7 +176,32 @@ def _simple_type(declared: object, tool_name: str, name: str) -> tuple[str | Non
     raise ToolRegistrationError(
         f"tool {tool_name!r}: parameter {name!r} has unsupported type {_short_repr(declared)}. "
         f"Valid simple types: {_SIMPLE_NAMES_SHOWN} (as strings or the Python types str, int, "
-        f"float, bool, list, dict).{extra}"
+        f"float, bool, list, dict), or a description string.{extra}"
+    )
+
+
+def _close_type_name(word: str) -> str | None:
+    """The type name ``word`` is one slip away from (same first letter, one letter added,
+    dropped, changed or two swapped), or ``None``: ``"strr"`` -> ``"str"``, ``"path"`` -> None.
+    """
+    for type_name in _SIMPLE_TYPES:
+        if word[0] == type_name[0] and _one_edit_apart(word, type_name):
+            return type_name
+    return None
+
+
+def _one_edit_apart(a: str, b: str) -> bool:
+    """Whether ``a`` and ``b`` differ by at most one insertion, deletion, substitution or
+    transposition of neighbours (``a != b`` is assumed)."""
+    if abs(len(a) - len(b)) > 1:
+        return False
+    if len(a) > len(b):
+        a, b = b, a
+    i = next((k for k, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), len(a))
+    if len(a) < len(b):
+        return a[i:] == b[i + 1 :]
+    return a[i + 1 :] == b[i + 1 :] or (
+        a[i : i + 2] == b[i : i + 2][::-1] and a[i + 2 :] == b[i + 2 :]
     )
 
 

@@ -26,17 +26,17 @@ class DefaultState:
     Pass one to the loop to read it from hooks or after the run; when both a state and a
     ``LoopConfig`` set ``max_steps``, the smaller applies.
 
-    Attributes:
-        max_steps: the step budget.
+    Attributes (in the original looplet's order):
         steps: every step of the run, in order.
         queries_used: how many steps counted against the budget (free tools and calls that
             never ran do not).
+        max_steps: the step budget.
         metadata: free-form data for hooks and tools.
     """
 
-    max_steps: int = 15
     steps: list[Step] = field(default_factory=list)
     queries_used: int = 0
+    max_steps: int = 15
     metadata: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -588,3 +588,12 @@ def _loop_running() -> bool:
 def _check_workers(max_workers: int) -> None:
     if max_workers < 1:
         raise ConfigurationError(f"max_workers must be at least 1, got {max_workers!r}.")
+
+
+def __getattr__(name: str) -> Any:
+    # The original's ready-made tools live in looplet.toolkit, which imports this module.
+    if name in ("register_done_tool", "register_think_tool", "tools_from"):
+        import looplet.toolkit
+
+        return getattr(looplet.toolkit, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

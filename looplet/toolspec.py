@@ -15,7 +15,12 @@ from typing import Any, overload
 
 from looplet.cancel import CancelToken
 from looplet.errors import ToolRegistrationError
-from looplet.schema import compile_validator, describe_parameters, normalize_parameters
+from looplet.schema import (
+    compile_validator,
+    describe_parameters,
+    is_json_schema,
+    normalize_parameters,
+)
 
 __all__ = ["ToolContext", "ToolSpec", "tool"]
 
@@ -61,10 +66,17 @@ class ToolContext:
         if not self.workspace_root:
             self.workspace_root = self.cwd
 
-    def report_progress(self, message: str, **data: Any) -> None:
-        """Tell whoever runs the tool how far it got; does nothing when nobody listens."""
+    def report_progress(
+        self, message: str, data: Mapping[str, Any] | None = None, **more: Any
+    ) -> None:
+        """Tell whoever runs the tool how far it got; does nothing when nobody listens.
+
+        The data may be given as a dict (``report_progress("indexing", {"done": 5})``, as
+        in the original looplet), as keywords (``report_progress("indexing", done=5)``),
+        or both.
+        """
         if self.on_progress is not None:
-            self.on_progress(message, data)
+            self.on_progress(message, {**data, **more} if data else more)
 
 
 @dataclass(frozen=True, eq=False)
@@ -84,8 +96,9 @@ class ToolSpec:
     Args:
         name: 1-64 letters, digits, ``_`` or ``-`` (the providers' rule).
         description: what the tool does, as the model will read it.
-        parameters: the simple form (``{"name": "str", "k": "int?"}``), a JSON Schema object,
-            or ``None`` for no parameters.
+        parameters: the simple form, whose values are type names or descriptions
+            (``{"name": "str", "k": "int?", "path": "file path"}``: a description means a
+            string parameter described by it), a JSON Schema object, or ``None`` for none.
         execute: the function run with the call's arguments as keywords (sync or async).
         concurrent_safe: whether consecutive calls of this tool may run at the same time.
         free: whether a call of this tool does not count against the step budget.
@@ -146,11 +159,14 @@ class ToolSpec:
         return self.execute(*args, **kwargs)
 
     @property
+    def is_json_schema(self) -> bool:
+        """Whether ``parameters`` was given as a JSON Schema object (not the simple form)."""
+        return self.parameters is not None and is_json_schema(self.parameters)
+
     def parameter_names(self) -> list[str]:
         """The parameter names, in declaration order."""
         return list(self.schema["properties"])
 
-    @property
     def required_parameters(self) -> list[str]:
         """The names of the parameters the model must pass."""
         return list(self.schema["required"])

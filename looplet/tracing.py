@@ -171,7 +171,8 @@ class TracingHook:
 
     Args:
         exporter, use_otel, tracer_provider: as for :class:`Tracer`.
-        tracer: the tracer to record into (a new one by default).
+        tracer: the tracer to record into (a new one by default); as in the original
+            looplet, it may also be passed first, ``TracingHook(tracer)``.
 
     Raises:
         MissingExtraError: OpenTelemetry is asked for and not installed (``looplet[otel]``).
@@ -185,6 +186,8 @@ class TracingHook:
         tracer_provider: Any = None,
         tracer: Tracer | None = None,
     ) -> None:
+        if isinstance(exporter, Tracer) and tracer is None:  # the original's TracingHook(tracer)
+            exporter, tracer = None, exporter
         if tracer is None:
             tracer = Tracer(exporter, use_otel=use_otel, tracer_provider=tracer_provider)
         self.tracer = tracer

@@ -107,6 +107,22 @@ class ToolResult:
             return None
         return self.error_detail.kind if self.error_detail else ErrorKind.EXECUTION
 
+    @property
+    def error_message(self) -> str | None:
+        """The failure's message without its kind, or ``None`` on success."""
+        if self.error is None:
+            return None
+        return self.error_detail.message if self.error_detail else self.error
+
+    @property
+    def error_retriable(self) -> bool:
+        """Whether the failure may go away if the call is retried (``False`` on success)."""
+        return (
+            self.error is not None
+            and self.error_detail is not None
+            and (self.error_detail.retriable)
+        )
+
     @classmethod
     def failure(cls, call: ToolCall, error: ToolError, *, duration_ms: float = 0.0) -> ToolResult:
         """A failed result for ``call`` carrying ``error``."""
@@ -459,3 +475,25 @@ def _stand_in(value: Any, open_containers: set[int]) -> Any:
         return [_stand_in(v, open_containers) for v in value]
     finally:
         open_containers.discard(id(value))
+
+
+# The original looplet 0.1.7 kept these in looplet.types; they live in their own modules now
+# (which import this one, hence loaded on first use). ErrorKind and ToolError are imported above.
+_ORIGINAL_HOMES = {
+    "AgentState": "looplet.state",
+    "DefaultState": "looplet.state",
+    "LLMBackend": "looplet.backends.base",
+    "CancelToken": "looplet.cancel",
+    "ToolContext": "looplet.toolspec",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _ORIGINAL_HOMES.get(name)
+    if home is None:
+        from looplet._moved import missing
+
+        missing(__name__, name)
+    import importlib
+
+    return getattr(importlib.import_module(home), name)

@@ -188,14 +188,14 @@ def run_agent(
             return loop.trajectory
 
         trajectory = asyncio.run(go())
-        requests = len(allm.calls)
+        requests = allm.calls
     else:
         llm = MockLLMBackend([reply], cycle=True)
         loop = composable_loop(llm, TASK, tools, state=state, config=config, **options)
         for _ in loop:
             pass
         trajectory = loop.trajectory
-        requests = len(llm.calls)
+        requests = llm.calls
     return {
         "steps": [_without_duration(s.to_dict()) for s in trajectory.steps],
         "stop_reason": trajectory.stop_reason,

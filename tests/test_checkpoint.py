@@ -247,7 +247,7 @@ def test_the_rest_of_an_interrupted_turn_runs_without_asking_the_model_again(
     loop = composable_loop(llm, tools=make_tools(), checkpoint=store, resume=store)
     steps = list(loop)
     assert [s.tool_call.args.get("name") for s in steps] == ["Cy", "Di", None]
-    assert len(llm.calls) == 1  # only the turn after the interrupted one
+    assert llm.calls == 1  # only the turn after the interrupted one
     assert strip(loop.trajectory) == uninterrupted
 
 
@@ -370,7 +370,7 @@ def test_a_run_whose_last_step_was_saved_but_not_its_end_finishes_without_work(
     loop = composable_loop(llm, tools=make_tools(), checkpoint=store, resume=store)
     assert list(loop) == []
     assert strip(loop.trajectory) == uninterrupted
-    assert llm.calls == []
+    assert llm.requests == []
     end = store.load_latest()
     assert end is not None and (end.step, end.ended) == (5, True)
 
@@ -526,7 +526,7 @@ def test_a_failed_end_checkpoint_is_raised_and_the_run_can_still_be_closed(
     monkeypatch.undo()
     llm = Model().sync()
     loop = composable_loop(llm, tools=make_tools(), checkpoint=store, resume=store)
-    assert list(loop) == [] and llm.calls == []
+    assert list(loop) == [] and llm.requests == []
     assert loop.trajectory.stop_reason is StopReason.DONE
     end = store.load_latest()
     assert end is not None and (end.step, end.ended) == (5, True)

@@ -170,7 +170,7 @@ def test_summarize_replaces_old_turns_with_the_model_summary_keeping_identifiers
         messages, budget=budget, llm=llm
     )
 
-    (request,) = llm.calls
+    (request,) = llm.requests
     assert request.tools == ()
     asked = request.messages[-1].content
     assert "Find order 1042." in asked and "/srv/orders/1042.json" in asked and "c0_0" in asked

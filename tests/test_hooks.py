@@ -210,7 +210,7 @@ def test_pre_dispatch_deny_blocks_the_tool_and_tells_the_model(run_loop: RunLoop
     steps, _ = run_loop(llm=llm, tools=tools, task="t", hooks=[Guard()])
     assert ran == []
     assert steps[0].tool_result.error_kind is ErrorKind.PERMISSION_DENIED
-    assert "no greeting strangers" in list(llm.calls[1].messages)[-1].content
+    assert "no greeting strangers" in list(llm.requests[1].messages)[-1].content
 
 
 def test_check_permission_false_denies_and_first_denial_wins(run_loop: RunLoop) -> None:
@@ -291,7 +291,7 @@ def test_post_dispatch_context_reaches_the_next_model_call(run_loop: RunLoop) ->
 
     llm = MockLLMBackend([GREET, DONE])
     run_loop(llm=llm, tools=make_tools(), task="t", hooks=[Note()])
-    last = list(llm.calls[1].messages)[-1]
+    last = list(llm.requests[1].messages)[-1]
     assert (last.role, last.content) == ("user", "Remember: be brief.")
 
 
@@ -302,8 +302,8 @@ def test_pre_prompt_text_is_shown_for_that_call_only(run_loop: RunLoop) -> None:
 
     llm = MockLLMBackend([GREET, DONE])
     _, traj = run_loop(llm=llm, tools=make_tools(), task="t", hooks=[Clock()])
-    assert list(llm.calls[0].messages)[-1].content == "It is step 1."
-    assert list(llm.calls[1].messages)[-1].content == "It is step 2."
+    assert list(llm.requests[0].messages)[-1].content == "It is step 1."
+    assert list(llm.requests[1].messages)[-1].content == "It is step 2."
     assert not any(m.content.startswith("It is step") for m in traj.messages)
 
 
@@ -321,7 +321,7 @@ def test_check_done_can_refuse_and_the_model_is_told_why(run_loop: RunLoop) -> N
     llm = MockLLMBackend([DONE, GREET, DONE])
     steps, traj = run_loop(llm=llm, tools=make_tools(), task="t", hooks=[Gate()])
     assert steps[0].tool_result.error_kind is ErrorKind.DONE_REJECTED
-    assert "greet Alice first" in list(llm.calls[1].messages)[-1].content
+    assert "greet Alice first" in list(llm.requests[1].messages)[-1].content
     assert traj.tools == ["done", "greet", "done"] and traj.stop_reason is StopReason.DONE
 
 
@@ -338,10 +338,10 @@ def test_should_stop_ends_with_hook_stop(run_loop: RunLoop) -> None:
 
 
 def test_block_and_allow_factories_have_the_documented_flags() -> None:
-    assert Block("x").is_block and not Block("x").is_stop
-    assert Deny("x").is_block
-    assert not Allow().is_block and not Allow().is_noop
-    assert Stop("why").is_stop and Stop("why").stop == "why"
+    assert Block("x").is_block() and not Block("x").is_stop()
+    assert Deny("x").is_block()
+    assert not Allow().is_block() and not Allow().is_noop()
+    assert Stop("why").is_stop() and Stop("why").stop == "why"
 
 
 def test_on_event_sees_the_lifecycle_in_order() -> None:

@@ -61,7 +61,7 @@ def test_readme_example_yields_greet_then_done(run_loop: RunLoop, tools: BaseToo
 def test_model_sees_its_own_turns_and_tool_results(tools: BaseToolRegistry) -> None:
     llm = MockLLMBackend([GREET, DONE])
     run_sync(llm=llm, tools=tools, task={"goal": "Greet Alice, then finish."})
-    second = list(llm.calls[1].messages)
+    second = list(llm.requests[1].messages)
     assert [m.role for m in second] == ["system", "user", "assistant", "tool"]
     assert second[1].content == "goal: Greet Alice, then finish."
     assistant, tool_msg = second[2], second[3]
@@ -69,7 +69,7 @@ def test_model_sees_its_own_turns_and_tool_results(tools: BaseToolRegistry) -> N
     assert tool_msg.tool_call_id == assistant.tool_calls[0].call_id != ""
     assert "Hello, Alice!" in tool_msg.content
     # The first request is not changed by later turns (requests hold a view, not the list).
-    assert len(llm.calls[0].messages) == 2
+    assert len(llm.requests[0].messages) == 2
 
 
 def test_sync_and_async_loops_give_identical_steps(tools: BaseToolRegistry) -> None:
@@ -171,7 +171,7 @@ def test_unknown_tool_is_a_failed_step_the_model_is_told_about(
     llm = MockLLMBackend([ToolCall("gret", {"name": "A"}), DONE])
     steps, traj = run_loop(llm=llm, tools=tools, task="t")
     assert steps[0].tool_result.error_kind is ErrorKind.UNKNOWN_TOOL
-    told = list(llm.calls[1].messages)[-1]
+    told = list(llm.requests[1].messages)[-1]
     assert told.role == "tool" and told.is_error
     assert "Did you mean 'greet'" in told.content
     assert traj.stop_reason is StopReason.DONE
@@ -220,7 +220,7 @@ def test_raising_tool_is_a_failed_step_and_the_model_may_retry(run_loop: RunLoop
     llm = MockLLMBackend([call, call, DONE])
     steps, _ = run_loop(llm=llm, tools=tools, task="t")
     assert steps[0].pretty().startswith("#1 ✗ read(path='a.txt') → ERROR: execution: RuntimeError")
-    assert "disk on fire" in list(llm.calls[1].messages)[-1].content
+    assert "disk on fire" in list(llm.requests[1].messages)[-1].content
     assert steps[1].ok and steps[1].tool_result.data == "contents"
 
 
@@ -261,7 +261,7 @@ def test_any_task_type_becomes_the_first_user_message(
 ) -> None:
     llm = MockLLMBackend([DONE])
     _, traj = run_sync(llm=llm, tools=tools, task=task)
-    assert list(llm.calls[0].messages)[1].content == first_user_message
+    assert list(llm.requests[0].messages)[1].content == first_user_message
     assert traj.task == task
 
 
@@ -273,7 +273,7 @@ def test_dataclass_task_is_rendered_as_its_fields(tools: BaseToolRegistry) -> No
 
     llm = MockLLMBackend([DONE])
     run_sync(llm=llm, tools=tools, task=Ticket("printer jam", 2))
-    assert list(llm.calls[0].messages)[1].content == "title: printer jam\npriority: 2"
+    assert list(llm.requests[0].messages)[1].content == "title: printer jam\npriority: 2"
 
 
 def test_empty_registry_is_a_clear_error() -> None:
@@ -367,7 +367,7 @@ def test_done_tool_name_is_configurable_and_may_be_unregistered() -> None:
     steps, traj = run_sync(llm=llm, tools=tools, task="t", config=LoopConfig(done_tool="finish"))
     assert traj.stop_reason is StopReason.DONE
     assert steps[1].tool_result.data == {"summary": "ok"}
-    assert "`finish`" in llm.calls[0].messages[0].content
+    assert "`finish`" in llm.requests[0].messages[0].content
 
 
 def test_concurrent_safe_calls_in_one_turn_run_together() -> None:

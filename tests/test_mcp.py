@@ -112,7 +112,7 @@ def test_sdk_server_tools_become_specs_with_full_input_schemas(sdk: MCPToolAdapt
     assert echo.description == "Repeat a text."
     # Nothing is flattened: defaults, titles and required flags survive.
     assert echo.schema["properties"]["times"] == {"default": 1, "title": "Times", "type": "integer"}
-    assert echo.required_parameters == ["text"]
+    assert echo.required_parameters() == ["text"]
     assert echo.spec_text().startswith("echo(text: str")
 
 

@@ -162,7 +162,7 @@ def test_requests_are_recorded_with_last_prompt_and_system_prompt() -> None:
     llm.complete(first)
     llm.complete(tool_turn)
 
-    assert llm.calls == [first, tool_turn]
+    assert llm.requests == [first, tool_turn]
     assert llm.last_request is tool_turn
     assert llm.last_prompt == "tool output"
     assert llm.last_system_prompt == "sys two"
@@ -174,7 +174,7 @@ def test_reset_forgets_calls_and_restarts_the_script() -> None:
 
     llm.reset()
 
-    assert llm.calls == []
+    assert llm.requests == []
     assert llm.last_request is None
     assert llm.last_prompt == ""
     assert llm.complete(_request()).text == "a"
@@ -188,10 +188,10 @@ def test_legacy_generate_returns_raw_text_and_records_the_prompt() -> None:
     second = llm.generate("Finish")
 
     assert first == raw
-    assert llm.calls[0].max_tokens == 50
-    assert llm.calls[0].temperature == 0.2
+    assert llm.requests[0].max_tokens == 50
+    assert llm.requests[0].temperature == 0.2
     assert llm.last_prompt == "Finish"
-    assert llm.calls[0].system_prompt == "Be brief."
+    assert llm.requests[0].system_prompt == "Be brief."
     assert second == '{"tool": "done", "args": {"answer": "hi"}, "call_id": "call_1_0"}'
 
 
@@ -232,7 +232,7 @@ def test_async_twin_raises_exhaustion_and_records_calls() -> None:
 
     assert asyncio.run(run()) == "only"
     assert llm.last_system_prompt == "You are helpful."
-    assert [c.messages[-1].content for c in llm.calls] == ["hello", "Greet Alice"]
+    assert [c.messages[-1].content for c in llm.requests] == ["hello", "Greet Alice"]
 
 
 # -- usage estimates stay O(1) per turn, with the same numbers -------------------------------

@@ -38,7 +38,7 @@ def test_first_matching_rule_wins_and_globs_match_tools() -> None:
     assert decide(engine, "fs_read") is ALLOW
     assert decide(engine, "fs_delete") is DENY
     assert decide(engine, "shell") is DENY
-    assert engine.audit_log[1].rule == PermissionRule(DENY, "fs_delete")
+    assert engine.audit_log[1].rule == PermissionRule("fs_delete", DENY)
 
 
 def test_argument_matchers_exact_regex_predicate_and_callable() -> None:
@@ -122,7 +122,7 @@ def test_denial_reaches_the_model_and_every_decision_is_logged(tmp_path: Path) -
     llm = MockLLMBackend(script)
     steps, traj = run_sync(llm=llm, tools=make_tools(), task="t", hooks=[PermissionHook(engine)])
     assert [s.ok for s in steps] == [True, False, True]
-    assert "strangers" in llm.calls[2].messages[-1].content
+    assert "strangers" in llm.requests[2].messages[-1].content
     assert len(engine.audit_log) == 2  # done is exempt, so only the two greets
     assert [d.decision for d in traj.permission_decisions] == [ALLOW, DENY]
     path = engine.write_audit_log(tmp_path / "audit.jsonl")

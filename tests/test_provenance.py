@@ -113,8 +113,8 @@ def test_sink_writes_the_exact_requests_replies_steps_and_trajectory(
     sink = record(tmp_path / "run", llm, run_loop)
     out = tmp_path / "run"
 
-    assert len(llm.calls) == 3
-    for i, request in enumerate(llm.calls, 1):
+    assert llm.calls == 3
+    for i, request in enumerate(llm.requests, 1):
         written = read(out / f"call_{i:04d}.request.json")
         assert written["messages"] == [m.to_dict() for m in request.messages]
         assert written["tools"] == json.loads(json.dumps(list(request.tools)))
@@ -400,7 +400,7 @@ def test_recorder_keeps_the_run_in_memory() -> None:
         task=TASK,
         hooks=[recorder.trajectory_hook()],
     )
-    assert [c.request for c in recorder.calls] == llm.calls
+    assert [c.request for c in recorder.calls] == llm.requests
     assert [c.index for c in recorder.calls] == [1, 2, 3]
     assert recorder.calls[1].response is not None
     assert recorder.calls[1].response.tool_calls[0].tool == "lookup"

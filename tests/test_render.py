@@ -98,5 +98,5 @@ def test_a_tool_returning_a_circular_structure_is_a_success_the_model_can_read()
     loop = composable_loop(llm=llm, tools=tools, task="t", config=LoopConfig(max_steps=3))
     steps = list(loop)
     assert steps[0].ok and loop.trajectory.stop_reason is StopReason.DONE
-    tool_message = list(llm.calls[1].messages)[-1]
+    tool_message = list(llm.requests[1].messages)[-1]
     assert tool_message.content == '{"name": "root", "parent": "<circular reference>"}'

@@ -59,12 +59,12 @@ def test_an_applied_skill_puts_its_tools_and_titled_instructions_into_the_run() 
 
     assert traj.tools == ["lookup", "done"] and steps[0].ok
     assert steps[0].tool_result.data == {"order_id": "42", "status": "shipped"}
-    prompt = llm.calls[0].system_prompt
+    prompt = llm.requests[0].system_prompt
     assert prompt.startswith(DEFAULT_SYSTEM_PROMPT.replace("{done_tool}", "done"))
     section = prompt.split("## Skill: orders", 1)[1]
     assert "Always look the order up before answering." in section
     assert "### Memory (orders)\nCustomer 7 prefers email." in section
-    assert "lookup" in [schema["name"] for schema in llm.calls[0].tools]
+    assert "lookup" in [schema["name"] for schema in llm.requests[0].tools]
 
 
 def test_apply_returns_a_new_config_and_keeps_the_given_prompt_first() -> None:
@@ -272,9 +272,9 @@ def test_the_model_activates_a_skill_and_can_then_call_its_tools() -> None:
     )
     steps, traj = run_sync(llm=llm, tools=registry, task="Where is 42?")
 
-    offered = [[t["name"] for t in request.tools] for request in llm.calls]
+    offered = [[t["name"] for t in request.tools] for request in llm.requests]
     assert "lookup" not in offered[0] and "lookup" in offered[1]
-    (activate,) = [t for t in llm.calls[0].tools if t["name"] == "activate_skill"]
+    (activate,) = [t for t in llm.requests[0].tools if t["name"] == "activate_skill"]
     assert "- orders: Answer questions about orders. (tools: lookup)" in activate["description"]
     assert "Always look the order up" in steps[0].tool_result.data
     assert [s.ok for s in steps] == [True, True, True]

@@ -124,7 +124,7 @@ def test_a_child_gets_a_done_tool_without_changing_the_tools_it_was_given() -> N
     child = MockLLMBackend([CHILD_DONE])
     result = run_sub_loop(child, "t", greet_only_specs, max_steps=2)
     assert result.ok and result.summary == "Bob greeted"
-    assert "done" in [t["name"] for t in child.calls[0].tools]
+    assert "done" in [t["name"] for t in child.requests[0].tools]
     assert [s.name for s in greet_only_specs] == ["greet"]
 
 
@@ -145,7 +145,7 @@ def test_the_summary_is_the_final_text_or_what_summarize_makes_of_the_run() -> N
 def test_the_childs_system_prompt_is_its_own() -> None:
     child = MockLLMBackend([CHILD_DONE])
     run_sub_loop(child, "t", make_tools(), system_prompt="You only greet. End with {done_tool}.")
-    assert child.calls[0].system_prompt == "You only greet. End with done."
+    assert child.requests[0].system_prompt == "You only greet. End with done."
 
 
 # -- the budget --------------------------------------------------------------------------------
@@ -175,7 +175,7 @@ def test_a_parent_with_no_steps_left_runs_no_child() -> None:
     finish(loop)
     result = run_sub_loop(child, "t", make_tools(), parent=loop)
     assert not result.ok and result.stop_reason is StopReason.MAX_STEPS
-    assert "no steps left" in result.summary and child.calls == []
+    assert "no steps left" in result.summary and child.requests == []
     assert loop.trajectory.children == [result.trajectory]
 
 
@@ -202,7 +202,7 @@ def test_cancelling_the_parent_stops_the_child_and_then_the_parent() -> None:
     traj = finish(loop)
 
     (sub,) = traj.children
-    assert len(child.calls) == 1 and sub.tools == ["greet"]
+    assert child.calls == 1 and sub.tools == ["greet"]
     assert sub.stop_reason is StopReason.CANCELLED and sub.stop_detail == "user pressed stop"
     assert traj.steps[0].tool_result.error_kind is ErrorKind.CANCELLED
     assert traj.tools == ["helper"] and traj.stop_reason is StopReason.CANCELLED
@@ -320,7 +320,7 @@ def test_the_childs_model_calls_count_against_the_parents_cap() -> None:
     traj = finish(loop)
 
     (sub,) = traj.children
-    assert len(child.calls) == 2 and sub.llm_calls == 2  # the 3 the parent may make, less its own
+    assert child.calls == 2 and sub.llm_calls == 2  # the 3 the parent may make, less its own
     assert traj.llm_calls == 1 and traj.total_llm_calls == 3
     assert sub.stop_reason is StopReason.MAX_LLM_CALLS
     assert traj.stop_reason is StopReason.MAX_LLM_CALLS and traj.tools == ["helper"]
@@ -347,7 +347,7 @@ def test_the_tighter_of_the_childs_own_cap_and_the_parents_remaining_one_wins() 
     # The parent's second call used its last one: the second child is not run at all.
     assert second.llm_calls == 0 and second.stop_reason is StopReason.MAX_LLM_CALLS
     assert "no model calls left" in (traj.steps[1].tool_result.error or "")
-    assert len(child.calls) == 2 and traj.total_llm_calls == 4
+    assert child.calls == 2 and traj.total_llm_calls == 4
     assert traj.stop_reason is StopReason.MAX_LLM_CALLS
 
 
@@ -378,7 +378,7 @@ def test_an_async_childs_model_calls_count_against_the_parents_cap() -> None:
     traj = async_parent([DELEGATE, PARENT_DONE], child, config, max_steps=10)
 
     (sub,) = traj.children
-    assert len(child.calls) == 2 and traj.total_llm_calls == 3
+    assert child.calls == 2 and traj.total_llm_calls == 3
     assert sub.stop_reason is StopReason.MAX_LLM_CALLS
     assert traj.stop_reason is StopReason.MAX_LLM_CALLS and traj.tools == ["helper"]
     assert "stopped (max_llm_calls" in (traj.steps[0].tool_result.error or "")

@@ -67,8 +67,8 @@ def test_toolspec_keeps_parameters_and_normalises_the_schema_once() -> None:
     assert spec.parameters is params
     assert spec.to_json_schema() is spec.schema
     assert spec.schema["required"] == ["name"]
-    assert spec.parameter_names == ["name", "times"]
-    assert spec.required_parameters == ["name"]
+    assert spec.parameter_names() == ["name", "times"]
+    assert spec.required_parameters() == ["name"]
     assert spec.to_api_schema() == {
         "name": "greet",
         "description": "Greet.",
@@ -98,8 +98,8 @@ def test_non_callable_execute_is_rejected() -> None:
 
 
 def test_bad_simple_parameters_fail_at_construction() -> None:
-    with pytest.raises(ToolRegistrationError, match=r"'t'.*'n'.*'nope'"):
-        ToolSpec(name="t", description="d", parameters={"n": "nope"}, execute=print)
+    with pytest.raises(ToolRegistrationError, match=r"'t'.*'n'.*'intt'.*Did you mean 'int'"):
+        ToolSpec(name="t", description="d", parameters={"n": "intt"}, execute=print)
 
 
 # --------------------------------------------------------------------------- @tool

@@ -53,14 +53,21 @@ class _ScriptedBackend:
             )
         self.cycle = cycle
         self.provider = provider
-        self.calls: list[LLMRequest] = []
+        #: Every request received, in order (``calls`` is how many).
+        self.requests: list[LLMRequest] = []
         self._lock = threading.Lock()
         self._prompt_chars = _PromptChars()
 
     @property
+    def calls(self) -> int:
+        """How many times the model was called (the original looplet's counter); the
+        requests themselves are on :attr:`requests`."""
+        return len(self.requests)
+
+    @property
     def last_request(self) -> LLMRequest | None:
         """The last request received, or ``None`` before the first."""
-        return self.calls[-1] if self.calls else None
+        return self.requests[-1] if self.requests else None
 
     @property
     def last_prompt(self) -> str:
@@ -82,15 +89,15 @@ class _ScriptedBackend:
     def reset(self) -> None:
         """Forget the recorded requests and start the script over."""
         with self._lock:
-            self.calls.clear()
+            self.requests.clear()
             self._prompt_chars.clear()
 
     def _next_reply(self, request: LLMRequest) -> tuple[LLMResponse, str | None]:
         """Record ``request``; the next reply and its raw text form (for ``generate``), or
         ``None`` for a scripted ``LLMResponse`` (:meth:`_raw` writes it when asked)."""
         with self._lock:
-            self.calls.append(request)
-            turn = len(self.calls) - 1
+            self.requests.append(request)
+            turn = len(self.requests) - 1
             if turn >= len(self.responses) and not self.cycle:
                 raise ScriptExhaustedError(self.provider, len(self.responses))
             item: Any = self.responses[turn % len(self.responses)]
@@ -172,6 +179,11 @@ class MockLLMBackend(_ScriptedBackend):
         cycle: start the script over when it runs out, instead of raising
             :class:`~looplet.errors.ScriptExhaustedError`.
         provider: the name on errors and ``LLMResponse.model``.
+
+    Attributes:
+        requests: every :class:`~looplet.backends.base.LLMRequest` received, in order.
+        calls: how many times the model was called (``len(requests)``), as in the original.
+        last_prompt, last_system_prompt: the last request's user text and system prompt.
 
     Example::
 
