@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -103,12 +104,46 @@ SCENARIOS: dict[str, Scenario] = {
 }
 
 
+def _judge(prompt: str) -> Any:
+    """A stand-in judge for the "correctness" rubric: full marks when the subject holds the
+    reference answer, none otherwise."""
+    rubric, _, subject = prompt.partition("\n\nSUBJECT:\n")
+    reference = rubric.rpartition("REFERENCE ANSWER:\n")[2].strip()
+    right = bool(reference) and reference in subject
+    reason = f"the answer {'gives' if right else 'does not give'} {reference!r}"
+    return text_reply(json.dumps({"score": 1.0 if right else 0.0, "reason": reason}))
+
+
+_CONVERT = re.compile(r"Convert (\S+) (\S+) to (\S+)\.")
+
+
+def _convert_as_asked(task: str) -> Scenario | None:
+    """For eval_conversions.py's tasks ("Convert 1 ft to cm."): convert, then answer, or
+    say the unit is unknown when the tool refused it."""
+    asked = _CONVERT.fullmatch(task)
+    if asked is None:
+        return None
+    value, from_unit, to_unit = asked.groups()
+
+    def play(results: list[Any]) -> Any:
+        if not results:
+            args = {"value": float(value), "from_unit": from_unit, "to_unit": to_unit}
+            return tool_reply(call("convert", args))
+        if isinstance(results[0], dict) and "value" in results[0]:
+            return tool_reply(call("done", {"answer": f"{results[0]['value']:.2f} {to_unit}"}))
+        return text_reply(f"I cannot convert {from_unit}: the convert tool does not know it.")
+
+    return play
+
+
 def reply(request: RecordedRequest) -> Any:
-    """The next reply for ``request``, from the scenario of its task."""
+    """The next reply for ``request``, from the scenario of its task (or as a judge)."""
     body = request.body or {}
     messages = body.get("messages", [])
     task = next((m["content"] for m in messages if m.get("role") == "user"), "")
-    scenario = SCENARIOS.get(task)
+    if task.startswith("RUBRIC:"):  # looplet.evals.judge.Judge's request
+        return _judge(task)
+    scenario = SCENARIOS.get(task) or _convert_as_asked(task)
     if scenario is None:
         return text_reply(f"(no scenario for task {task!r})")
     results = [_decode(m.get("content", "")) for m in messages if m.get("role") == "tool"]

@@ -51,6 +51,7 @@ if TYPE_CHECKING:
         estimate_tokens,
     )
     from looplet.config import LoopConfig
+    from looplet.datasets import Case, DatasetError, load_dataset
     from looplet.errors import (
         CheckpointError,
         ConfigurationError,
@@ -98,10 +99,23 @@ if TYPE_CHECKING:
         load_run,
         replay_loop,
     )
+    from looplet.scorers import (
+        all_of,
+        contains,
+        exact_match,
+        json_schema_valid,
+        normalize_text,
+        regex_match,
+        tool_call_f1,
+        trajectory_edit_distance,
+        weighted_mean,
+        within_budget,
+    )
     from looplet.skills import Skill, load_skills
     from looplet.state import AgentState, DefaultState
     from looplet.subagent import SubagentResult, arun_sub_loop, run_sub_loop, subagent_tool
     from looplet.testing.mock import AsyncMockLLMBackend, MockLLMBackend
+    from looplet.toolkit import register_done_tool, tools_from
     from looplet.tools import BaseToolRegistry, ToolContext, ToolSpec, tool
     from looplet.tracing import Tracer, TracingHook
     from looplet.types import Step, StopReason, ToolCall, ToolResult, Trajectory, Usage
@@ -121,6 +135,7 @@ __all__ = [
     "BaseToolRegistry",
     "Block",
     "CancelToken",
+    "Case",
     "Checkpoint",
     "CheckpointError",
     "CompactOutcome",
@@ -129,6 +144,7 @@ __all__ = [
     "ConfigurationError",
     "ContextBudget",
     "Continue",
+    "DatasetError",
     "DefaultState",
     "Deny",
     "ErrorKind",
@@ -186,6 +202,7 @@ __all__ = [
     "TruncateCompact",
     "Usage",
     "__version__",
+    "all_of",
     "any_outcome",
     "areplay_loop",
     "arun_sub_loop",
@@ -193,22 +210,34 @@ __all__ = [
     "async_composable_loop",
     "compact_chain",
     "composable_loop",
+    "contains",
     "estimate_tokens",
     "eval_cli",
     "eval_discover",
     "eval_mark",
     "eval_run",
     "eval_run_batch",
+    "exact_match",
     "explain_mismatch",
     "failed",
+    "json_schema_valid",
+    "load_dataset",
     "load_run",
     "load_skills",
+    "normalize_text",
+    "regex_match",
+    "register_done_tool",
     "replay_loop",
     "resume_loop_state",
     "run_sub_loop",
     "subagent_tool",
     "tool",
+    "tool_call_f1",
+    "tools_from",
+    "trajectory_edit_distance",
     "trajectory_matches",
+    "weighted_mean",
+    "within_budget",
 ]
 
 # Every name is loaded on first access: `import looplet` pulls in no provider SDK, no server
@@ -220,6 +249,7 @@ _LAZY = {
     ),
     "CancelToken": "looplet.cancel",
     "LoopConfig": "looplet.config",
+    **dict.fromkeys(("Case", "DatasetError", "load_dataset"), "looplet.datasets"),
     **dict.fromkeys(
         (
             "CheckpointError",
@@ -252,6 +282,7 @@ _LAZY = {
     "Message": "looplet.messages",
     **dict.fromkeys(("AgentState", "DefaultState"), "looplet.state"),
     **dict.fromkeys(("BaseToolRegistry", "ToolContext", "ToolSpec", "tool"), "looplet.tools"),
+    **dict.fromkeys(("register_done_tool", "tools_from"), "looplet.toolkit"),
     **dict.fromkeys(
         ("Step", "StopReason", "ToolCall", "ToolResult", "Trajectory", "Usage"), "looplet.types"
     ),
@@ -285,6 +316,21 @@ _LAZY = {
     "eval_cli": "looplet.cli",
     **dict.fromkeys(("AsyncMCPToolAdapter", "MCPError", "MCPToolAdapter"), "looplet.mcp"),
     **dict.fromkeys(("Skill", "load_skills"), "looplet.skills"),
+    **dict.fromkeys(
+        (
+            "all_of",
+            "contains",
+            "exact_match",
+            "json_schema_valid",
+            "normalize_text",
+            "regex_match",
+            "tool_call_f1",
+            "trajectory_edit_distance",
+            "weighted_mean",
+            "within_budget",
+        ),
+        "looplet.scorers",
+    ),
     **dict.fromkeys(
         ("SubagentResult", "arun_sub_loop", "run_sub_loop", "subagent_tool"), "looplet.subagent"
     ),
@@ -336,7 +382,9 @@ def __getattr__(name: str) -> Any:
     else:
         module = _LAZY.get(name)
         if module is None:
-            raise AttributeError(f"module 'looplet' has no attribute {name!r}")
+            from looplet._moved import missing  # an original 0.1.7 name: say where it went
+
+            missing("looplet", name)
         import importlib
 
         value = getattr(importlib.import_module(module), name)

@@ -18,6 +18,8 @@ The hierarchy::
     │                             enable one)
     ├── TrajectoryLoadError       (looplet.evals) a saved run cannot be read
     ├── EvalImportError           (looplet.evals) an eval file does not import
+    ├── DatasetError              (looplet.datasets) a file of eval cases is unusable (names
+    │                             the file, the case and the field)
     ├── HookError                 a hook raised; names the hook object, slot and step
     ├── CheckpointError           a checkpoint cannot be written, read or resumed (names
     │                             the file and the fix)

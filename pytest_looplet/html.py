@@ -2,8 +2,8 @@
 report document.
 
 The page has the run's figures, a table of evals (failures first, then flaky evals) and, per
-eval, an expandable ``<details>`` view of every repetition: its message, metrics, and each
-step's tool call and result preview. CSS and the small script (filter, expand/collapse,
+eval, an expandable ``<details>`` view of every repetition: its message, reason, metrics,
+and each step's tool call and result preview. CSS and the small script (filter, expand/collapse,
 failures only) are inline; the page loads nothing from the network, so it can be attached to
 a CI run and opened offline. Every value from the run is HTML-escaped.
 """
@@ -218,6 +218,17 @@ def _eval_details(e: Mapping[str, Any], anchor: str) -> str:
     )
 
 
+def _case_facts(case: Any) -> dict[str, Any]:
+    """A dataset case's name, file and metadata, as facts of its run."""
+    if not isinstance(case, Mapping):
+        return {}
+    metadata = case.get("metadata")
+    return {
+        "case": f"{case.get('name')} ({case.get('dataset')})",
+        **{f"case {k}": v for k, v in sorted((metadata or {}).items())},
+    }
+
+
 def _item_details(item: Mapping[str, Any], repeated: bool) -> str:
     traj = item.get("trajectory") or {}
     usage = traj.get("usage") or {}
@@ -231,6 +242,7 @@ def _item_details(item: Mapping[str, Any], repeated: bool) -> str:
     figures.append(f"{_num(item.get('duration_s'), '.2f')} s")
     name = f"run {item['repetition']}/{item['repetitions']}" if repeated else "run"
     facts = {
+        "reason": item.get("reason"),
         "node id": item.get("nodeid"),
         "threshold": item.get("threshold"),
         "stop reason": item.get("stop_reason") or traj.get("stop_reason"),
@@ -243,6 +255,7 @@ def _item_details(item: Mapping[str, Any], repeated: bool) -> str:
         "error": item.get("error"),
         "over budget": ", ".join(item.get("budget_exceeded") or []) or None,
         **{f"metric {k}": v for k, v in sorted((item.get("metrics") or {}).items())},
+        **_case_facts(item.get("case")),
     }
     dl = "".join(
         f"<dt>{escape(k)}</dt><dd class='mono'>{escape(str(v))}</dd>"

@@ -10,7 +10,9 @@ never runs an eval pays for no more); with
 :mod:`pytest_looplet.scoring` (scores, thresholds and budgets, imported when the first eval
 runs) and, on the controller, :mod:`pytest_looplet.summary` (the end-of-run section, which
 builds the :mod:`~looplet.evals.report` document, the :mod:`~pytest_looplet.html` page and the
-:mod:`~pytest_looplet.baseline` comparison). ``docs/reports.md`` documents them.
+:mod:`~pytest_looplet.baseline` comparison). ``docs/reports.md`` documents them. In any run,
+a function marked ``looplet_dataset`` gets one item per case of its file
+(:mod:`pytest_looplet.datasets`, imported only then).
 """
 
 from __future__ import annotations
@@ -55,6 +57,11 @@ _MARKER = (
     "score an eval must reach (default: --looplet-threshold), how many times it runs "
     "(default: --looplet-repeat), and the agent's step, token and dollar budgets"
 )
+_DATASET_MARKER = (
+    "looplet_dataset(path): parametrize the function's `case` argument with the cases of a "
+    "YAML, JSON, JSON Lines or CSV file (path relative to the file of the function), one "
+    "item per case"
+)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -65,6 +72,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     """Declare the marker, resolve the settings, and register the eval plugin if evals are on."""
     config.addinivalue_line("markers", _MARKER)
+    config.addinivalue_line("markers", _DATASET_MARKER)
     settings = resolve(config)
     config.stash[settings_key] = settings
     from pytest_looplet import fixtures, redaction  # pytest only at import: cheap
@@ -103,6 +111,24 @@ def looplet_repetition() -> int:
     run's number rather than this fixture's 1.
     """
     return 1
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Parametrize a function marked ``looplet_dataset`` (an eval or a test) with its cases
+    (:mod:`pytest_looplet.datasets`, imported only then)."""
+    marker = metafunc.definition.get_closest_marker("looplet_dataset")
+    if marker is not None:
+        from pytest_looplet.datasets import parametrize
+
+        parametrize(metafunc, marker)
+
+
+def pytest_itemcollected(item: pytest.Item) -> None:
+    """Put a dataset case's name, file and metadata on its item's reports."""
+    if "pytest_looplet.datasets" in sys.modules:  # no dataset was read: no case to note
+        from pytest_looplet.datasets import note_case
+
+        note_case(item)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -2,14 +2,15 @@
 and its budgets.
 
 :func:`run_eval` is the body of the plugin's ``pytest_pyfunc_call`` for eval items; it records
-the score, threshold, metrics and the run's trajectory figures in ``item.user_properties``, so
-they ride on the report to the xdist controller and into JUnit XML; when a report is written
-(``--looplet-report``, ``--looplet-html``) the trajectory's steps go there too, as compact
-JSON (``looplet_trajectory``). :func:`record_trajectory` is how a fixture tells the plugin
-which trajectory an eval produced. The marker's ``max_steps``, ``max_tokens`` and ``max_cost``
-are checked once the eval returned; its cost comes from :data:`PRICES` (extended by the
-``looplet_prices`` files). Collection is :mod:`pytest_looplet.collect`'s job, the end-of-run
-table :mod:`pytest_looplet.summary`'s.
+the score, threshold, metrics, reason (the result's ``explanation``) and the run's trajectory
+figures in ``item.user_properties``, so they ride on the report to the xdist controller and
+into JUnit XML; when a report is written (``--looplet-report``, ``--looplet-html``) the
+trajectory's steps go there too, as compact JSON (``looplet_trajectory``).
+:func:`record_trajectory` is how a fixture tells the plugin which trajectory an eval produced.
+The marker's ``max_steps``, ``max_tokens`` and ``max_cost`` are checked once the eval
+returned; its cost comes from :data:`PRICES` (extended by the ``looplet_prices`` files).
+Collection is :mod:`pytest_looplet.collect`'s job, the end-of-run table
+:mod:`pytest_looplet.summary`'s.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from looplet import pricing
 from looplet.evals.result import EvalResult
 from looplet.types import Step, Trajectory
 from pytest_looplet.collect import async_return_key
+from pytest_looplet.datasets import case_threshold
 from pytest_looplet.settings import LoopletSettings, check_threshold
 
 __all__ = [
@@ -97,6 +99,7 @@ def run_eval(
     accepted forms, and is recorded as an error (``looplet_error``), never as a pass.
     """
     threshold, budgets = _read_marker(item, settings.threshold)
+    threshold = case_threshold(item, threshold)  # a dataset case's own threshold wins
     record = _Recorder(item, settings, prices)
     try:
         value = call() if call is not None else _call(item)
@@ -117,6 +120,8 @@ def run_eval(
             ("looplet_metrics", json.dumps(result.metrics, sort_keys=True)),
         ]
     )
+    if result.explanation:  # a scorer's or judge's reason: reported, passed or not
+        item.user_properties.append(("looplet_reason", result.explanation))
     problems = [] if result.passed(threshold) else [_below_threshold(item, result, threshold)]
     over = _over_budget(item, budgets, figures)
     if over:

@@ -8,9 +8,11 @@ document of :mod:`looplet.evals.report`, from which the tables, the JSON and HTM
 the baseline comparison are all made. Lines are sorted by node id, so the order does not
 depend on scheduling.
 
-Evals that are not repeated get one line each (result, score, steps, tokens, stop reason);
-repeated evals get a second table (passes/runs, pass rate with its Wilson interval, mean
-score, pass@k, pass^k, flaky). A repeated eval passes when its pass rate reaches
+Evals that are not repeated get one line each (result, score, steps, tokens, stop reason),
+and an indented one under it with the reason for the score when the eval gave one (a
+scorer's or judge's ``explanation``; every run's is in the JSON and HTML reports); repeated
+evals get a second table (passes/runs, pass rate with its Wilson interval, mean score,
+pass@k, pass^k, flaky). A repeated eval passes when its pass rate reaches
 ``--looplet-min-pass-rate``; :meth:`EvalSummary.finish` makes the exit status agree.
 """
 
@@ -35,7 +37,10 @@ OUTCOMES = ("PASS", "FAIL", "ERROR", "SKIP", "XFAIL", "XPASS")
 """The results an eval line can show, in the order the totals list them."""
 
 MESSAGE_CHARS = 2000
-"""How much of a failure's message an item keeps for the reports."""
+"""How much of a failure's message, or of an eval's reason, an item keeps for the reports."""
+
+REASON_LINE_CHARS = 160
+"""How much of an eval's reason its line under the eval in the terminal table shows."""
 
 _TOTAL_WORDS = {
     "PASS": "passed",
@@ -231,11 +236,17 @@ class EvalSummary:
         repeated = [e for e in evals if e["repetitions"] > 1]
         out: list[str] = []
         if single:
-            out += _table(
+            table = _table(
                 ("result", "score", "steps", "tokens", "stop", "eval"),
                 [_single_cells(e) for e in single],
                 "<>>><<",
             )
+            out.append(table[0])
+            for entry, line in zip(single, table[1:], strict=True):
+                out.append(line)
+                reason = entry["items"][0].get("reason")
+                if reason:
+                    out.append(f"  ↳ {_clip(' '.join(reason.split()), REASON_LINE_CHARS)}")
         if repeated:
             rate = 1.0 if self.settings is None else self.settings.min_pass_rate
             out.append(f"repeated evals (pass when at least {rate:.0%} of runs pass):")
@@ -316,6 +327,7 @@ def _item(nodeid: str, repetition: str | None) -> dict[str, Any]:
         "metrics": {},
         "error": None,
         "message": None,
+        "reason": None,
         "duration_s": 0.0,
         "step_count": None,
         "tokens": None,
@@ -323,6 +335,7 @@ def _item(nodeid: str, repetition: str | None) -> dict[str, Any]:
         "cost_usd": None,
         "budget_exceeded": [],
         "trajectory": None,
+        "case": None,
     }
 
 
@@ -337,7 +350,10 @@ def _read_properties(item: dict[str, Any], props: dict[str, Any]) -> None:
     budget = props.get("looplet_budget_exceeded")
     item["budget_exceeded"] = str(budget).split(",") if budget else []
     item["metrics"] = _json(props.get("looplet_metrics")) or {}
+    reason = str(props.get("looplet_reason") or "")
+    item["reason"] = _clip(reason, MESSAGE_CHARS) if reason else None
     item["trajectory"] = _json(props.get("looplet_trajectory"))
+    item["case"] = _json(props.get("looplet_case"))  # a dataset's case: name, file, metadata
 
 
 def _json(value: Any) -> Any:
@@ -373,7 +389,11 @@ def _message(report: pytest.TestReport) -> str:
     else:
         crash = getattr(longrepr, "reprcrash", None)
         text = getattr(crash, "message", None) or report.longreprtext
-    return text if len(text) <= MESSAGE_CHARS else text[: MESSAGE_CHARS - 1] + "…"
+    return _clip(text, MESSAGE_CHARS)
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _number(value: Any, kind: type[int] | type[float]) -> Any:

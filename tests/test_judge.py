@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from looplet import ToolCall
-from looplet.evals.judge import Judge, JudgeError
+from looplet import ConfigurationError, Step, ToolCall, ToolResult, Trajectory, weighted_mean
+from looplet.evals.judge import RUBRICS, Judge, JudgeError, rubric
 from looplet.testing import MockLLMBackend, ScriptedOpenAIServer, call, text_reply, tool_reply
 from tests.conftest import make_tools, run_sync
 
@@ -25,10 +25,10 @@ def test_a_judge_reads_score_and_reason_and_sees_the_trajectory() -> None:
     llm = MockLLMBackend(['Verdict: {"score": 0.75, "reason": "greeted, but terse"}'])
     result = Judge(llm)("The agent greets everyone named.", traj)
     assert (result.score, result.explanation) == (0.75, "greeted, but terse")
-    sent = llm.calls[0].messages[-1].content
+    sent = llm.requests[0].messages[-1].content
     assert "RUBRIC:\nThe agent greets everyone named." in sent
     assert "#1 ✓ greet(name='Alice')" in sent
-    assert llm.calls[0].temperature == 0.0
+    assert llm.requests[0].temperature == 0.0
 
 
 @pytest.mark.parametrize(
@@ -50,6 +50,55 @@ def test_an_unreadable_verdict_is_an_error_showing_the_reply(reply: str, problem
 def test_a_zero_score_is_a_score() -> None:
     result = Judge(MockLLMBackend(['{"score": 0, "reason": "wrong"}']))("r", "s")
     assert result.score == 0.0 and not result.passed(0.5)
+
+
+def test_a_judged_trajectory_is_shown_without_durations_so_its_request_replays() -> None:
+    def run(ms: float) -> Trajectory:
+        result = ToolResult("greet", "name='Al'", {"greeting": "Hello"}, duration_ms=ms)
+        return Trajectory(task="t", steps=[Step(1, ToolCall("greet", {"name": "Al"}), result)])
+
+    judge = Judge(MockLLMBackend([]))
+    fast, slow = (judge.request("r", run(ms)).messages[-1].content for ms in (1.2, 7.9))
+    assert fast == slow  # a cassette recorded on one run matches the request of the next
+    assert "#1 ✓ greet(name='Al') → 1 keys" in fast and "ms]" not in fast
+
+
+def test_rubric_templates_fill_their_placeholders() -> None:
+    assert set(RUBRICS) == {"correctness", "helpfulness", "groundedness"}
+    text = rubric("correctness", reference="26.22 mi")
+    assert text.startswith("The subject's final answer is correct")
+    assert text.endswith("REFERENCE ANSWER:\n26.22 mi")
+    assert rubric("helpfulness", task="Greet {Alice}").endswith("TASK:\nGreet {Alice}")
+    assert rubric("groundedness", sources=[1, 2]).endswith("SOURCES:\n[1, 2]")
+    with pytest.raises(TypeError):
+        RUBRICS["mine"] = "x"  # type: ignore[index]  # read-only
+
+
+@pytest.mark.parametrize(
+    ("call", "problem"),
+    [
+        (lambda: rubric("correct"), "no rubric named 'correct'; the rubrics are 'correctness'"),
+        (lambda: rubric("correctness"), "rubric('correctness') needs reference=..."),
+        (
+            lambda: rubric("helpfulness", task="t", answer="a"),
+            "rubric('helpfulness') has no placeholder 'answer'",
+        ),
+    ],
+)
+def test_rubric_names_what_is_wrong(call: Any, problem: str) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        call()
+    assert problem in str(info.value)
+
+
+def test_a_judge_with_a_rubric_template_composes_with_scorers() -> None:
+    llm = MockLLMBackend(['{"score": 0.5, "reason": "partly right"}'])
+    verdict = Judge(llm)(rubric("correctness", reference="26.22 mi"), "about 26 miles")
+    assert "REFERENCE ANSWER:\n26.22 mi" in llm.requests[0].messages[-1].content
+    # (0.5 * 1 + 1.0 * 1) / 2 = 0.75
+    combined = weighted_mean([verdict, True])
+    assert combined.score == 0.75
+    assert combined.explanation.startswith("weighted mean 0.75 of 2: judge 0.50 x1 (partly right)")
 
 
 EVAL = """

@@ -4,27 +4,93 @@
 :class:`~looplet.evals.result.EvalResult`. A reply that is not such an object is an error
 (:class:`JudgeError`, showing the raw reply), never a silent pass. Under pytest the
 ``looplet_judge`` fixture builds one on the test's cassette-backed backend, so judged evals
-replay offline like the agent they judge.
+replay offline like the agent they judge: the request holds nothing that changes from run to
+run (a trajectory's steps are shown without their durations).
+
+:data:`RUBRICS` holds rubric templates (correctness, helpfulness, groundedness);
+:func:`rubric` fills one in. A judge's result composes with the deterministic scorers of
+:mod:`looplet.scorers` (``weighted_mean``, ``all_of``).
 """
 
 from __future__ import annotations
 
 import json
+import string
+import types
+from collections.abc import Mapping
 from typing import Any
 
+from looplet._trajectory_diff import step_text
 from looplet.backends.base import LLMRequest, LLMResponse
-from looplet.errors import LoopletError
+from looplet.errors import ConfigurationError, LoopletError
 from looplet.evals.result import EvalResult
 from looplet.messages import Message
 from looplet.types import Trajectory
 
-__all__ = ["JUDGE_SYSTEM_PROMPT", "Judge", "JudgeError"]
+__all__ = ["JUDGE_SYSTEM_PROMPT", "RUBRICS", "Judge", "JudgeError", "rubric"]
 
 JUDGE_SYSTEM_PROMPT = (
     "You are a strict grader. Read the rubric, then the subject, and decide how well the "
     "subject meets the rubric. Reply with one JSON object and nothing else: "
     '{"score": <a number from 0 to 1>, "reason": "<one sentence>"}.'
 )
+
+
+RUBRICS: Mapping[str, str] = types.MappingProxyType(
+    {
+        "correctness": (
+            "The subject's final answer is correct: it agrees with the reference answer below on "
+            "every fact that matters. Wording, order, formatting and extra politeness do not "
+            "count; a missing, wrong or contradicting fact does. Score 1 when it fully agrees, "
+            "0.5 when it is partly right or incomplete, 0 when it is wrong or gives no answer.\n"
+            "REFERENCE ANSWER:\n{reference}"
+        ),
+        "helpfulness": (
+            "The subject does what the task below asked, fully and directly: it answers the "
+            "question or does the work, without needless steps, padding, or asking for what the "
+            "task already says. Score 1 when it does the whole task, 0.5 when it does part of "
+            "it, 0 when it does not, or refuses without a good reason.\nTASK:\n{task}"
+        ),
+        "groundedness": (
+            "Every factual claim in the subject's final answer is supported by the sources "
+            "below; a claim they do not support, or contradict, counts against it, however "
+            "plausible. Saying that the sources do not tell is grounded. Score 1 when every "
+            "claim is supported, 0.5 when most are, 0 when a key claim is not.\n"
+            "SOURCES:\n{sources}"
+        ),
+    }
+)
+"""Rubric templates by name; each ``{placeholder}`` is filled in by :func:`rubric`.
+
+* ``correctness``: the answer agrees with ``{reference}``, the expected answer;
+* ``helpfulness``: the subject does ``{task}``, fully and directly;
+* ``groundedness``: every claim is backed by ``{sources}`` (e.g. the tool results).
+"""
+
+
+def rubric(name: str, /, **fields: object) -> str:
+    """The rubric template :data:`RUBRICS[name] <RUBRICS>` with its placeholders filled in.
+
+    Example::
+
+        verdict = looplet_judge(rubric("correctness", reference="26.22 mi"), traj)
+
+    Raises:
+        ConfigurationError: an unknown rubric name, a placeholder without a value, or a
+            value for a placeholder the rubric does not have.
+    """
+    template = RUBRICS.get(name)
+    if template is None:
+        raise ConfigurationError(
+            f"no rubric named {name!r}; the rubrics are {', '.join(map(repr, RUBRICS))}"
+        )
+    wanted = {field for _, field, _, _ in string.Formatter().parse(template) if field}
+    missing, unknown = sorted(wanted - set(fields)), sorted(set(fields) - wanted)
+    if missing or unknown:
+        problems = [f"needs {', '.join(f'{f}=...' for f in missing)}"] if missing else []
+        problems += [f"has no placeholder {', '.join(map(repr, unknown))}"] if unknown else []
+        raise ConfigurationError(f"rubric({name!r}) {' and '.join(problems)}")
+    return template.format_map({key: str(value) for key, value in fields.items()})
 
 
 class JudgeError(LoopletError):
@@ -100,7 +166,7 @@ def read_verdict(reply: LLMResponse, name: str = "judge") -> EvalResult:
 def _describe(subject: Any) -> str:
     if isinstance(subject, Trajectory):
         lines = [f"task: {subject.task}"]
-        lines += [step.pretty() for step in subject.steps]
+        lines += [step_text(step) for step in subject.steps]  # no durations: replayable
         lines.append(f"stopped: {subject.stop_reason} {subject.stop_detail}".rstrip())
         if subject.final_text:
             lines.append(f"final answer: {subject.final_text}")

@@ -57,7 +57,9 @@ class EvalResult:
         label: a short category for the verdict (``"correct"``, ``"partial"``...).
         metrics: named numbers beside the score (recall, cost, latency...).
         details: anything else worth keeping with the result; not validated.
-        explanation: why the score is what it is, shown when the eval fails.
+        explanation: why the score is what it is (the scorers of :mod:`looplet.scorers`
+            and judges fill it in); the plugin reports it as the eval's ``reason`` and
+            shows it when the eval fails.
         name: the eval's name, when the result travels without its test id.
         duration_ms: how long the eval took, filled in by the runner.
 
