@@ -119,13 +119,16 @@ def credential_values(environ: Mapping[str, str] | None = None) -> frozenset[str
     ``*_PASSWORD``, ``*_ACCESS_KEY``, ``*_SECRET_KEY`` or ``*_PRIVATE_KEY``, at least 8
     characters long."""
     env = os.environ if environ is None else environ
-    found = {
-        value.strip()
-        for name, value in env.items()
-        if _CREDENTIAL_ENV.search(name.upper()) and len(value.strip()) >= _MIN_CREDENTIAL
-    }
+    values = (env.get(name, "") for name in list(env) if _names_credential(name))
+    found = {value.strip() for value in values if len(value.strip()) >= _MIN_CREDENTIAL}
     with _credentials_lock:
         return frozenset(found | _credentials)
+
+
+@functools.lru_cache(maxsize=4096)
+def _names_credential(name: str) -> bool:
+    # Cached: every report and progress line reads the environment, whose names rarely change.
+    return _CREDENTIAL_ENV.search(name.upper()) is not None
 
 
 def is_secret_name(name: str, extra_words: Iterable[str] = ()) -> bool:

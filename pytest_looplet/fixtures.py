@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from looplet import BaseToolRegistry, LoopConfig, PermissionEngine, Step, Trajectory
     from looplet.cassettes import Cassette
     from looplet.evals.judge import Judge
+    from pytest_looplet.clients import SDKClients
 
 __all__ = [
     "LoopletAgent",
@@ -45,6 +47,8 @@ __all__ = [
 ]
 
 _DEFAULT_MODELS = {"openai": "gpt-4o-mini", "anthropic": "claude-sonnet-5-5"}
+# What a folder name keeps of a test's name; the rest becomes "_".
+_UNSAFE_NAME = re.compile(r"[^\w.=+-]")
 
 
 @pytest.fixture(scope="session")
@@ -136,22 +140,34 @@ def looplet_cassette(
                 cassette.__exit__(None, None, None)
 
 
+@pytest.fixture(scope="session")
+def _looplet_sdk_clients() -> Iterator[SDKClients]:
+    """Session: the provider SDK clients the evals share (closed when the session ends)."""
+    from pytest_looplet.clients import SDKClients
+
+    clients = SDKClients()
+    yield clients
+    clients.close()
+
+
 @pytest.fixture
 def looplet_llm(
-    looplet_cassette: Cassette, looplet_provider: str, looplet_model: str
-) -> Iterator[Any]:
+    looplet_cassette: Cassette,
+    looplet_provider: str,
+    looplet_model: str,
+    _looplet_sdk_clients: SDKClients,
+) -> Any:
     """Per test: a backend for the provider, its HTTP recorded to or replayed from the cassette.
 
     Replaying needs no API key and no network: the client is pointed at the base URL the
     cassette was recorded from. Recording uses ``OPENAI_API_KEY`` / ``OPENAI_BASE_URL`` (or
-    the ``ANTHROPIC_*`` twins).
+    the ``ANTHROPIC_*`` twins). The SDK client is built once per worker and configuration
+    and shared by the evals (:mod:`pytest_looplet.clients`); the cassette is the test's own.
     """
-    from looplet.cassettes import recorded_base_url
-
     env = looplet_provider.upper()
     replaying = _replays_only(looplet_cassette)
     base_url = (
-        recorded_base_url(looplet_cassette.path, looplet_provider)
+        looplet_cassette.recorded_base_url(looplet_provider)
         if replaying
         else os.environ.get(f"{env}_BASE_URL")
     )
@@ -162,20 +178,14 @@ def looplet_llm(
             f"a non-default endpoint). To replay instead, run with --looplet-record-mode=none.",
             pytrace=False,
         )
+    client = _looplet_sdk_clients.get(looplet_provider, api_key, base_url)
     if looplet_provider == "anthropic":
-        import anthropic
-
         from looplet.backends import AnthropicBackend
 
-        with anthropic.Anthropic(api_key=api_key, base_url=base_url) as client:
-            yield AnthropicBackend(client, model=looplet_model)
-    else:
-        import openai
+        return AnthropicBackend(client, model=looplet_model)
+    from looplet.backends import OpenAIBackend
 
-        from looplet.backends import OpenAIBackend
-
-        with openai.OpenAI(api_key=api_key, base_url=base_url) as client:
-            yield OpenAIBackend(client, model=looplet_model)
+    return OpenAIBackend(client, model=looplet_model)
 
 
 @pytest.fixture
@@ -225,12 +235,30 @@ def looplet_config() -> LoopConfig:
     return LoopConfig()
 
 
+@pytest.fixture(scope="session")
+def _looplet_workspaces(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Session: the folder the tests' workspaces are made in, in pytest's temporary folder."""
+    return tmp_path_factory.mktemp("looplet-workspaces")
+
+
 @pytest.fixture
-def looplet_workspace(tmp_path: Path) -> Path:
-    """Per test: an empty folder the agent works in (``ToolContext.workspace_root``)."""
-    workspace = tmp_path / "workspace"
-    workspace.mkdir()
-    return workspace
+def looplet_workspace(request: pytest.FixtureRequest, _looplet_workspaces: Path) -> Iterator[Path]:
+    """Per test: an empty folder the agent works in (``ToolContext.workspace_root``).
+
+    It is made in the session's ``looplet-workspaces`` folder of pytest's temporary folder
+    (``--basetemp``), named after the test. One left empty is removed after the test; one
+    holding what the agent wrote stays, for a look after the run, until pytest removes the
+    session's temporary folder (three runs later, by default). Unlike ``tmp_path``, making
+    one does not scan the folders made before it, so a suite's thousandth costs what its
+    first did.
+    """
+    import tempfile
+
+    name = _UNSAFE_NAME.sub("_", request.node.name)[:60]
+    workspace = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=_looplet_workspaces))
+    yield workspace
+    with contextlib.suppress(OSError):  # not empty (or already gone): kept as it is
+        workspace.rmdir()
 
 
 class LoopletAgent:

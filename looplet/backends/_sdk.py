@@ -122,8 +122,13 @@ class SDKBackend:
         #: The token usage of the last successful call (``None`` before the first).
         self.last_usage: Usage | None = None
         self._sdk_error: type[Exception] = sdk.APIError
-        # The SDK's own retries are off, so that only ``retry`` applies.
-        self._client: Any = client.with_options(max_retries=0)
+        # The SDK's own retries are off, so that only ``retry`` applies (a client built with
+        # none is used as it is: a copy costs a new client object per backend).
+        self._client: Any = (
+            client
+            if getattr(client, "max_retries", None) == 0
+            else client.with_options(max_retries=0)
+        )
         # The key in use must not reach a report or a file, even if a gateway echoes it.
         remember_credential(getattr(client, "api_key", None))
         remember_credential(getattr(client, "auth_token", None))

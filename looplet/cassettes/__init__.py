@@ -25,7 +25,13 @@ import os
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from looplet.cassettes.cassette import RECORD_MODES, Cassette, RequestHook, ResponseHook
+from looplet.cassettes.cassette import (
+    RECORD_MODES,
+    Cassette,
+    RequestHook,
+    ResponseHook,
+    base_url_of,
+)
 from looplet.cassettes.diff import Change
 from looplet.cassettes.errors import (
     CassetteCorruptError,
@@ -59,9 +65,6 @@ __all__ = [
     "use_cassette",
 ]
 
-# The endpoint each provider's SDK appends to its base URL.
-_ENDPOINTS = {"openai": "/chat/completions", "anthropic": "/v1/messages"}
-
 
 def recorded_base_url(path: str | os.PathLike[str], provider: str = "openai") -> str | None:
     """The base URL a cassette was recorded from, to point a client at when replaying it.
@@ -81,12 +84,7 @@ def recorded_base_url(path: str | os.PathLike[str], provider: str = "openai") ->
         exchanges = load_interactions(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    endpoint = _ENDPOINTS[provider]
-    for exchange in exchanges:
-        uri = exchange.request.uri.split("?", 1)[0]
-        if uri.endswith(endpoint):
-            return uri[: -len(endpoint)]
-    return None
+    return base_url_of((exchange.request.uri for exchange in exchanges), provider)
 
 
 def use_cassette(

@@ -12,6 +12,7 @@ The matching rules are in :mod:`~looplet.cassettes.recorder` and
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -25,13 +26,24 @@ from looplet.cassettes.scrub import Scrubber
 from looplet.cassettes.volatile import VolatileHeaders
 from looplet.errors import ConfigurationError, MissingExtraError
 
-__all__ = ["RECORD_MODES", "Cassette", "RequestHook", "ResponseHook", "require_vcrpy"]
+__all__ = [
+    "RECORD_MODES",
+    "Cassette",
+    "RequestHook",
+    "ResponseHook",
+    "absent_patchers",
+    "base_url_of",
+    "require_vcrpy",
+]
 
 #: The record modes: ``none`` replays only (an unrecorded request is an error); ``once``
 #: records when the file is missing and replays only when it exists; ``new_episodes``
 #: replays what matches and records the rest, appended; ``all`` records every request and
 #: replaces the file.
 RECORD_MODES: tuple[str, ...] = ("none", "once", "new_episodes", "all")
+
+# The endpoint each provider's SDK appends to its base URL.
+_ENDPOINTS = {"openai": "/chat/completions", "anthropic": "/v1/messages"}
 
 
 def require_vcrpy() -> None:
@@ -40,6 +52,49 @@ def require_vcrpy() -> None:
         import vcr.patch  # noqa: F401
     except ImportError as exc:
         raise MissingExtraError("vcrpy", "cassettes", "looplet.cassettes") from exc
+
+
+# vcrpy's patcher groups and the package each patches. vcrpy tries to import each group's
+# package whenever a cassette is entered; a failed import searches the path again each time.
+_PATCHED_PACKAGES = {
+    "requests": "requests",
+    "boto3": "botocore",
+    "urllib3": "urllib3",
+    "httplib2": "httplib2",
+    "tornado": "tornado",
+    "aiohttp": "aiohttp",
+    "httpx": "httpx",
+    "httpx2": "httpx2",
+}
+
+
+@functools.cache
+def absent_patchers() -> tuple[str, ...]:
+    """vcrpy's patcher groups whose package is not installed (looked up once a process).
+
+    They would patch nothing; skipping them spares every cassette their failed imports.
+    """
+    import importlib.util
+
+    import vcr.patch
+
+    known = getattr(vcr.patch, "PATCHER_NAMES", ())  # vcrpy checks the names it is given
+    return tuple(
+        name
+        for name, package in _PATCHED_PACKAGES.items()
+        if name in known and importlib.util.find_spec(package) is None
+    )
+
+
+def base_url_of(uris: Iterable[str], provider: str) -> str | None:
+    """The base URL of the first of ``uris`` that is a call of ``provider``'s API (the part
+    before the endpoint its SDK appends), or ``None`` when none is."""
+    endpoint = _ENDPOINTS[provider]
+    for uri in uris:
+        path = uri.split("?", 1)[0]
+        if path.endswith(endpoint):
+            return path[: -len(endpoint)]
+    return None
 
 
 @final
@@ -115,6 +170,7 @@ class Cassette:
             before_record_response=self._before_record_response,
             allow_repeats=self._allow_repeats,
         )
+        recorder.skip_patchers = absent_patchers()
         with contextlib.ExitStack() as patches:
             for patcher in CassettePatcherBuilder(recorder).build():
                 patches.enter_context(patcher)
@@ -166,6 +222,16 @@ class Cassette:
     def __len__(self) -> int:
         """How many exchanges the cassette holds (loaded, plus recorded in this block)."""
         return len(self._recorder.exchanges) if self._recorder else 0
+
+    def recorded_base_url(self, provider: str = "openai") -> str | None:
+        """The base URL the cassette's calls of ``provider`` were recorded from, as
+        :func:`~looplet.cassettes.recorded_base_url` reads it from the file; inside the block
+        from the exchanges already loaded, so the file is not read a second time."""
+        if self._recorder is None:
+            from looplet.cassettes import recorded_base_url
+
+            return recorded_base_url(self.path, provider)
+        return base_url_of((e.request.uri for e in self._recorder.exchanges), provider)
 
     @property
     def played(self) -> int:
