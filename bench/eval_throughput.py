@@ -319,8 +319,26 @@ Commands = dict[str, tuple[Path, list[list[str]], dict[str, str]]]
 
 
 def alternate(commands: Commands, rounds: int) -> dict[str, tuple[float, float]]:
-    """Median (wall, cpu) seconds of each command over ``rounds`` alternating rounds."""
+    """Median (wall, cpu) seconds of each command over ``rounds`` alternating rounds.
+
+    Each process gets a ``--basetemp`` of its own, which pytest empties when it starts: so a
+    run pays for removing what its own previous run left there (as a suite run again and
+    again does), not for another command's, or another program's, ``pytest-of-<user>``
+    folders.
+    """
+    commands = {
+        name: (
+            folder,
+            [
+                [*args, f"--basetemp={folder / 'tmp' / _slug(name)}-{i}"]
+                for i, args in enumerate(argv)
+            ],
+            environ,
+        )
+        for name, (folder, argv, environ) in commands.items()
+    }
     for folder, args, environ in commands.values():
+        (folder / "tmp").mkdir(exist_ok=True)
         run(folder, args, environ)  # warm-up: .pyc files, rewritten eval modules
     walls: dict[str, list[float]] = {name: [] for name in commands}
     cpus: dict[str, list[float]] = {name: [] for name in commands}
@@ -330,6 +348,10 @@ def alternate(commands: Commands, rounds: int) -> dict[str, tuple[float, float]]
             walls[name].append(wall)
             cpus[name].append(cpu)
     return {name: (statistics.median(walls[name]), statistics.median(cpus[name])) for name in walls}
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in name)
 
 
 def main() -> int:
