@@ -1,10 +1,10 @@
 """The checkpoint document: :class:`Checkpoint`, its JSON form, and its checked decoding.
 
 A checkpoint file (``step-0007.json``) is one JSON document: the format, the run id and
-step, then every field of the run's state, each value encoded by :mod:`looplet._serialize`
-(messages, steps, calls) or :mod:`looplet._serialize_records` (permission decisions,
-sub-agent runs). Credentials become ``<redacted>`` (:mod:`looplet._redact`) on the way out,
-so that none reaches the disk. Decoding checks every field: a file that is no checkpoint
+step, then every field of the run's state, each value in the run record's one form
+(:mod:`looplet.record.codec`: messages, steps, calls, permission decisions, sub-agent
+runs). Credentials become ``<redacted>`` (:mod:`looplet._redact`) on the way out, so that
+none reaches the disk. Decoding checks every field: a file that is no checkpoint
 at all is a :class:`BadFile`, a bad field a ``DecodeError`` naming its place. The journal
 (:mod:`looplet._checkpoint_journal`) reuses the pieces: :func:`scalar_fields` for the
 fields a record changes, :func:`list_decoders` for the items it appends.
@@ -19,29 +19,36 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from looplet._serialize import (
-    DecodeError,
-    _object,
-    decode_call,
-    decode_list,
-    decode_message,
-    decode_step,
-    decode_stop_reason,
-    decode_str,
-    decode_usage,
-    encode_call,
-    encode_data,
-    encode_message,
-    encode_step,
-    encode_usage,
-    field_bool,
-    field_int,
-    field_str,
-    optional_str,
-)
 from looplet._version import __version__
 from looplet.errors import CheckpointError
 from looplet.messages import Message
+from looplet.record.codec import (
+    DecodeError,
+    decode_call,
+    decode_compaction,
+    decode_list,
+    decode_message,
+    decode_permission,
+    decode_step,
+    decode_stop_reason,
+    decode_str,
+    decode_trajectory,
+    decode_usage,
+    encode_call,
+    encode_compaction,
+    encode_data,
+    encode_message,
+    encode_permission,
+    encode_step,
+    encode_trajectory,
+    encode_usage,
+    field_bool,
+    field_int,
+    field_number,
+    field_str,
+    json_object,
+    optional_str,
+)
 from looplet.types import Step, StopReason, ToolCall, Trajectory, Usage
 
 __all__ = [
@@ -90,7 +97,7 @@ class Checkpoint:
         compactions: the run's context compactions so far, each in its ``to_dict`` form.
         permission_decisions: the permission decisions taken so far, in order.
         children: the runs of the sub-agents started so far (see
-            :mod:`looplet._serialize_records` for what of them cannot be kept).
+            :mod:`looplet.record.codec` for what of them cannot be kept).
         context_calibration: with a context budget, the prompt limit as lowered by
             provider refusals and the provider's tokens per estimated token.
         created_at: when it was taken (seconds since the epoch).
@@ -166,8 +173,6 @@ class Checkpoint:
 
 def checkpoint_doc(checkpoint: Checkpoint) -> dict[str, Any]:
     """The JSON document of ``checkpoint``, not yet redacted (:meth:`Checkpoint.to_json`)."""
-    from looplet._serialize_records import encode_child, encode_permission
-
     c = checkpoint
     return {
         "format": FORMAT,
@@ -190,9 +195,9 @@ def checkpoint_doc(checkpoint: Checkpoint) -> dict[str, Any]:
         "pending_context": list(c.pending_context),
         "stop_requested": c.stop_requested,
         "max_steps": c.max_steps,
-        "compactions": [encode_data(record) for record in c.compactions],
+        "compactions": [encode_compaction(record) for record in c.compactions],
         "permission_decisions": [encode_permission(d) for d in c.permission_decisions],
-        "children": [encode_child(child) for child in c.children],
+        "children": [encode_trajectory(child) for child in c.children],
         "context_calibration": None
         if c.context_calibration is None
         else dict(zip(("limit", "scale"), c.context_calibration, strict=True)),
@@ -201,15 +206,18 @@ def checkpoint_doc(checkpoint: Checkpoint) -> dict[str, Any]:
 
 def list_decoders() -> dict[str, Callable[[Any, str], Any]]:
     """How each list of a checkpoint document decodes an item (in :data:`LISTS` order)."""
-    from looplet._serialize_records import decode_child, decode_permission
-
     return {
         "messages": decode_message,
         "steps": decode_step,
         "permission_decisions": decode_permission,
-        "children": decode_child,
-        "compactions": _object,
+        "children": decode_trajectory,
+        "compactions": _compaction,
     }
+
+
+def _compaction(value: Any, where: str) -> dict[str, Any]:
+    # A checkpoint holds compactions in their JSON form (Checkpoint.compactions), checked.
+    return decode_compaction(value, where).to_dict()
 
 
 class BadFile(Exception):
@@ -281,9 +289,6 @@ def scalar_fields(doc: Mapping[str, Any]) -> dict[str, Any]:
     ``doc`` is a checkpoint document, or the fields a journal record carries
     (:mod:`looplet._checkpoint_journal`) laid over one.
     """
-    created = doc.get("created_at", 0.0)
-    if isinstance(created, bool) or not isinstance(created, int | float):
-        raise DecodeError("created_at", f"expected a number, got {created!r}")
     context = decode_list(doc.get("pending_context", []), "pending_context", decode_str)
     return {
         "step": field_int(doc, "step", ""),
@@ -303,7 +308,7 @@ def scalar_fields(doc: Mapping[str, Any]) -> dict[str, Any]:
         "stop_requested": optional_str(doc, "stop_requested", ""),
         "max_steps": field_int(doc, "max_steps", "", 0),
         "context_calibration": _calibration(doc.get("context_calibration")),
-        "created_at": float(created),
+        "created_at": field_number(doc, "created_at", "", 0.0),
     }
 
 
@@ -330,7 +335,7 @@ def checkpoint_from_parts(
 def _calibration(value: Any) -> tuple[int, float] | None:
     if value is None:
         return None
-    obj = _object(value, "context_calibration")
+    obj = json_object(value, "context_calibration")
     scale = obj.get("scale")
     if isinstance(scale, bool) or not isinstance(scale, int | float) or scale < 1:
         raise DecodeError("context_calibration.scale", f"expected a number >= 1, got {scale!r}")

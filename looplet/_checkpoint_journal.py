@@ -47,8 +47,8 @@ from typing import Any
 
 from looplet import _checkpoint_doc as D
 from looplet._checkpoint_doc import LISTS, BadFile, Checkpoint
-from looplet._serialize import DecodeError, decode_list
 from looplet._version import __version__
+from looplet.record.codec import DecodeError, decode_list
 
 __all__ = [
     "FIELDS",

@@ -27,9 +27,15 @@ from typing import TYPE_CHECKING, Any
 from looplet import _checkpoint_journal as J
 from looplet._checkpoint_doc import LISTS, BadFile, Checkpoint, checkpoint_doc
 from looplet._redact import TextRedactor, credentials_generation
-from looplet._serialize import encode_data, encode_message, encode_step
-from looplet._serialize_records import encode_child, encode_permission
 from looplet.errors import CheckpointError
+from looplet.record.codec import (
+    encode_compaction,
+    encode_data,
+    encode_message,
+    encode_permission,
+    encode_step,
+    encode_trajectory,
+)
 
 if TYPE_CHECKING:
     from looplet.checkpoint import FileCheckpointStore
@@ -217,13 +223,9 @@ def _lists_of(run: RunState) -> tuple[tuple[str, list[Any], Callable[[Any], Any]
         ("messages", run.messages, encode_message),
         ("steps", trajectory.steps, encode_step),
         ("permission_decisions", trajectory.permission_decisions, encode_permission),
-        ("children", trajectory.children, encode_child),
-        ("compactions", run.compactions, _encode_compaction),
+        ("children", trajectory.children, encode_trajectory),
+        ("compactions", run.compactions, encode_compaction),
     )
-
-
-def _encode_compaction(record: Any) -> Any:
-    return encode_data(record.to_dict())
 
 
 def _track(run: RunState) -> dict[str, _Tracked]:

@@ -253,8 +253,9 @@ def replay_loop(
         task: the task; defaults to the recorded one (redacted values stay redacted).
         state: the agent state, as for ``composable_loop``.
         context: handed to hooks, as for ``composable_loop``.
-        secrets, secret_keys: what the recording sink was given, so the replay is redacted
-            the same way before it is compared.
+        secrets: what the recording sink was given as ``secrets``, so the replay is
+            redacted the same way before it is compared.
+        secret_keys: likewise, what the sink was given as ``secret_keys``.
 
     Returns:
         A :class:`ReplayReport`. A run that ends in an error (a recorded model failure, a

@@ -23,7 +23,18 @@ from looplet._reply_guard import utf8
 from looplet.backends.base import LLMRequest, LLMResponse
 from looplet.config import LoopConfig
 from looplet.errors import LLMError, LoopletError
-from looplet.types import ToolCall, Usage, _jsonable
+from looplet.record.codec import FORMAT as RECORD
+from looplet.record.codec import (
+    DecodeError,
+    check_format,
+    decode_call,
+    decode_list,
+    decode_step,
+    decode_trajectory,
+    decode_usage,
+    encode_call,
+)
+from looplet.types import Trajectory, _jsonable
 
 __all__ = [
     "FORMAT",
@@ -44,8 +55,10 @@ __all__ = [
     "write_run",
 ]
 
-#: The ``format`` written to ``run.json``; :func:`load_run` refuses any other.
-FORMAT: Final = "looplet-provenance/1"
+#: The ``format`` written to ``run.json``: 2 has ``trajectory.json`` in the run record's
+#: form (:mod:`looplet.record.codec`), 1 had ``Trajectory.to_dict()``; both are read.
+FORMAT: Final = "looplet-provenance/2"
+_READS = frozenset({"looplet-provenance/1", FORMAT})
 
 _MANIFEST = "manifest.jsonl"
 _RUN = "run.json"
@@ -124,8 +137,10 @@ class RecordedRun:
         task: the task as given to the loop (``None`` when no trajectory hook saw the run).
         config: the :class:`~looplet.config.LoopConfig` settings that are plain values.
         calls: every model call, in order.
-        steps: every step, as ``Step.to_dict()``.
-        trajectory: ``Trajectory.to_dict()`` (``None`` when no trajectory hook saw the run).
+        steps: every step, as ``Step.to_dict()`` (its file adds the record's ``format``).
+        trajectory: the run in the run record's form with its ``format``
+            (:func:`looplet.record.codec.trajectory_document`; ``None`` when no trajectory
+            hook saw the run). :meth:`to_trajectory` decodes it.
         path: the directory it was read from or written to, if any.
     """
 
@@ -135,6 +150,20 @@ class RecordedRun:
     steps: list[dict[str, Any]] = field(default_factory=list)
     trajectory: dict[str, Any] | None = None
     path: Path | None = field(default=None, compare=False)
+
+    def to_trajectory(self) -> Trajectory | None:
+        """The recorded :class:`~looplet.types.Trajectory`, decoded (``None`` if none).
+
+        Raises:
+            ProvenanceError: the record is not one this looplet reads (names file and field).
+        """
+        if self.trajectory is None:
+            return None
+        try:
+            check_format(self.trajectory, "looplet-record", RECORD, required=False)
+            return decode_trajectory(self.trajectory, "")
+        except DecodeError as exc:
+            raise _not_a_record((self.path or Path(".")) / _TRAJECTORY, exc) from None
 
     @property
     def stop_reason(self) -> str | None:
@@ -220,7 +249,8 @@ def write_run(run: RecordedRun, path: str | os.PathLike[str]) -> None:
     if run.steps:
         _mkdir(root / _STEPS)
         for step in run.steps:
-            _write(root / _STEPS / f"step_{step['step']:04d}.json", _dump(step))
+            step_file = root / _STEPS / f"step_{step['step']:04d}.json"
+            _write(step_file, _dump({"format": RECORD, **step}))
     if run.trajectory is not None:
         _write(root / _TRAJECTORY, _dump(run.trajectory))
     run.path = root
@@ -242,10 +272,10 @@ def load_run(path: str | os.PathLike[str]) -> RecordedRun:
             root,
         )
     meta = _read(root / _RUN) if (root / _RUN).is_file() else {}
-    if meta.get("format", FORMAT) != FORMAT:
+    if meta.get("format", FORMAT) not in _READS:
         raise ProvenanceError(
             f"{str(root / _RUN)!r} has format {meta.get('format')!r}; this version of "
-            f"looplet reads {FORMAT!r}.",
+            f"looplet reads {' and '.join(sorted(_READS))}: upgrade looplet to read it.",
             root / _RUN,
         )
     calls = []
@@ -259,14 +289,16 @@ def load_run(path: str | os.PathLike[str]) -> RecordedRun:
     numbered = [(_STEP_FILE.fullmatch(p.name), p) for p in (root / _STEPS).glob("step_*.json")]
     step_files = sorted((int(m.group(1)), p) for m, p in numbered if m)
     trajectory = _read(root / _TRAJECTORY) if (root / _TRAJECTORY).is_file() else None
-    return RecordedRun(
+    run = RecordedRun(
         task=trajectory.get("task") if trajectory else None,
         config=meta.get("config"),
         calls=calls,
-        steps=[_read(p) for _, p in step_files],
+        steps=[_read_step(p) for _, p in step_files],
         trajectory=trajectory,
         path=root,
     )
+    run.to_trajectory()  # checks every field now, naming a bad one and its file
+    return run
 
 
 def run_files(root: Path) -> list[Path]:
@@ -277,6 +309,26 @@ def run_files(root: Path) -> list[Path]:
     found += sorted(p for p in root.iterdir() if _CALL_FILE.fullmatch(p.name))
     found += sorted(p for p in (root / _STEPS).glob("step_*.json") if p.is_file())
     return found
+
+
+def _read_step(path: Path) -> dict[str, Any]:
+    """A step file, checked by the run record's codec (its ``format`` taken out)."""
+    step = _read(path)
+    try:
+        check_format(step, "looplet-record", RECORD, required=False)
+        decode_step(step, "")
+    except DecodeError as exc:
+        raise _not_a_record(path, exc) from None
+    step.pop("format", None)
+    return step
+
+
+def _not_a_record(path: Path, exc: DecodeError) -> ProvenanceError:
+    return ProvenanceError(
+        f"{str(path)!r}: {exc}. It is not a run record this looplet can read: record the run "
+        "again, or fix that field.",
+        path,
+    )
 
 
 def _load_call(root: Path, entry: Mapping[str, Any]) -> RecordedCall:
@@ -372,15 +424,9 @@ def request_to_dict(request: LLMRequest) -> dict[str, Any]:
 
 def response_to_dict(response: LLMResponse) -> dict[str, Any]:
     """The JSON form of a reply; tool calls keep their raw argument text."""
-    calls = []
-    for call in response.tool_calls:
-        data = call.to_dict()
-        if call.raw_arguments is not None:
-            data["raw_arguments"] = call.raw_arguments
-        calls.append(data)
     return {
         "text": response.text,
-        "tool_calls": calls,
+        "tool_calls": [encode_call(call) for call in response.tool_calls],
         "usage": response.usage.to_dict(),
         "finish_reason": response.finish_reason,
         "model": response.model,
@@ -414,22 +460,10 @@ def config_to_dict(config: LoopConfig) -> dict[str, Any]:
 
 def response_from_dict(data: Mapping[str, Any]) -> LLMResponse:
     """The reply that :func:`response_to_dict` wrote."""
-    usage = data.get("usage") or {}
-    calls = tuple(
-        ToolCall(
-            tool=c["tool"],
-            args=dict(c.get("args") or {}),
-            reasoning=c.get("reasoning", ""),
-            call_id=c.get("call_id", ""),
-            raw_arguments=c.get("raw_arguments"),
-            parse_error=c.get("parse_error"),
-        )
-        for c in data.get("tool_calls", ())
-    )
     return LLMResponse(
         text=data.get("text", ""),
-        tool_calls=calls,
-        usage=Usage(usage.get("input_tokens", 0), usage.get("output_tokens", 0)),
+        tool_calls=tuple(decode_list(data.get("tool_calls", []), "tool_calls", decode_call)),
+        usage=decode_usage(data.get("usage") or {}, "usage"),
         finish_reason=data.get("finish_reason", ""),
         model=data.get("model", ""),
     )

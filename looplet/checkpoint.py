@@ -24,8 +24,8 @@ too (a permission rule's argument matcher, being code, comes back as a stand-in 
 refuses to decide), and so is a context budget's calibration (the limit a provider's
 refusal lowered, the provider's tokens per estimated one). Hooks, tools and the agent
 state's own fields (other than ``steps`` and ``queries_used``) are not saved. The checkpoint
-document lives in :mod:`looplet._checkpoint_doc`, the encoding of each value in
-:mod:`looplet._serialize` and :mod:`looplet._serialize_records`.
+document lives in :mod:`looplet._checkpoint_doc`, the encoding of each value in the run
+record's one codec, :mod:`looplet.record.codec`.
 """
 
 from __future__ import annotations
@@ -44,8 +44,8 @@ from looplet import _checkpoint_journal as J
 from looplet._checkpoint_doc import FORMAT, Checkpoint
 from looplet._checkpoint_writer import JournalWriter
 from looplet._reply_guard import utf8
-from looplet._serialize import encode_data, has_repr_marker
 from looplet.errors import CheckpointError, ConfigurationError
+from looplet.record.codec import DecodeError, decode_compaction, encode_data, has_repr_marker
 
 if TYPE_CHECKING:
     from looplet.run_state import RunState
@@ -415,14 +415,13 @@ def _restore(run: RunState, checkpoint: Checkpoint, task_given: bool) -> None:
 
 
 def _compactions(checkpoint: Checkpoint) -> list[Any]:
-    from looplet.compact import CompactionRecord  # only runs that compacted need it
-
     try:
-        return [CompactionRecord(**fields) for fields in checkpoint.compactions]
-    except TypeError as exc:
+        return [
+            decode_compaction(c, f"compactions[{i}]") for i, c in enumerate(checkpoint.compactions)
+        ]
+    except DecodeError as exc:
         raise CheckpointError(
-            f"cannot resume from {_where(checkpoint)}: malformed checkpoint: field "
-            f"compactions: {exc}.",
+            f"cannot resume from {_where(checkpoint)}: malformed checkpoint: {exc}.",
             path=checkpoint.path,
             run_id=checkpoint.run_id,
             step=checkpoint.step,

@@ -11,8 +11,10 @@ to a directory of pretty-printed JSON files, so two runs compare with ``diff -r`
     manifest.jsonl             one line per model call: step, timing, usage, finish, error
     call_0001.request.json     the request the model saw: messages, tools, limits
     call_0001.response.json    its reply, or {"error": {...}}
-    steps/step_0001.json       Step.to_dict()
-    trajectory.json            Trajectory.to_dict(): the task, the steps, the stop reason
+    steps/step_0001.json       Step.to_dict() (the step in the run record's form, trimmed)
+                               with the record's format, "looplet-record/1"
+    trajectory.json            the whole run in the run record's form (looplet.record.codec):
+                               task, steps, messages, stop reason, usage, permissions, sub-runs
 
 Nothing is cut short, and no secret is written: API-key-like strings and the values of
 key-like names (``api_key``, ``token``, ``password``...) become ``<redacted>``.
@@ -64,6 +66,7 @@ from looplet.backends.base import LLMRequest, LLMResponse
 from looplet.config import LoopConfig
 from looplet.errors import ConfigurationError, LLMError
 from looplet.hooks import LoopEvent
+from looplet.record.codec import trajectory_document
 from looplet.types import Step, Trajectory, _jsonable
 
 __all__ = [
@@ -213,8 +216,8 @@ class TrajectoryRecorder:
             task=plain(_jsonable(self.task)),
             config=plain(config_to_dict(self.config)) if self.config is not None else None,
             calls=[c.to_recorded() for c in self.calls],
-            steps=[plain(s.to_dict()) for s in self.steps],
-            trajectory=plain(traj.to_dict()) if traj is not None else None,
+            steps=[s.to_dict() for s in self.steps],
+            trajectory=trajectory_document(traj) if traj is not None else None,
         )
         return Redactor(self._secrets, self._secret_keys).run(run) if redact else run
 

@@ -135,7 +135,7 @@ def test_sink_writes_the_exact_requests_replies_steps_and_trajectory(
         "step_0003.json",
     ]
     assert [read(out / "steps" / f"step_{n:04d}.json") for n in (1, 2, 3)] == [
-        json.loads(json.dumps(s.to_dict())) for s in sink.steps
+        {"format": "looplet-record/1", **json.loads(json.dumps(s.to_dict()))} for s in sink.steps
     ]
     failed = read(out / "steps" / "step_0002.json")["tool_result"]
     assert failed["error"] == "execution: RuntimeError: order 7 not found"

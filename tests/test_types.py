@@ -6,8 +6,9 @@ import json
 
 import pytest
 
-from looplet import ErrorKind, Step, ToolCall, ToolError, ToolResult, Trajectory, Usage
+from looplet import ErrorKind, Step, ToolCall, ToolError, ToolResult, Trajectory
 from looplet.messages import Message
+from looplet.types import Usage
 
 
 def step(data: object = None, error: ToolError | None = None, ms: float = 12.4) -> Step:
@@ -63,7 +64,10 @@ def test_step_and_trajectory_to_dict_are_json() -> None:
     )
     doc = json.loads(json.dumps(traj.to_dict()))
     assert doc["steps"][0]["tool_call"]["args"] == {"name": "Alice"}
-    assert doc["steps"][0]["tool_result"]["data"]["obj"].startswith("<object object")
+    # A value JSON cannot hold is kept by its repr, marked (looplet.record.codec).
+    obj = doc["steps"][0]["tool_result"]["data"]["obj"]
+    assert obj["__looplet_repr__"].startswith("<object object")
+    assert obj["type"] == "builtins.object"
     assert doc["usage"] == {"input_tokens": 3, "output_tokens": 4, "total_tokens": 7}
     assert doc["messages"] == [{"role": "user", "content": "g"}]
 

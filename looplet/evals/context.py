@@ -3,8 +3,10 @@
 A grader is ``def eval_x(ctx)`` (or ``(ctx, llm)``); ``ctx`` holds the task, the steps, the
 final output and the :class:`~looplet.types.Trajectory` itself, so the same trajectory
 queries (``ctx.trajectory.called("greet")``) work here as in pytest. A saved run is the
-directory :class:`~looplet.provenance.ProvenanceSink` writes: ``trajectory.json``
-(``Trajectory.to_dict()``) when present, else ``steps/*.json`` (one ``Step.to_dict()`` each).
+directory :class:`~looplet.provenance.ProvenanceSink` writes: ``trajectory.json`` (the whole
+run in the run record's form, :mod:`looplet.record.codec`, or an older
+``Trajectory.to_dict()``) when present, else ``steps/*.json`` (one ``Step.to_dict()`` each),
+every field checked by that codec.
 Discovering and running graders live in :mod:`looplet.evals.discover` and
 :mod:`looplet.evals.runner`.
 """
@@ -12,16 +14,25 @@ Discovering and running graders live in :mod:`looplet.evals.discover` and
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from looplet.errors import ErrorKind, LoopletError, ToolError
-from looplet.types import Step, StopReason, ToolCall, ToolResult, Trajectory, Usage
+from looplet.errors import LoopletError
+from looplet.record.codec import (
+    FORMAT,
+    DecodeError,
+    check_format,
+    decode_step,
+    decode_trajectory,
+    json_object,
+)
+from looplet.types import Step, StopReason, Trajectory
 
 __all__ = ["EvalContext", "TrajectoryLoadError", "is_run_dir"]
 
+T = TypeVar("T")
 TRAJECTORY_FILE = "trajectory.json"
 STEPS_DIR = "steps"
 
@@ -51,8 +62,9 @@ class EvalContext:
         final_output: the accepted done call's arguments; else the model's final text;
             else ``None``.
         metadata: anything else about the run (the saved run's ``metadata``, its ``path``).
-        trajectory: the run's :class:`~looplet.types.Trajectory` (rebuilt, for a saved run,
-            from what was saved: steps, stop reason, usage, final text; not the messages).
+        trajectory: the run's :class:`~looplet.types.Trajectory` (decoded, for a saved run,
+            from its ``trajectory.json``: messages, permission decisions and sub-agents'
+            runs included; from ``steps/*.json`` only its steps).
         session_log_text: the steps as ``Step.pretty()`` lines (the original looplet's
             field; filled in from ``steps`` when not given).
     """
@@ -165,20 +177,45 @@ def _load_run(root: Path) -> tuple[Trajectory, dict[str, Any]]:
     file = root / TRAJECTORY_FILE
     if file.is_file():
         data = _read_json(file)
-        if not isinstance(data, Mapping) or not isinstance(data.get("steps", []), list):
-            raise TrajectoryLoadError(file, "expected an object with a 'steps' list")
-        steps = [_step(file, item) for item in data.get("steps", [])]
+        trajectory = _decode(file, data, _trajectory)
         metadata = data.get("metadata")
-        return _trajectory(file, data, steps), dict(metadata) if isinstance(
-            metadata, Mapping
-        ) else {}
+        return trajectory, dict(metadata) if isinstance(metadata, Mapping) else {}
     files = sorted((root / STEPS_DIR).glob("*.json")) if (root / STEPS_DIR).is_dir() else []
     if not files:
         raise TrajectoryLoadError(
             root, f"it holds neither {TRAJECTORY_FILE} nor {STEPS_DIR}/*.json"
         )
-    steps = sorted((_step(f, _read_json(f)) for f in files), key=lambda s: s.number)
+    steps = sorted((_decode(f, _read_json(f), _step) for f in files), key=lambda s: s.number)
     return Trajectory(steps=steps), {}
+
+
+def _trajectory(data: Any, where: str) -> Trajectory:
+    check_format(json_object(data, where), "looplet-record", FORMAT, required=False)
+    return decode_trajectory(data, where)
+
+
+def _step(data: Any, where: str) -> Step:
+    check_format(json_object(data, where), "looplet-record", FORMAT, required=False)
+    return decode_step(data, where)
+
+
+def _decode(file: Path, data: Any, decode: Callable[[Any, str], T]) -> T:
+    """``data`` decoded by the run record's codec; a bad field named with its file and fix."""
+    try:
+        return decode(data, "")
+    except DecodeError as exc:
+        where = exc.where or "the document"
+        hint = (
+            " (a step needs 'tool_call' {'tool', 'args'} and 'tool_result' objects, as "
+            "Step.to_dict() writes them)"
+            if "tool_call" in where or "tool_result" in where
+            else ""
+        )
+        raise TrajectoryLoadError(
+            file,
+            f"not a looplet run file: field {where}: {exc.problem}{hint}; write it with "
+            "ProvenanceSink (or Step.to_dict()), or fix that field",
+        ) from None
 
 
 def _read_json(file: Path) -> Any:
@@ -198,78 +235,3 @@ def _read_json(file: Path) -> Any:
         deep = "not a looplet run file: its JSON is nested too deep"
         why = deep if isinstance(exc, RecursionError) else exc.strerror or str(exc)
         raise TrajectoryLoadError(file, why) from exc
-
-
-def _trajectory(file: Path, data: Mapping[str, Any], steps: list[Step]) -> Trajectory:
-    reason = data.get("stop_reason")
-    try:
-        stop_reason = StopReason(reason) if reason is not None else None
-    except ValueError:
-        valid = ", ".join(r.value for r in StopReason)
-        raise TrajectoryLoadError(
-            file, f"unknown stop_reason {reason!r} (one of {valid})"
-        ) from None
-    usage = data.get("usage") or {}
-    try:
-        return Trajectory(
-            task=data.get("task"),
-            steps=steps,
-            stop_reason=stop_reason,
-            stop_detail=str(data.get("stop_detail") or ""),
-            llm_calls=int(data.get("llm_calls") or 0),
-            usage=Usage(int(usage.get("input_tokens", 0)), int(usage.get("output_tokens", 0))),
-            elapsed_ms=float(data.get("elapsed_ms") or 0.0),
-            final_text=str(data.get("final_text") or ""),
-        )
-    except (AttributeError, TypeError, ValueError) as exc:  # a field of the wrong type
-        raise TrajectoryLoadError(
-            file, f"not a looplet run file: {type(exc).__name__}: {exc}"
-        ) from exc
-
-
-def _step(file: Path, data: Any) -> Step:
-    """A :class:`Step` from ``Step.to_dict()`` (``step_num`` is accepted for ``step``)."""
-    try:
-        call, result = data["tool_call"], data["tool_result"]
-        number = int(data.get("step", data.get("step_num", 0)))
-        tool_call = ToolCall(
-            tool=str(call["tool"]),
-            args=dict(call.get("args") or {}),
-            reasoning=str(call.get("reasoning") or ""),
-            call_id=str(call.get("call_id") or ""),
-            raw_arguments=call.get("raw_arguments"),
-            parse_error=call.get("parse_error"),
-        )
-        tool_result = ToolResult(
-            tool=str(result.get("tool", tool_call.tool)),
-            args_summary=str(result.get("args_summary") or tool_call.args_summary()),
-            data=result.get("data"),
-            error=result.get("error"),
-            error_detail=_tool_error(result.get("error_detail")),
-            duration_ms=float(result.get("duration_ms") or 0.0),
-            call_id=str(result.get("call_id") or ""),
-        )
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        shown = repr(data)
-        shown = shown if len(shown) <= 80 else shown[:77] + "..."
-        raise TrajectoryLoadError(
-            file,
-            f"a step needs 'tool_call' {{'tool', 'args'}} and 'tool_result' objects "
-            f"(Step.to_dict()); got {shown} ({type(exc).__name__}: {exc})",
-        ) from exc
-    return Step(number, tool_call, tool_result)
-
-
-def _tool_error(data: Any) -> ToolError | None:
-    if not isinstance(data, Mapping):
-        return None
-    try:
-        kind = ErrorKind(data.get("kind", ErrorKind.EXECUTION))
-    except ValueError:
-        kind = ErrorKind.EXECUTION
-    return ToolError(
-        kind,
-        str(data.get("message", "")),
-        bool(data.get("retriable", False)),
-        dict(data.get("context") or {}),
-    )
