@@ -163,10 +163,9 @@ def _run_merge(args: argparse.Namespace) -> int:
     except ReportError as exc:
         raise UsageError(str(exc)) from None
     write_report(args.out, merged)
-    evals = merged.get("evals", [])
-    line = f"merged {len(args.reports)} reports ({len(evals)} evals) into {args.out}"
-    if merged["run"]["partial"]:
-        line += f", marked partial: {'; '.join(merged['run']['problems'])}"
+    line = f"merged {len(args.reports)} reports ({len(merged.evals)} evals) into {args.out}"
+    if merged.run.partial:
+        line += f", marked partial: {'; '.join(merged.run.problems or [])}"
     print(line)
     return 0
 

@@ -11,15 +11,13 @@ run are listed, never an error.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from looplet.evals import stats
-from looplet.evals.report import COUNTED, PASSED, ReportError, load_report, mean_score
+from looplet.evals.report import COUNTED, PASSED, Report, ReportError, load_report, mean_score
 
 __all__ = ["ALPHA", "Change", "Comparison", "compare", "counts", "load_baseline"]
 
@@ -99,7 +97,7 @@ class Comparison:
         return out
 
 
-def load_baseline(path: str | Path) -> dict[str, Any]:
+def load_baseline(path: str | Path) -> Report:
     """Read a baseline report.
 
     Raises:
@@ -112,23 +110,20 @@ def load_baseline(path: str | Path) -> dict[str, Any]:
         raise pytest.UsageError(f"looplet: --looplet-baseline {exc}") from None
 
 
-def counts(doc: Mapping[str, Any]) -> dict[str, tuple[int, int, float | None]]:
+def counts(report: Report) -> dict[str, tuple[int, int, float | None]]:
     """Per eval of a report: (passes, runs, mean score), from its items."""
     out = {}
-    for entry in doc["evals"]:
-        items = entry["items"]
-        verdicts = [item["verdict"] for item in items]
-        out[entry["eval"]] = (
+    for entry in report.evals:
+        verdicts = [item.verdict for item in entry.items]
+        out[entry.eval] = (
             sum(v in PASSED for v in verdicts),
             sum(v in COUNTED for v in verdicts),
-            mean_score(items),
+            mean_score(entry.items),
         )
     return out
 
 
-def compare(
-    old: Mapping[str, Any], new: Mapping[str, Any], *, path: str | Path, sharded: bool = False
-) -> Comparison:
+def compare(old: Report, new: Report, *, path: str | Path, sharded: bool = False) -> Comparison:
     """Compare report ``new`` (this run) with report ``old`` (the baseline at ``path``)."""
     before, after = counts(old), counts(new)
     comparison = Comparison(

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_looplet.settings import CASSETTE_INI_KEYS
+from pytest_looplet.settings import CASSETTE_INI_KEYS, RECORD_MODES
 
 if TYPE_CHECKING:
     from pytest_looplet.settings import LoopletSettings
@@ -61,13 +61,7 @@ _MAX_FILE_NAME = 240
 _DIGEST = 8
 _FIXTURE = "looplet_cassette_path"
 # pytest-recording's --record-mode values, as looplet's; "rewrite" replaces the file: "all".
-_RECORD_MODES = {
-    "none": "none",
-    "once": "once",
-    "new_episodes": "new_episodes",
-    "all": "all",
-    "rewrite": "all",
-}
+_RECORD_MODES = {**{mode: mode for mode in RECORD_MODES}, "rewrite": "all"}
 _USE_INSTEAD = (
     "their cassettes take the ini keys looplet_cassette_match_on, "
     "looplet_cassette_filter_headers and looplet_cassette_ignore_body_fields, or a "

@@ -83,13 +83,10 @@ class CrashRecovery:
             f"{report.longrepr}\nlooplet: the agent had taken {len(lines)} steps when the worker "
             f"crashed:\n{shown}"
         )
-        report.user_properties.extend(
-            [
-                ("looplet_steps", len(lines)),
-                ("looplet_stop_reason", "crashed"),
-                ("looplet_error", "crashed"),
-            ]
-        )
+        from looplet.evals.report_model import Figures
+
+        crashed = Figures(step_count=len(lines), stop_reason="crashed", error="crashed")
+        report.user_properties.extend(crashed.properties())
         from pytest_looplet.collect import EVAL_KEYWORD
 
         report.keywords = {**report.keywords, EVAL_KEYWORD: 1}

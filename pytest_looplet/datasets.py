@@ -23,13 +23,13 @@ on every report of its item (the ``looplet_case`` user property, the JSON report
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import pytest
 
 from looplet.datasets import Case, DatasetError, load_dataset
+from looplet.evals.report_model import Figures
 
 __all__ = ["ARGUMENT", "MARKER", "case_of", "case_threshold", "note_case", "parametrize"]
 
@@ -121,6 +121,4 @@ def note_case(item: pytest.Item) -> None:
         return
     dataset = _shown(item.config, Path(case.dataset)) if case.dataset else None
     value = {"name": case.name, "dataset": dataset, "metadata": case.metadata}
-    # default=str: YAML reads dates and times as objects, which JSON has no form for.
-    text = json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
-    item.user_properties.append(("looplet_case", text))
+    item.user_properties.extend(Figures(case=value).properties())

@@ -19,8 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_looplet.plugin import cassette_failed_key
-from pytest_looplet.settings import looplet_settings
+from pytest_looplet.settings import cassette_failed_key, looplet_settings
 
 if TYPE_CHECKING:
     from looplet import BaseToolRegistry, LoopConfig, PermissionEngine, Step, Trajectory
@@ -46,7 +45,6 @@ __all__ = [
     "looplet_workspace",
 ]
 
-_DEFAULT_MODELS = {"openai": "gpt-4o-mini", "anthropic": "claude-sonnet-5-5"}
 # What a folder name keeps of a test's name; the rest becomes "_".
 _UNSAFE_NAME = re.compile(r"[^\w.=+-]")
 
@@ -66,10 +64,21 @@ def looplet_provider(pytestconfig: pytest.Config) -> str:
 @pytest.fixture(scope="session")
 def looplet_model(pytestconfig: pytest.Config, looplet_provider: str) -> str:
     """Session: the model name: ``--looplet-model``, else ``OPENAI_MODEL`` /
-    ``ANTHROPIC_MODEL``, else the provider's default (``gpt-4o-mini``)."""
+    ``ANTHROPIC_MODEL``, else the provider's backend's ``DEFAULT_MODEL`` (``gpt-4o-mini``)."""
     chosen = looplet_settings(pytestconfig).model
     env = os.environ.get(f"{looplet_provider.upper()}_MODEL")
-    return chosen or env or _DEFAULT_MODELS[looplet_provider]
+    return chosen or env or _default_model(looplet_provider)
+
+
+def _default_model(provider: str) -> str:
+    # The backend's own default, defined once there (its module loads no SDK).
+    if provider == "anthropic":
+        from looplet.backends import anthropic
+
+        return anthropic.DEFAULT_MODEL
+    from looplet.backends import openai
+
+    return openai.DEFAULT_MODEL
 
 
 @pytest.fixture

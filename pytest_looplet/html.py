@@ -1,5 +1,5 @@
-"""The HTML report (``--looplet-html PATH``): one self-contained file, made from the JSON
-report document.
+"""The HTML report (``--looplet-html PATH``): one self-contained file, made from the typed
+report (:class:`~looplet.evals.report_model.Report`) the JSON file is written from.
 
 The page has the run's figures, a table of evals (failures first, then flaky evals) and, per
 eval, an expandable ``<details>`` view of every repetition: its message, reason, metrics,
@@ -10,10 +10,20 @@ a CI run and opened offline. Every value from the run is HTML-escaped.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from html import escape
 from pathlib import Path
 from typing import Any
+
+from looplet.evals.report_model import (
+    EvalEntry,
+    Figures,
+    Report,
+    ReportItem,
+    ReportRun,
+    Totals,
+)
 
 __all__ = ["render", "write_html"]
 
@@ -77,30 +87,33 @@ _JS = """
 """
 
 
-def write_html(path: str | Path, doc: Mapping[str, Any]) -> Path:
-    """Write the HTML report of ``doc`` to ``path``, creating missing folders; credentials
-    and key-shaped strings in it are shown as ``<redacted>`` (:mod:`looplet._redact`)."""
+def write_html(path: str | Path, report: Report | Mapping[str, Any]) -> Path:
+    """Write the HTML page of ``report`` (a :class:`~looplet.evals.report.Report`, or its
+    JSON document) to ``path``, creating missing folders; credentials and key-shaped strings
+    in it are shown as ``<redacted>`` (:mod:`looplet._redact`)."""
     from looplet._redact import redact
 
+    doc = report.to_json() if isinstance(report, Report) else dict(report)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render(redact(dict(doc))), encoding="utf-8")
+    path.write_text(render(Report.from_json(redact(doc))), encoding="utf-8")
     return path
 
 
-def render(doc: Mapping[str, Any]) -> str:
-    """The HTML page of a report document (:mod:`looplet.evals.report`)."""
-    evals = sorted(doc.get("evals", []), key=_order)
-    totals = doc.get("totals", {})
-    bad = sum(e["verdict"] in _BAD for e in evals)
+def render(report: Report | Mapping[str, Any]) -> str:
+    """The HTML page of a report (:mod:`looplet.evals.report`), or of its JSON document."""
+    if not isinstance(report, Report):
+        report = Report.from_json(report)
+    evals = sorted(report.evals, key=_order)
+    bad = sum(e.verdict in _BAD for e in evals)
     title = f"looplet evals: {bad} failing of {len(evals)}" if bad else "looplet evals: all pass"
-    anchors = {e["eval"]: f"e{i}" for i, e in enumerate(evals, 1)}
+    anchors = {e.eval: f"e{i}" for i, e in enumerate(evals, 1)}
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>{escape(title)}</title><style>{_CSS}</style></head><body>",
-        _header(doc, totals),
+        _header(report.run, report.totals),
         "<main>",
         '<div class="toolbar"><input type="search" id="filter" placeholder="filter evals">'
         '<label><input type="checkbox" id="only-failed"> failures only</label>'
@@ -108,49 +121,48 @@ def render(doc: Mapping[str, Any]) -> str:
         '<button data-open="0">collapse all</button></div>',
         _table(evals, anchors),
         "<section>",
-        *(_eval_details(e, anchors[e["eval"]]) for e in evals),
+        *(_eval_details(e, anchors[e.eval]) for e in evals),
         "</section></main>",
         f"<script>{_JS}</script></body></html>",
     ]
     return "\n".join(parts)
 
 
-def _order(e: Mapping[str, Any]) -> tuple[int, bool, str]:
+def _order(e: EvalEntry) -> tuple[int, bool, str]:
     # Failures first, those that always fail before the flaky ones; among the others, the
     # flaky ones first.
-    bad = e["verdict"] in _BAD
-    return _RANK.get(e["verdict"], 4), bool(e.get("flaky")) == bad, e["eval"]
+    bad = e.verdict in _BAD
+    return _RANK.get(e.verdict, 4), e.flaky == bad, e.eval
 
 
-def _header(doc: Mapping[str, Any], totals: Mapping[str, Any]) -> str:
-    run = doc.get("run", {})
+def _header(run: ReportRun, totals: Totals) -> str:
     meta = [
-        f"looplet {run.get('looplet_version', '?')}",
-        f"Python {run.get('python', '?')}",
-        f"pytest {run.get('pytest_version', '?')}",
-        f"started {run.get('started', '?')}",
-        f"{_num(run.get('duration_s'), '.1f')} s",
+        f"looplet {run.looplet_version or '?'}",
+        f"Python {run.python or '?'}",
+        f"pytest {run.pytest_version or '?'}",
+        f"started {run.started or '?'}",
+        f"{_num(run.duration_s, '.1f')} s",
     ]
-    if run.get("workers"):
-        meta.append(f"{run['workers']} xdist workers")
-    if run.get("merged_from"):
-        meta.append(f"merged from {len(run['merged_from'])} reports")
+    if run.workers:
+        meta.append(f"{run.workers} xdist workers")
+    if run.merged_from:
+        meta.append(f"merged from {len(run.merged_from)} reports")
     counts = [
         f'<span><span class="badge {v}">{n}</span> {v.lower()}</span>'
-        for v, n in totals.get("verdicts", {}).items()
+        for v, n in totals.verdicts.items()
     ]
     figures = [
-        f"{totals.get('flaky', 0)} flaky",
-        f"mean score {_num(totals.get('mean_score'))}",
-        f"{_num(totals.get('steps'), 'd')} steps",
-        f"{_num(totals.get('tokens'), ',d')} tokens",
+        f"{totals.flaky} flaky",
+        f"mean score {_num(totals.mean_score)}",
+        f"{_num(totals.steps, 'd')} steps",
+        f"{_num(totals.tokens, ',d')} tokens",
     ]
-    if totals.get("cost_usd") is not None:
-        figures.append(f"${totals['cost_usd']:.4f}")
-    options = run.get("options", {})
+    if totals.cost_usd is not None:
+        figures.append(f"${totals.cost_usd:.4f}")
     rows = "".join(
-        f"<tr><th>{escape(str(k))}</th><td class='mono'>{escape(str(v))}</td></tr>"
-        for k, v in options.items()
+        f"<tr><th>{escape(f.name)}</th><td class='mono'>{escape(str(getattr(run.options, f.name)))}"
+        "</td></tr>"
+        for f in dataclasses.fields(run.options)
     )
     return (
         f"<header><h1>looplet evals</h1><p class='meta'>{escape(' · '.join(meta))}</p>"
@@ -160,10 +172,10 @@ def _header(doc: Mapping[str, Any], totals: Mapping[str, Any]) -> str:
     )
 
 
-def _table(evals: list[Mapping[str, Any]], anchors: Mapping[str, str]) -> str:
+def _table(evals: list[EvalEntry], anchors: Mapping[str, str]) -> str:
     # Runs, pass rate, its interval and pass@k say nothing of evals that ran once: shown
     # only when some eval was repeated.
-    repeated = any(int(e.get("repetitions") or 1) > 1 for e in evals)
+    repeated = any(e.repetitions > 1 for e in evals)
     names = ["result", "eval"]
     names += ["runs", "pass rate", "95% CI"] if repeated else []
     names += ["score"]
@@ -175,24 +187,23 @@ def _table(evals: list[Mapping[str, Any]], anchors: Mapping[str, str]) -> str:
     )
     rows = []
     for e in evals:
-        ci = e.get("pass_rate_ci")
-        k = e.get("k")
-        flaky = "<span class='flaky'>flaky</span>" if e.get("flaky") else ""
-        k_note = f" <span class='fig'>k={k}</span>" if k else ""
-        link = f"<a href='#{anchors[e['eval']]}'><code>{escape(e['eval'])}</code></a>"
+        ci = e.pass_rate_ci
+        flaky = "<span class='flaky'>flaky</span>" if e.flaky else ""
+        k_note = f" <span class='fig'>k={e.k}</span>" if e.k else ""
+        link = f"<a href='#{anchors[e.eval]}'><code>{escape(e.eval)}</code></a>"
         cells = {
-            "result": f"<td><span class='badge'>{escape(e['verdict'])}</span></td>",
+            "result": f"<td><span class='badge'>{escape(e.verdict)}</span></td>",
             "eval": f"<td>{link}{flaky}</td>",
-            "runs": f"<td class='n'>{e.get('passes', 0)}/{e.get('runs', 0)}</td>",
-            "pass rate": f"<td class='n'>{_num(e.get('pass_rate'))}</td>",
+            "runs": f"<td class='n'>{e.passes}/{e.runs}</td>",
+            "pass rate": f"<td class='n'>{_num(e.pass_rate)}</td>",
             "95% CI": f"<td class='n'>{'-' if not ci else f'{ci[0]:.2f}–{ci[1]:.2f}'}</td>",
-            "score": f"<td class='n'>{_num(e.get('mean_score'))}</td>",
-            "pass@k": f"<td class='n'>{_num(e.get('pass_at_k'))}{k_note}</td>",
-            "pass^k": f"<td class='n'>{_num(e.get('pass_hat_k'))}</td>",
-            "steps": f"<td class='n'>{_num(e.get('steps'), 'd')}</td>",
-            "tokens": f"<td class='n'>{_num(e.get('tokens'), ',d')}</td>",
-            "cost": f"<td class='n'>{_cost(e.get('cost_usd'))}</td>",
-            "time": f"<td class='n'>{_num(e.get('duration_s'), '.2f')} s</td>",
+            "score": f"<td class='n'>{_num(e.mean_score)}</td>",
+            "pass@k": f"<td class='n'>{_num(e.pass_at_k)}{k_note}</td>",
+            "pass^k": f"<td class='n'>{_num(e.pass_hat_k)}</td>",
+            "steps": f"<td class='n'>{_num(e.steps, 'd')}</td>",
+            "tokens": f"<td class='n'>{_num(e.tokens, ',d')}</td>",
+            "cost": f"<td class='n'>{_cost(e.cost_usd)}</td>",
+            "time": f"<td class='n'>{_num(e.duration_s, '.2f')} s</td>",
         }  # fmt: skip
         rows.append(f"<tr {_attrs(e)}>{''.join(cells[name] for name in names)}</tr>")
     return (
@@ -200,27 +211,27 @@ def _table(evals: list[Mapping[str, Any]], anchors: Mapping[str, str]) -> str:
     )
 
 
-def _attrs(e: Mapping[str, Any]) -> str:
-    bad = "1" if e["verdict"] in _BAD or e.get("flaky") else "0"
-    return f"class='{escape(e['verdict'])}' data-eval='{escape(e['eval'])}' data-bad='{bad}'"
+def _attrs(e: EvalEntry) -> str:
+    bad = "1" if e.verdict in _BAD or e.flaky else "0"
+    return f"class='{escape(e.verdict)}' data-eval='{escape(e.eval)}' data-bad='{bad}'"
 
 
-def _eval_details(e: Mapping[str, Any], anchor: str) -> str:
-    items = e.get("items", [])
-    opened = " open" if e["verdict"] in _BAD else ""
-    summary = f"{e.get('passes', 0)}/{e.get('runs', 0)} runs passed" if len(items) > 1 else ""
+def _eval_details(e: EvalEntry, anchor: str) -> str:
+    items = e.items
+    opened = " open" if e.verdict in _BAD else ""
+    summary = f"{e.passes}/{e.runs} runs passed" if len(items) > 1 else ""
     runs = "".join(_item_details(item, len(items) > 1) for item in items)
     return (
         f"<details id='{anchor}' {_attrs(e)}{opened}><summary><span class='badge'>"
-        f"{escape(e['verdict'])}</span> <code>{escape(e['eval'])}</code> "
+        f"{escape(e.verdict)}</span> <code>{escape(e.eval)}</code> "
         f"<span class='fig'>{escape(summary)}</span></summary><div class='body'>{runs}</div>"
         "</details>"
     )
 
 
-def _case_facts(case: Any) -> dict[str, Any]:
+def _case_facts(case: Mapping[str, Any] | None) -> dict[str, Any]:
     """A dataset case's name, file and metadata, as facts of its run."""
-    if not isinstance(case, Mapping):
+    if case is None:
         return {}
     metadata = case.get("metadata")
     return {
@@ -229,49 +240,59 @@ def _case_facts(case: Any) -> dict[str, Any]:
     }
 
 
-def _item_details(item: Mapping[str, Any], repeated: bool) -> str:
-    traj = item.get("trajectory") or {}
+# The figures a run's block shows in its own way; any other figure is listed by its name.
+_SHOWN = {"score", "threshold", "metrics", "error", "reason", "step_count", "tokens",
+          "stop_reason", "cost_usd", "budget_exceeded", "trajectory", "case"}  # fmt: skip
+
+
+def _item_details(item: ReportItem, repeated: bool) -> str:
+    traj = item.trajectory or {}
     usage = traj.get("usage") or {}
     figures = [
-        f"score {_num(item.get('score'))}",
-        f"{_num(item.get('step_count'), 'd')} steps",
-        f"{_num(item.get('tokens'), ',d')} tokens",
+        f"score {_num(item.score)}",
+        f"{_num(item.step_count, 'd')} steps",
+        f"{_num(item.tokens, ',d')} tokens",
     ]
-    if item.get("cost_usd") is not None:
-        figures.append(_cost(item["cost_usd"]))
-    figures.append(f"{_num(item.get('duration_s'), '.2f')} s")
-    name = f"run {item['repetition']}/{item['repetitions']}" if repeated else "run"
+    if item.cost_usd is not None:
+        figures.append(_cost(item.cost_usd))
+    figures.append(f"{_num(item.duration_s, '.2f')} s")
+    name = f"run {item.repetition}/{item.repetitions}" if repeated else "run"
     facts = {
-        "reason": item.get("reason"),
-        "node id": item.get("nodeid"),
-        "threshold": item.get("threshold"),
-        "stop reason": item.get("stop_reason") or traj.get("stop_reason"),
+        "reason": item.reason,
+        "node id": item.nodeid,
+        "threshold": item.threshold,
+        "stop reason": item.stop_reason or traj.get("stop_reason"),
         "stop detail": traj.get("stop_detail"),
         "model": traj.get("model"),
         "model calls": traj.get("llm_calls"),
         "usage": f"{usage.get('input_tokens')} in, {usage.get('output_tokens')} out"
         if usage
         else None,
-        "error": item.get("error"),
-        "over budget": ", ".join(item.get("budget_exceeded") or []) or None,
-        **{f"metric {k}": v for k, v in sorted((item.get("metrics") or {}).items())},
-        **_case_facts(item.get("case")),
+        "error": item.error,
+        "over budget": ", ".join(item.budget_exceeded) or None,
+        **{f"metric {k}": v for k, v in sorted(item.metrics.items())},
+        **_case_facts(item.case),
+        **{
+            f.name.replace("_", " "): getattr(item, f.name)
+            for f in dataclasses.fields(Figures)
+            if f.name not in _SHOWN and getattr(item, f.name) not in (None, [], {})
+        },
     }
     dl = "".join(
         f"<dt>{escape(k)}</dt><dd class='mono'>{escape(str(v))}</dd>"
         for k, v in facts.items()
         if v not in (None, "")
     )
-    message = f"<pre>{escape(item['message'])}</pre>" if item.get("message") else ""
+    message = f"<pre>{escape(item.message)}</pre>" if item.message else ""
     final = (
         f"<p class='fig'>final text</p><pre>{escape(traj['final_text'])}</pre>"
         if traj.get("final_text")
         else ""
     )
-    opened = " open" if item.get("verdict") in _BAD else ""
+    opened = " open" if item.verdict in _BAD else ""
     return (
-        f"<details class='{escape(str(item.get('verdict')))}'{opened}><summary>"
-        f"<span class='badge'>{escape(str(item.get('verdict')))}</span> {escape(name)} "
+        f"<details class='{escape(item.verdict)}'{opened}><summary>"
+        f"<span class='badge'>{escape(item.verdict)}</span> {escape(name)} "
         f"<span class='fig'>{escape(' · '.join(figures))}</span></summary><div class='body'>"
         f"{message}<dl>{dl}</dl>{_steps(traj)}{final}</div></details>"
     )

@@ -28,9 +28,11 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_looplet.settings import (
+    DEFAULT_THRESHOLD,
     RECORD_MODES,
     LoopletSettings,
     add_options,
+    cassette_failed_key,
     check_threshold,
     looplet_settings,
     resolve,
@@ -53,7 +55,8 @@ __all__ = [
 ]
 
 _MARKER = (
-    "looplet(threshold=0.5, repeat=1, max_steps=None, max_tokens=None, max_cost=None): the "
+    f"looplet(threshold={DEFAULT_THRESHOLD:g}, repeat=1, max_steps=None, max_tokens=None, "
+    "max_cost=None): the "
     "score an eval must reach (default: --looplet-threshold), how many times it runs "
     "(default: --looplet-repeat), and the agent's step, token and dollar budgets"
 )
@@ -378,10 +381,6 @@ def _anyio_runs(item: pytest.Function) -> bool:
 
 evals_key = pytest.StashKey[EvalPlugin]()
 """Where the registered :class:`EvalPlugin` is kept (on ``config.stash``) while evals are on."""
-
-
-cassette_failed_key = pytest.StashKey[bool]()
-"""Set on an item whose test call already failed with a cassette error (reported once)."""
 
 
 @pytest.hookimpl(wrapper=True)

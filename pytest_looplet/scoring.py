@@ -3,9 +3,10 @@ and its budgets.
 
 :func:`run_eval` is the body of the plugin's ``pytest_pyfunc_call`` for eval items; it records
 the score, threshold, metrics, reason (the result's ``explanation``) and the run's trajectory
-figures in ``item.user_properties``, so they ride on the report to the xdist controller and
-into JUnit XML; when a report is written (``--looplet-report``, ``--looplet-html``) the
-trajectory's steps go there too, as compact JSON (``looplet_trajectory``).
+figures in a :class:`~looplet.evals.report_model.Figures`, written to ``item.user_properties``
+as ``looplet_<field>`` pairs once the eval is over, so they ride on the report to the xdist
+controller and into JUnit XML; when a report is written (``--looplet-report``,
+``--looplet-html``) the trajectory's steps go there too (``looplet_trajectory``).
 :func:`record_trajectory` is how a fixture tells the plugin which trajectory an eval produced.
 The marker's ``max_steps``, ``max_tokens`` and ``max_cost`` are checked once the eval
 returned; its cost comes from :data:`PRICES` (extended by the ``looplet_prices`` files).
@@ -20,14 +21,16 @@ import inspect
 import json
 import math
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
 import pytest
 
 from looplet import pricing
+from looplet.evals.report_model import Figures
 from looplet.evals.result import EvalResult
-from looplet.types import Step, Trajectory
+from looplet.types import Trajectory
 from pytest_looplet.collect import async_return_key
 from pytest_looplet.datasets import case_threshold
 from pytest_looplet.settings import LoopletSettings, check_threshold
@@ -98,9 +101,23 @@ def run_eval(
     unsupported value fails with a message naming the eval, the value's type and the
     accepted forms, and is recorded as an error (``looplet_error``), never as a pass.
     """
-    threshold, budgets = _read_marker(item, settings.threshold)
+    figures = Figures()  # what the report shows of this run: looplet_* user properties
+    try:
+        return _run_eval(item, settings, prices, call, figures)
+    finally:
+        item.user_properties.extend(figures.properties())
+
+
+def _run_eval(
+    item: pytest.Function,
+    settings: LoopletSettings,
+    prices: Prices,
+    call: Callable[[], object] | None,
+    figures: Figures,
+) -> bool:
+    threshold, budgets = _read_marker(item, settings.threshold, figures)
     threshold = case_threshold(item, threshold)  # a dataset case's own threshold wins
-    record = _Recorder(item, settings, prices)
+    record = _Recorder(item, settings, prices, figures)
     try:
         value = call() if call is not None else _call(item)
         if async_return_key in item.stash:
@@ -109,23 +126,17 @@ def run_eval(
     except BaseException as exc:
         record(None)
         if isinstance(exc, Exception) and not isinstance(exc, AssertionError):
-            item.user_properties.append(("looplet_error", type(exc).__name__))
+            figures.error = type(exc).__name__
         raise
-    result = _normalise(item, value, record)
-    figures = record(_returned_trajectory(result))
-    item.user_properties.extend(
-        [
-            ("looplet_score", result.score),
-            ("looplet_threshold", threshold),
-            ("looplet_metrics", json.dumps(result.metrics, sort_keys=True)),
-        ]
-    )
-    if result.explanation:  # a scorer's or judge's reason: reported, passed or not
-        item.user_properties.append(("looplet_reason", result.explanation))
+    result = _normalise(item, value, record, figures)
+    recorded = record(_returned_trajectory(result))
+    figures.score, figures.threshold = result.score, threshold
+    figures.metrics = dict(result.metrics)
+    figures.reason = result.explanation or None  # a scorer's or judge's reason, passed or not
     problems = [] if result.passed(threshold) else [_below_threshold(item, result, threshold)]
-    over = _over_budget(item, budgets, figures)
+    over = _over_budget(item, budgets, recorded)
     if over:
-        item.user_properties.append(("looplet_budget_exceeded", ",".join(sorted(over))))
+        figures.budget_exceeded = sorted(over)
         problems.append(f"eval {item.name} is over budget: {'; '.join(over.values())}")
     if problems:
         pytest.fail("\n".join(problems), pytrace=False)
@@ -142,7 +153,9 @@ def _call(item: pytest.Function) -> object:
     return value
 
 
-def _normalise(item: pytest.Function, value: object, record: _Recorder) -> EvalResult:
+def _normalise(
+    item: pytest.Function, value: object, record: _Recorder, figures: Figures
+) -> EvalResult:
     try:
         return EvalResult.from_return(value)
     except (TypeError, ValueError) as exc:
@@ -150,32 +163,36 @@ def _normalise(item: pytest.Function, value: object, record: _Recorder) -> EvalR
     if inspect.iscoroutine(value):
         value.close()  # never awaited: close it rather than leak a RuntimeWarning
     record(None)
-    item.user_properties.append(("looplet_error", kind))
+    figures.error = kind
     # Raised outside the except block, so the report shows one message, not a chain.
     pytest.fail(f"{kind}: eval {item.name} {problem}", pytrace=False)
 
 
-def _read_marker(item: pytest.Function, default: float) -> tuple[float, dict[str, float]]:
+def _read_marker(
+    item: pytest.Function, default: float, figures: Figures
+) -> tuple[float, dict[str, float]]:
     """The eval's threshold and its budgets (``max_*`` keys that are set)."""
     marker = item.get_closest_marker("looplet")
     if marker is None:
         return default, {}
     if marker.args:
-        _bad_marker(item, f"takes keyword arguments only ({', '.join(MARKER_KEYS)})")
+        _bad_marker(item, figures, f"takes keyword arguments only ({', '.join(MARKER_KEYS)})")
     unknown = sorted(set(marker.kwargs) - set(MARKER_KEYS))
     if unknown:
-        _bad_marker(item, f"got {', '.join(unknown)}; it accepts {', '.join(MARKER_KEYS)}")
+        _bad_marker(item, figures, f"got {', '.join(unknown)}; it accepts {', '.join(MARKER_KEYS)}")
     for key in ("repeat", "max_steps", "max_tokens"):
         value = marker.kwargs.get(key)
         if value is not None and (
             isinstance(value, bool) or not isinstance(value, int) or value < 1
         ):
-            _bad_marker(item, f"{key} is a positive int or None, not {value!r}")
+            _bad_marker(item, figures, f"{key} is a positive int or None, not {value!r}")
     cost = marker.kwargs.get("max_cost")
     if cost is not None and (
         isinstance(cost, bool) or not isinstance(cost, int | float) or math.isnan(cost) or cost <= 0
     ):
-        _bad_marker(item, f"max_cost is a positive number of dollars or None, not {cost!r}")
+        _bad_marker(
+            item, figures, f"max_cost is a positive number of dollars or None, not {cost!r}"
+        )
     budgets = {
         key: marker.kwargs[key]
         for key in ("max_steps", "max_tokens", "max_cost")
@@ -185,15 +202,15 @@ def _read_marker(item: pytest.Function, default: float) -> tuple[float, dict[str
     if threshold is None:
         return default, budgets
     if isinstance(threshold, str):
-        _bad_marker(item, f"threshold is a number in [0, 1], not {threshold!r}")
+        _bad_marker(item, figures, f"threshold is a number in [0, 1], not {threshold!r}")
     try:
         return check_threshold(threshold), budgets
     except ValueError as exc:
-        _bad_marker(item, str(exc))
+        _bad_marker(item, figures, str(exc))
 
 
-def _bad_marker(item: pytest.Function, problem: str) -> NoReturn:
-    item.user_properties.append(("looplet_error", "marker"))
+def _bad_marker(item: pytest.Function, figures: Figures, problem: str) -> NoReturn:
+    figures.error = "marker"
     pytest.fail(f"eval {item.name}: @pytest.mark.looplet {problem}", pytrace=False)
 
 
@@ -202,49 +219,54 @@ def _returned_trajectory(result: EvalResult) -> Trajectory | None:
     return found[-1] if found else None
 
 
+@dataclass(frozen=True, slots=True)
+class _Recorded:
+    """The trajectory an eval produced, the model it ran and what it cost."""
+
+    trajectory: Trajectory
+    model: str | None
+    cost: float | None
+
+
 class _Recorder:
     """Records the figures of the trajectory an eval produced, once, and returns them."""
 
-    def __init__(self, item: pytest.Function, settings: LoopletSettings, prices: Prices) -> None:
-        self.item, self.settings, self.prices = item, settings, prices
+    def __init__(
+        self, item: pytest.Function, settings: LoopletSettings, prices: Prices, figures: Figures
+    ) -> None:
+        self.item, self.settings, self.prices, self.figures = item, settings, prices, figures
 
-    def __call__(self, returned: Trajectory | None) -> dict[str, Any] | None:
-        item = self.item
+    def __call__(self, returned: Trajectory | None) -> _Recorded | None:
+        item, figures = self.item, self.figures
         trajectory = returned if returned is not None else item.stash.get(trajectory_key, None)
         if trajectory is None:
             return None
         reason = trajectory.stop_reason
-        item.user_properties.extend(
-            [
-                ("looplet_steps", len(trajectory.steps)),
-                ("looplet_tokens", trajectory.usage.total_tokens),
-                ("looplet_stop_reason", reason.value if reason is not None else ""),
-            ]
-        )
+        figures.step_count = len(trajectory.steps)
+        figures.tokens = trajectory.usage.total_tokens
+        figures.stop_reason = reason.value if reason is not None else None
         model = item.funcargs.get("looplet_model")
         model = model if isinstance(model, str) and model else self.settings.model
-        cost = cost_usd(trajectory, model, self.prices)
-        if cost is not None:
-            item.user_properties.append(("looplet_cost", cost))
+        figures.cost_usd = cost = cost_usd(trajectory, model, self.prices)
         if self.settings.records_trajectories:
-            item.user_properties.append(("looplet_trajectory", trajectory_json(trajectory, model)))
-        return {"trajectory": trajectory, "model": model, "cost": cost}
+            figures.trajectory = json.loads(trajectory_json(trajectory, model))
+        return _Recorded(trajectory, model, cost)
 
 
 def _over_budget(
-    item: pytest.Function, budgets: dict[str, float], figures: dict[str, Any] | None
+    item: pytest.Function, budgets: dict[str, float], recorded: _Recorded | None
 ) -> dict[str, str]:
     """The budgets the eval exceeded (or could not be checked against), each with its figures."""
     if not budgets:
         return {}
-    if figures is None:
+    if recorded is None:
         return {
             key: f"{_budget(key, value)} but the eval recorded no trajectory (use looplet_agent "
             "or record_trajectory)"
             for key, value in budgets.items()
         }
-    trajectory: Trajectory = figures["trajectory"]
-    usage, model, cost = trajectory.usage, figures["model"], figures["cost"]
+    trajectory, model, cost = recorded.trajectory, recorded.model, recorded.cost
+    usage = trajectory.usage
     over = {}
     if "max_steps" in budgets and len(trajectory.steps) > budgets["max_steps"]:
         over["max_steps"] = f"{len(trajectory.steps)} steps > max_steps={budgets['max_steps']}"
@@ -323,8 +345,13 @@ def load_prices(paths: Iterable[Path]) -> Prices:
 
 
 def trajectory_json(trajectory: Trajectory, model: str | None = None) -> str:
-    """The compact JSON of a trajectory that reports show (previews cut to
-    :data:`PREVIEW_CHARS`, at most :data:`MAX_REPORTED_STEPS` steps)."""
+    """The compact JSON of a trajectory that reports show: a view of the run record's form
+    (:mod:`looplet.record.codec`) with its keys, previews cut to :data:`PREVIEW_CHARS`, at
+    most :data:`MAX_REPORTED_STEPS` steps, each step a row of the report's schema
+    (``n``, ``tool``, ``args``, ``ok``, ``result``, ``error``, ``ms``, ``reasoning``:
+    docs/reports.md)."""
+    from looplet.record.codec import encode_step, encode_usage
+
     steps = trajectory.steps
     omitted = max(0, len(steps) - MAX_REPORTED_STEPS)
     if omitted:
@@ -334,30 +361,33 @@ def trajectory_json(trajectory: Trajectory, model: str | None = None) -> str:
     data = {
         "model": model,
         "llm_calls": trajectory.llm_calls,
-        "usage": trajectory.usage.to_dict(),
+        "usage": encode_usage(trajectory.usage),
         "stop_reason": reason.value if reason is not None else None,
         "stop_detail": _preview(trajectory.stop_detail),
         "final_text": _preview(trajectory.final_text, 5 * PREVIEW_CHARS),
         "elapsed_ms": round(trajectory.elapsed_ms, 1),
-        "steps": [_step_json(step) for step in steps],
+        "steps": [_step_json(encode_step(step)) for step in steps],
         "steps_omitted": omitted,
     }
-    return json.dumps(data, separators=(",", ":"), ensure_ascii=False, default=str)
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
 
 
-def _step_json(step: Step) -> dict[str, Any]:
-    call, result = step.tool_call, step.tool_result
+def _step_json(step: dict[str, Any]) -> dict[str, Any]:
+    """A report row from a step in the codec's form."""
+    call, result = step["tool_call"], step["tool_result"]
     out: dict[str, Any] = {
-        "n": step.number,
-        "tool": call.tool,
-        "args": _preview(call.raw_arguments if call.parse_error else _dumps(call.args)),
-        "ok": result.error is None,
-        "result": None if result.data is None else _preview(_dumps(result.data)),
-        "error": _preview(result.error) if result.error is not None else None,
-        "ms": round(result.duration_ms, 1),
+        "n": step["step"],
+        "tool": call["tool"],
+        "args": _preview(
+            call.get("raw_arguments") if "parse_error" in call else _dumps(call["args"])
+        ),
+        "ok": result["error"] is None,
+        "result": None if result["data"] is None else _preview(_dumps(result["data"])),
+        "error": _preview(result["error"]) if result["error"] is not None else None,
+        "ms": round(result["duration_ms"], 1),
     }
-    if call.reasoning:
-        out["reasoning"] = _preview(call.reasoning)
+    if call.get("reasoning"):
+        out["reasoning"] = _preview(call["reasoning"])
     return out
 
 

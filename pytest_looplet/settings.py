@@ -19,18 +19,24 @@ import pytest
 
 __all__ = [
     "CASSETTE_INI_KEYS",
+    "DEFAULT_THRESHOLD",
     "PROVIDERS",
     "RECORD_MODES",
     "LoopletSettings",
     "add_options",
+    "cassette_failed_key",
     "check_threshold",
     "looplet_settings",
     "resolve",
     "settings_key",
 ]
 
+# Two defaults of the library are spelled here too, because every pytest run reads them
+# before anything may import looplet (a run without evals imports none of it):
+# tests/test_plugin_options.py checks that they equal their definitions in the library.
 RECORD_MODES = ("none", "once", "new_episodes", "all")
-"""The cassette record modes, as vcrpy names them; ``none`` replays only."""
+"""The cassette record modes, as vcrpy names them; ``none`` replays only. The library's
+definition is :data:`looplet.cassettes.cassette.RECORD_MODES`."""
 
 PROVIDERS = ("openai", "anthropic")
 """The providers ``looplet_llm`` can build a backend for."""
@@ -47,7 +53,9 @@ CASSETTE_INI_KEYS: dict[str, str] = {
 """The ini keys of the suite's cassette settings (read by :mod:`pytest_looplet.cassettes`),
 with their help text."""
 
-_DEFAULT_THRESHOLD = "0.5"
+DEFAULT_THRESHOLD = 0.5
+"""The score an eval must reach by default; the library's definition is
+:data:`looplet.evals.result.DEFAULT_THRESHOLD`."""
 _DEFAULT_EVAL_FILES = ["eval_*.py"]
 _DEFAULT_EVAL_PREFIX = "eval_"
 
@@ -107,6 +115,10 @@ class LoopletSettings:
 settings_key = pytest.StashKey[LoopletSettings]()
 """Where ``pytest_configure`` keeps the run's :class:`LoopletSettings` (on ``config.stash``)."""
 
+cassette_failed_key = pytest.StashKey[bool]()
+"""Set on an item whose test call already failed with a cassette error (reported once, by
+the plugin's ``pytest_runtest_makereport``, not again by the cassette fixture)."""
+
 
 def looplet_settings(config: pytest.Config) -> LoopletSettings:
     """The run's resolved options (``config.stash[settings_key]``)."""
@@ -143,8 +155,9 @@ def add_options(parser: pytest.Parser) -> None:
         ("--looplet-provider", "looplet_provider", "string", "openai",
          f"Provider looplet_llm talks to: {', '.join(PROVIDERS)}. Default: openai.",
          {"metavar": "NAME"}),
-        ("--looplet-threshold", "looplet_threshold", "string", _DEFAULT_THRESHOLD,
-         "Score in [0, 1] an eval must reach unless its looplet marker sets one. Default: 0.5.",
+        ("--looplet-threshold", "looplet_threshold", "string", f"{DEFAULT_THRESHOLD:g}",
+         "Score in [0, 1] an eval must reach unless its looplet marker sets one. Default: "
+         f"{DEFAULT_THRESHOLD:g}.",
          {"metavar": "FLOAT"}),
         ("--looplet-repeat", "looplet_repeat", "string", "1",
          "Runs of each eval whose looplet marker sets no repeat=, one item per run. "

@@ -19,7 +19,6 @@ pass@k, pass^k, flaky). A repeated eval passes when its pass rate reaches
 from __future__ import annotations
 
 import datetime
-import json
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +26,8 @@ import pytest
 
 from pytest_looplet.collect import EVAL_KEYWORD, eval_of, repetition_of_nodeid
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # looplet is imported once an eval reports, not before
+    from looplet.evals.report_model import EvalEntry, Report, ReportItem, ReportOptions, Verdict
     from pytest_looplet.baseline import Comparison
     from pytest_looplet.settings import LoopletSettings
 
@@ -63,19 +63,20 @@ class EvalSummary:
     def __init__(
         self,
         settings: LoopletSettings | None = None,
-        baseline: dict[str, Any] | None = None,
+        baseline: Report | None = None,
         args: tuple[str, ...] = (),
     ) -> None:
         self.settings = settings
         self.baseline = baseline
         self.args = args
-        self.doc: dict[str, Any] | None = None
+        self.doc: Report | None = None
         self.comparison: Comparison | None = None
         self.notes: list[str] = []
         # With --looplet-shard: {"index", "total", "suite", "items"} (node ids), set by the
         # eval plugin from its own collection or, under xdist, from a worker's.
         self.shard: dict[str, Any] | None = None
-        self._items: dict[str, dict[str, Any]] = {}
+        self._items: dict[str, ReportItem] = {}
+        self._verdicts: dict[str, Verdict | None] = {}  # None until an outcome is known
         self._expected: set[str] = set()
         self._workers: set[str] = set()
         self._other_failures = 0
@@ -104,26 +105,29 @@ class EvalSummary:
         item = self._items.get(report.nodeid)
         if item is None:
             item = self._items[report.nodeid] = _new_item(report)
-        item["duration_s"] += report.duration
+        item.duration_s += report.duration
         worker = getattr(report, "worker_id", None)
         if worker:
             self._workers.add(str(worker))
-        outcome = _outcome(report, item["verdict"])
+        previous = self._verdicts.get(report.nodeid)
+        outcome = _outcome(report, previous)
         if outcome is None:
             return
-        if outcome != item["verdict"] and (report.failed or report.skipped):
-            item["message"] = _message(report)
-        item["verdict"] = outcome
-        _read_properties(item, dict(report.user_properties))
+        if outcome != previous and (report.failed or report.skipped):
+            item.message = _message(report)
+        item.verdict = self._verdicts[report.nodeid] = outcome
+        item.read_properties(dict(report.user_properties))
+        if item.reason is not None:
+            item.reason = _clip(item.reason, MESSAGE_CHARS)
 
-    def build(self) -> dict[str, Any]:
-        """The report document of the evals seen so far (:mod:`looplet.evals.report`)."""
-        from looplet.evals import report
+    def build(self) -> Report:
+        """The report of the evals seen so far (:mod:`looplet.evals.report`)."""
+        from looplet.evals.report import ShardSplit, build_report
 
-        items = [item for item in self._items.values() if item["verdict"] is not None]
-        ran = {item["nodeid"] for item in items}
+        items = [item for nodeid, item in self._items.items() if self._verdicts.get(nodeid)]
+        ran = {item.nodeid for item in items}
         items += [_not_run(nodeid) for nodeid in sorted(self._expected - ran)]
-        return report.build_report(
+        return build_report(
             items,
             options=_options(self.settings),
             started=self._started,
@@ -131,7 +135,7 @@ class EvalSummary:
             workers=len(self._workers),
             args=self.args,
             pytest_version=pytest.__version__,
-            shard=self.shard,
+            shard=None if self.shard is None else ShardSplit(**self.shard),
         )
 
     def empty_shard_status(self, status: int) -> int:
@@ -185,16 +189,14 @@ class EvalSummary:
             self.notes.append(f"looplet: HTML report written to {s.html}")
         return self._exit_status(session, status, doc)
 
-    def _exit_status(self, session: pytest.Session, status: int, doc: dict[str, Any]) -> int:
+    def _exit_status(self, session: pytest.Session, status: int, doc: Report) -> int:
         assert self.settings is not None
         ok, failed = int(pytest.ExitCode.OK), int(pytest.ExitCode.TESTS_FAILED)
         if status not in (ok, failed):
             return status
-        repeated = [e for e in doc["evals"] if e["repetitions"] > 1]
-        below = [e["eval"] for e in repeated if e["verdict"] in ("FAIL", "ERROR")]
-        single_failed = any(
-            e["verdict"] in ("FAIL", "ERROR") for e in doc["evals"] if e["repetitions"] == 1
-        )
+        repeated = [e for e in doc.evals if e.repetitions > 1]
+        below = [e.eval for e in repeated if e.verdict in ("FAIL", "ERROR")]
+        single_failed = any(e.verdict in ("FAIL", "ERROR") for e in doc.evals if e.repetitions == 1)
         rate = f"{self.settings.min_pass_rate:g}"
         if below:
             status = failed
@@ -229,11 +231,11 @@ class EvalSummary:
         if self.doc is None and not (self._items or self._expected):
             return []
         doc = self.doc if self.doc is not None else self.build()
-        evals = doc["evals"]
+        evals = doc.evals
         if not evals:
             return []
-        single = [e for e in evals if e["repetitions"] == 1]
-        repeated = [e for e in evals if e["repetitions"] > 1]
+        single = [e for e in evals if e.repetitions == 1]
+        repeated = [e for e in evals if e.repetitions > 1]
         out: list[str] = []
         if single:
             table = _table(
@@ -244,7 +246,7 @@ class EvalSummary:
             out.append(table[0])
             for entry, line in zip(single, table[1:], strict=True):
                 out.append(line)
-                reason = entry["items"][0].get("reason")
+                reason = entry.items[0].reason
                 if reason:
                     out.append(f"  ↳ {_clip(' '.join(reason.split()), REASON_LINE_CHARS)}")
         if repeated:
@@ -279,93 +281,57 @@ def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
 
-def _options(settings: LoopletSettings | None) -> dict[str, Any] | None:
+def _options(settings: LoopletSettings | None) -> ReportOptions | None:
     """The report's ``run.options``: the settings that shaped the run, as plain values."""
     if settings is None:
         return None
-    return {
-        "threshold": settings.threshold,
-        "repeat": settings.repeat,
-        "min_pass_rate": settings.min_pass_rate,
-        "pass_k": settings.pass_k,
-        "record_mode": settings.record_mode,
-        "model": settings.model,
-        "provider": settings.provider,
-        "shard": None if settings.shard is None else "{}/{}".format(*settings.shard),
-        "eval_files": list(settings.eval_files),
-        "eval_prefix": settings.eval_prefix,
-        "baseline": None if settings.baseline is None else str(settings.baseline),
-    }
+    from looplet.evals.report import ReportOptions
+
+    return ReportOptions(
+        threshold=settings.threshold,
+        repeat=settings.repeat,
+        min_pass_rate=settings.min_pass_rate,
+        pass_k=settings.pass_k,
+        record_mode=settings.record_mode,
+        model=settings.model,
+        provider=settings.provider,
+        shard=None if settings.shard is None else "{}/{}".format(*settings.shard),
+        eval_files=list(settings.eval_files),
+        eval_prefix=settings.eval_prefix,
+        baseline=None if settings.baseline is None else str(settings.baseline),
+    )
 
 
-def _not_run(nodeid: str) -> dict[str, Any]:
+def _not_run(nodeid: str) -> ReportItem:
     item = _item(nodeid, repetition_of_nodeid(nodeid))
-    item.update(
-        verdict="SKIP",
-        error="not_run",
-        message="not run: the run stopped before it (-x, --maxfail, an interrupt, or xdist "
-        "ran out of worker restarts)",
+    item.verdict, item.error = "SKIP", "not_run"
+    item.message = (
+        "not run: the run stopped before it (-x, --maxfail, an interrupt, or xdist ran out of "
+        "worker restarts)"
     )
     return item
 
 
-def _new_item(report: pytest.TestReport) -> dict[str, Any]:
+def _new_item(report: pytest.TestReport) -> ReportItem:
     props = dict(report.user_properties)
     return _item(report.nodeid, str(props.get("looplet_repetition") or "") or None)
 
 
-def _item(nodeid: str, repetition: str | None) -> dict[str, Any]:
+def _item(nodeid: str, repetition: str | None) -> ReportItem:
+    """An item of a node id and its ``looplet_repetition`` (``"2/5"``), verdict to come."""
+    from looplet.evals.report_model import ReportItem
+
     index, _, count = (repetition or "1/1").partition("/")
-    return {
-        "nodeid": nodeid,
-        "eval": eval_of(nodeid, repetition),
-        "repetition": int(index),
-        "repetitions": int(count),
-        "verdict": None,
-        "score": None,
-        "threshold": None,
-        "metrics": {},
-        "error": None,
-        "message": None,
-        "reason": None,
-        "duration_s": 0.0,
-        "step_count": None,
-        "tokens": None,
-        "stop_reason": None,
-        "cost_usd": None,
-        "budget_exceeded": [],
-        "trajectory": None,
-        "case": None,
-    }
+    return ReportItem(
+        nodeid=nodeid,
+        eval=eval_of(nodeid, repetition),
+        repetition=int(index),
+        repetitions=int(count),
+        verdict="SKIP",  # set by EvalSummary.add once an outcome is known
+    )
 
 
-def _read_properties(item: dict[str, Any], props: dict[str, Any]) -> None:
-    item["score"] = _number(props.get("looplet_score"), float)
-    item["threshold"] = _number(props.get("looplet_threshold"), float)
-    item["step_count"] = _number(props.get("looplet_steps"), int)
-    item["tokens"] = _number(props.get("looplet_tokens"), int)
-    item["stop_reason"] = str(props.get("looplet_stop_reason") or "") or None
-    item["cost_usd"] = _number(props.get("looplet_cost"), float)
-    item["error"] = str(props["looplet_error"]) if "looplet_error" in props else None
-    budget = props.get("looplet_budget_exceeded")
-    item["budget_exceeded"] = str(budget).split(",") if budget else []
-    item["metrics"] = _json(props.get("looplet_metrics")) or {}
-    reason = str(props.get("looplet_reason") or "")
-    item["reason"] = _clip(reason, MESSAGE_CHARS) if reason else None
-    item["trajectory"] = _json(props.get("looplet_trajectory"))
-    item["case"] = _json(props.get("looplet_case"))  # a dataset's case: name, file, metadata
-
-
-def _json(value: Any) -> Any:
-    if not isinstance(value, str):
-        return None
-    try:
-        return json.loads(value)
-    except ValueError:
-        return None
-
-
-def _outcome(report: pytest.TestReport, previous: str | None) -> str | None:
+def _outcome(report: pytest.TestReport, previous: Verdict | None) -> Verdict | None:
     xfail = hasattr(report, "wasxfail")
     if report.when == "call":
         if report.passed:
@@ -396,43 +362,34 @@ def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _number(value: Any, kind: type[int] | type[float]) -> Any:
-    if value is None:
-        return None
-    try:
-        return kind(value)
-    except (TypeError, ValueError):
-        return None
-
-
 def _fmt(value: float | None, spec: str = ".2f") -> str:
     return "-" if value is None else format(value, spec)
 
 
-def _single_cells(entry: dict[str, Any]) -> tuple[str, ...]:
-    item = entry["items"][0]
+def _single_cells(entry: EvalEntry) -> tuple[str, ...]:
+    item = entry.items[0]
     return (
-        item["verdict"],
-        _fmt(item["score"]),
-        _fmt(item["step_count"], "d"),
-        _fmt(item["tokens"], "d"),
-        item["stop_reason"] or "-",
-        entry["eval"],
+        item.verdict,
+        _fmt(item.score),
+        _fmt(item.step_count, "d"),
+        _fmt(item.tokens, "d"),
+        item.stop_reason or "-",
+        entry.eval,
     )
 
 
-def _repeated_cells(entry: dict[str, Any]) -> tuple[str, ...]:
-    ci = entry["pass_rate_ci"]
-    name = entry["eval"] + ("  flaky" if entry["flaky"] else "")
+def _repeated_cells(entry: EvalEntry) -> tuple[str, ...]:
+    ci = entry.pass_rate_ci
+    name = entry.eval + ("  flaky" if entry.flaky else "")
     return (
-        entry["verdict"],
-        f"{entry['passes']}/{entry['runs']}",
-        _fmt(entry["pass_rate"]),
+        entry.verdict,
+        f"{entry.passes}/{entry.runs}",
+        _fmt(entry.pass_rate),
         "-" if ci is None else f"[{ci[0]:.2f}, {ci[1]:.2f}]",
-        _fmt(entry["mean_score"]),
-        _fmt(entry["k"], "d"),
-        _fmt(entry["pass_at_k"]),
-        _fmt(entry["pass_hat_k"]),
+        _fmt(entry.mean_score),
+        _fmt(entry.k, "d"),
+        _fmt(entry.pass_at_k),
+        _fmt(entry.pass_hat_k),
         name,
     )
 
@@ -447,9 +404,9 @@ def _table(header: tuple[str, ...], rows: list[tuple[str, ...]], align: str) -> 
     return [line(header), *(line(row) for row in rows)]
 
 
-def _totals(doc: dict[str, Any]) -> str:
-    evals = doc["evals"]
-    counts = {outcome: sum(e["verdict"] == outcome for e in evals) for outcome in OUTCOMES}
+def _totals(doc: Report) -> str:
+    evals = doc.evals
+    counts = {outcome: sum(e.verdict == outcome for e in evals) for outcome in OUTCOMES}
     parts = [
         f"{n} {_TOTAL_WORDS[outcome]}{'s' if outcome == 'ERROR' and n > 1 else ''}"
         for outcome, n in counts.items()
@@ -457,13 +414,13 @@ def _totals(doc: dict[str, Any]) -> str:
     ]
     noun = "eval" if len(evals) == 1 else "evals"
     text = f"{len(evals)} {noun}: {', '.join(parts)}"
-    totals = doc["totals"]
-    if totals["flaky"]:
-        text += f" ({totals['flaky']} flaky)"
-    if totals["mean_score"] is not None:
-        text += f"; mean score {totals['mean_score']:.2f}"
-    if totals["steps"] is not None:
-        text += f"; {totals['steps']} steps, {totals['tokens'] or 0} tokens"
-    if totals["cost_usd"] is not None:
-        text += f"; ${totals['cost_usd']:.4f}"
+    totals = doc.totals
+    if totals.flaky:
+        text += f" ({totals.flaky} flaky)"
+    if totals.mean_score is not None:
+        text += f"; mean score {totals.mean_score:.2f}"
+    if totals.steps is not None:
+        text += f"; {totals.steps} steps, {totals.tokens or 0} tokens"
+    if totals.cost_usd is not None:
+        text += f"; ${totals.cost_usd:.4f}"
     return text

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from looplet.evals.report import Report, ReportItem, ReportRun
 from looplet.evals.stats import fisher_exact
 from pytest_looplet.baseline import compare
 
@@ -112,12 +113,12 @@ def test_the_comparison_uses_fishers_exact_test() -> None:
     assert fisher_exact(2, 0, 1, 1) == 1.0
     assert fisher_exact(3, 1, 1, 3) == pytest.approx(0.485714, abs=1e-6)
 
-    def doc(passes: int, runs: int) -> dict[str, object]:
+    def doc(passes: int, runs: int) -> Report:
         items = [
-            {"nodeid": f"e[{i}]", "verdict": "PASS" if i < passes else "FAIL", "score": None}
+            ReportItem(nodeid=f"e[{i}]", eval="e", verdict="PASS" if i < passes else "FAIL")
             for i in range(runs)
         ]
-        return {"evals": [{"eval": "e", "items": items}]}
+        return Report.of(items, ReportRun())
 
     assert [c.kind for c in compare(doc(10, 10), doc(3, 10), path="x").changes] == ["regression"]
     assert [c.kind for c in compare(doc(10, 10), doc(9, 10), path="x").changes] == ["unchanged"]

@@ -65,7 +65,7 @@ def test_record_then_replay_offline_with_no_key(
     result.stdout.fnmatch_lines(["PASS *1.00*2*done*eval_greeter.py::eval_greets_alice"])
     suite = ET.parse(pytester.path / "report.xml").getroot()
     props = {p.get("name"): p.get("value") for p in suite.iter("property")}
-    assert props["looplet_steps"] == "2" and props["looplet_stop_reason"] == "done"
+    assert props["looplet_step_count"] == "2" and props["looplet_stop_reason"] == "done"
 
 
 def test_replay_under_xdist_gives_the_same_summary(

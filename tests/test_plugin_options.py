@@ -241,3 +241,37 @@ def test_evals_on_with_nothing_to_run_import_no_looplet(
     loaded = _modules_of_a_run(pytester, "--looplet-evals", "-k", "not looplet_eval")
     assert "pytest_looplet.summary" in loaded  # the eval plugin was on
     assert not {m for m in loaded if m.split(".")[0] == "looplet"}
+
+
+def test_the_defaults_a_run_reads_before_looplet_loads_are_the_librarys(
+    run: Run, pytester: pytest.Pytester
+) -> None:
+    """The threshold and the record modes are defined in the library; the settings spell them
+    too (every run reads them, and a run without evals imports no looplet): they must agree,
+    down to what a run resolves when nothing is given."""
+    from looplet.cassettes.cassette import RECORD_MODES
+    from looplet.evals.result import DEFAULT_THRESHOLD
+    from pytest_looplet import settings
+
+    assert settings.RECORD_MODES == RECORD_MODES
+    assert settings.DEFAULT_THRESHOLD == DEFAULT_THRESHOLD
+    pytester.makeconftest(SETTINGS_CONFTEST)
+    run().stdout.fnmatch_lines([f"SETTINGS mode=none * threshold={DEFAULT_THRESHOLD} *"])
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+def test_looplet_model_defaults_to_the_backends_default_model(
+    run: Run, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, provider: str
+) -> None:
+    """One default model per provider, the backend's: ``looplet_model`` reads it there."""
+    import importlib
+
+    for name in ("OPENAI_MODEL", "ANTHROPIC_MODEL"):
+        monkeypatch.delenv(name, raising=False)
+    backend = importlib.import_module(f"looplet.backends.{provider}")
+    pytester.makepyfile(
+        test_model="def test_model(looplet_model):\n    print('MODEL', looplet_model)\n"
+    )
+    result = run("-s", f"--looplet-provider={provider}", "test_model.py")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines([f"*MODEL {backend.DEFAULT_MODEL}"])

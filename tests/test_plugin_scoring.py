@@ -309,26 +309,25 @@ def test_scores_metrics_and_trajectory_figures_go_into_junit_xml(
     run(f"--junitxml={xml}").assert_outcomes(passed=2, failed=2)
     props = _junit_properties(xml)
     assert props["eval_with_fixture"] == {
-        "looplet_steps": "3",
+        "looplet_step_count": "3",
         "looplet_tokens": "120",
         "looplet_stop_reason": "done",
         "looplet_score": "0.8",
         "looplet_threshold": "0.5",
-        "looplet_metrics": '{"recall": 0.5, "steps_ok": 1.0}',
+        "looplet_metrics": '{"recall":0.5,"steps_ok":1.0}',
     }
     # A failing assert still reports what the agent did, but no score.
     assert props["eval_fixture_then_assert"] == {
-        "looplet_steps": "3",
+        "looplet_step_count": "3",
         "looplet_tokens": "120",
         "looplet_stop_reason": "done",
     }
-    assert props["eval_returns_trajectory"]["looplet_steps"] == "2"
+    assert props["eval_returns_trajectory"]["looplet_step_count"] == "2"
     assert props["eval_returns_trajectory"]["looplet_stop_reason"] == "max_steps"
     assert props["eval_returns_trajectory"]["looplet_score"] == "0.4"
-    assert props["eval_without_trajectory"] == {
+    assert props["eval_without_trajectory"] == {  # no metrics: none written
         "looplet_score": "1.0",
         "looplet_threshold": "0.5",
-        "looplet_metrics": "{}",
     }
     assert json.loads(props["eval_with_fixture"]["looplet_metrics"]) == {
         "recall": 0.5,
