@@ -13,10 +13,10 @@ import dataclasses
 from collections.abc import Generator, Sequence
 from typing import TYPE_CHECKING, Any
 
+from looplet._hook_calls import emit
 from looplet.backends.base import LLMRequest, LLMResponse
 from looplet.engine import Effect, fail
 from looplet.errors import ConfigurationError, LoopletError
-from looplet.hooks import emit
 from looplet.messages import ConversationView, Message
 from looplet.run_state import RunState
 from looplet.types import StopReason
@@ -111,7 +111,7 @@ def compact_conversation(
     )
     run.compactions.append(record)
     if run.hooks.on_event:
-        emit(run.hooks, "compaction", record.step, record=record)
+        yield from emit(run.hooks, "compaction", record.step, record=record)
     return True
 
 
@@ -119,7 +119,7 @@ def _send(
     run: RunState, meter: ContextMeter, request: LLMRequest, extra: tuple[Message, ...]
 ) -> Generator[Effect, Any, Any]:
     if run.hooks.on_event:
-        emit(run.hooks, "llm_call", request.step, request=request)
+        yield from emit(run.hooks, "llm_call", request.step, request=request)
     meter.sent(run.messages, extra, request.tools)
     reply = yield request
     meter.replied(reply)

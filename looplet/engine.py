@@ -10,7 +10,11 @@
   ``ToolResult``s, in order;
 * a :class:`~looplet.types.Step`: the driver hands it to the caller and sends back ``None``;
 * ``SaveCheckpoint(final)`` (only when ``RunState.checkpoint`` is set): the driver saves the
-  run and sends back ``None``, or the ``CheckpointError`` the write failed with.
+  run and sends back ``None``, or the ``CheckpointError`` the write failed with;
+* an :class:`~looplet._hook_calls.AwaitHook` (only for an ``async def`` hook, which only the
+  async loop accepts): the driver awaits it and sends back its return value, or throws in
+  the ``HookError`` it raised. A function that calls hooks returns, when the slot has hooks,
+  a generator that finishes its work (run with ``yield from``), and its value otherwise.
 
 The engine never blocks, sleeps, or touches the network, so the sync driver
 (:func:`looplet.loop.composable_loop`) and the async one share every line of it. When the run
@@ -23,11 +27,12 @@ resolution and decision types (``looplet.hooks``), provider formats (``looplet.b
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Generator, Sequence
-from typing import Any
+from types import GeneratorType
+from typing import TYPE_CHECKING, Any, cast
 
+from looplet._hook_calls import AwaitHook, emit, observe, run_now
 from looplet._reply_guard import clean_text, guard_reply
 from looplet.backends.base import LLMRequest, LLMResponse
 from looplet.errors import (
@@ -37,13 +42,20 @@ from looplet.errors import (
     LoopletError,
     ToolError,
 )
-from looplet.hooks import HookDecision, decide, emit, observe
 from looplet.messages import ConversationView, Message, render_task, render_tool_result
 from looplet.run_state import RunState
 from looplet.tools import PreparedCall
 from looplet.types import Step, StopReason, ToolCall, ToolResult, Trajectory
 
-__all__ = ["Effect", "RunState", "RunTools", "SaveCheckpoint", "run_engine"]
+__all__ = [
+    "AwaitHook",
+    "CloseRun",
+    "Effect",
+    "RunState",
+    "RunTools",
+    "SaveCheckpoint",
+    "run_engine",
+]
 
 
 # The effects are plain slotted classes, cheap to build; a model call needs no wrapper: the
@@ -85,24 +97,96 @@ class Rewritten:
         self.result = result
 
 
+class CloseRun(BaseException):
+    """Thrown into the engine by ``AsyncLoopRun.aclose()`` when the run has async hooks: the
+    run ends as ``cancelled`` like on ``close()``, but its ``on_loop_end`` and ``on_event``
+    hooks can still be awaited (a closing generator cannot yield)."""
+
+
 #: What the engine yields: a model request, a tool call or a batch of them, a checkpoint,
-#: or a step.
-Effect = LLMRequest | PreparedCall | RunTools | SaveCheckpoint | Step
+#: a step, or an async hook to await.
+Effect = LLMRequest | PreparedCall | RunTools | SaveCheckpoint | Step | AwaitHook
+
+#: Work a function hands back when it has hooks to call (see the module docstring); its
+#: callers test ``type(x) is GeneratorType``, the cheapest test on the path without hooks.
+if TYPE_CHECKING:  # (GeneratorType takes no subscript at run time)
+    Pending = GeneratorType[AwaitHook, Any, Any]
+
+
+def later(work: Generator[AwaitHook, Any, Any]) -> Pending:
+    """``work`` as the ``Pending`` a hook-calling function returns."""
+    return cast("Pending", work)
 
 
 def run_engine(run: RunState) -> Generator[Effect, Any, Trajectory]:
     """Drive one run to its end, yielding effects for the driver to perform."""
+    closed = False
+    # Asked once: a run never changes its hooks (most runs have none).
+    prompt_hooks, event_hooks = bool(run.hooks.pre_prompt), bool(run.hooks.on_event)
+    if prompt_hooks or event_hooks:
+        from looplet._engine_hooks import ask_pre_prompt, tell_reply  # runs with hooks only
     try:
-        start_run(run)
+        yield from start_run(run)
+        calls: Sequence[ToolCall] = ()
         if run.trajectory.steps or run.pending_calls:  # restored from a checkpoint
-            yield from resume_turn(run)
-        while may_call_model(run):
-            request = build_request(run)
-            if request is None:
+            calls = yield from resumed_calls(run)
+        while True:
+            # The turn: screen, run and record each call, yielding a step for each. This is
+            # the one place a turn runs (a resumed run's unfinished one too). The calls run
+            # in groups (next_group): a group is screened, run together, then recorded in
+            # order, so a caller that stops iterating stops the later groups from running;
+            # once the run has stopped, the remaining calls are recorded as not run. A turn's
+            # only call (the common case) is yielded as its PreparedCall, with no grouping
+            # or batch. The turn is inline rather than a nested generator: delegating to one
+            # cost every step about 1 µs (bench/step_overhead.py).
+            index, count = 0, len(calls)
+            while index < count:
+                if count == 1:
+                    index = 1
+                    outcome = screen_call(run, calls[0])
+                    if type(outcome) is GeneratorType:  # hooks to decide on the call
+                        outcome = yield from outcome
+                    if isinstance(outcome, PreparedCall):
+                        run.ctx.step = len(run.trajectory.steps) + 1
+                        step = record_step(run, outcome.call, (yield outcome))
+                    else:
+                        step = record_unrun(run, calls[0], outcome)
+                    if type(step) is GeneratorType:  # post_dispatch or on_event hooks
+                        step = yield from step
+                    if run.checkpoint is not None:
+                        take_save_outcome(run, (yield SaveCheckpoint(final=False)))
+                    yield step
+                    if (pending := after_step(run, step)) is not None:  # should_stop hooks
+                        yield from pending
+                    continue
+                group = next_group(run, calls, index)
+                index += len(group)
+                outcomes, charges = yield from screen_group(run, group)
+                to_run = tuple(o for o in outcomes if type(o) is PreparedCall)
+                ran: Sequence[ToolResult] = ()
+                if to_run:
+                    run.ctx.step = len(run.trajectory.steps) + 1
+                    ran = yield RunTools(to_run)
+                results = iter(ran)
+                for call, outcome, charge in zip(group, outcomes, charges, strict=True):
+                    run.charged_pending -= charge
+                    if isinstance(outcome, PreparedCall):
+                        step = record_step(run, outcome.call, next(results))
+                    else:
+                        step = record_unrun(run, call, outcome)
+                    if type(step) is GeneratorType:
+                        step = yield from step
+                    if run.checkpoint is not None:
+                        take_save_outcome(run, (yield SaveCheckpoint(final=False)))
+                    yield step
+                    if (pending := after_step(run, step)) is not None:
+                        yield from pending
+            if not may_call_model(run):
                 break
+            request = (yield from ask_pre_prompt(run)) if prompt_hooks else build_request(run)
             if run.meter is None:
-                if run.hooks.on_event:
-                    emit(run.hooks, "llm_call", request.step, request=request)
+                if event_hooks:
+                    yield from emit(run.hooks, "llm_call", request.step, request=request)
                 reply = yield request
             else:
                 from looplet._engine_budget import call_within_budget  # budgeted runs only
@@ -110,31 +194,24 @@ def run_engine(run: RunState) -> Generator[Effect, Any, Trajectory]:
                 reply = yield from call_within_budget(run, run.meter, request)
                 if reply is None:
                     break
-            calls = record_reply(run, reply)
-            if len(calls) != 1:  # none (the run has stopped), or several
-                yield from run_turn(run, calls)
-                continue
-            # One call, the common case: run here rather than in run_turn, whose grouping and
-            # nested generator cost a noticeable share of every step (bench/step_overhead.py).
-            outcome = screen_call(run, calls[0])
-            if isinstance(outcome, PreparedCall):
-                run.ctx.step = len(run.trajectory.steps) + 1
-                step = record_step(run, outcome.call, (yield outcome))
-            elif isinstance(outcome, Rewritten):
-                step = record_step(run, outcome.call, outcome.result)
-            else:
-                step = record_step(run, calls[0], outcome)
-            if run.checkpoint is not None:
-                take_save_outcome(run, (yield SaveCheckpoint(final=False)))
-            yield step
-            after_step(run, step)
+            calls = record_reply(run, reply, request if event_hooks else None)
+            if event_hooks:
+                yield from tell_reply(run, request)
     except HookError as err:
         fail(run, StopReason.HOOK_ERROR, err)
     except GeneratorExit:
         set_stop(run, StopReason.CANCELLED, "the caller stopped iterating the loop")
-        finish_run(run)
+        if type(ending := finish_run(run)) is GeneratorType:
+            run_now(ending)  # a closing generator cannot yield
         raise
+    except CloseRun:  # aclose() of a run with async hooks: the same end, awaited
+        set_stop(run, StopReason.CANCELLED, "the caller stopped iterating the loop")
+        closed = True
     trajectory = finish_run(run)
+    if type(trajectory) is GeneratorType:  # on_loop_end or on_event hooks
+        trajectory = yield from trajectory
+    if closed:
+        return trajectory
     if run.checkpoint is not None:
         take_save_outcome(run, (yield SaveCheckpoint(final=True)))
     if run.error is not None:
@@ -145,31 +222,36 @@ def run_engine(run: RunState) -> Generator[Effect, Any, Trajectory]:
 # -- the steps of a run, in the order they happen ----------------------------------------------
 
 
-def start_run(run: RunState) -> None:
-    """Lay down the system prompt and the task (unless resumed), then run ``pre_loop`` hooks."""
+def start_run(run: RunState) -> Generator[AwaitHook, Any, None]:
+    """Lay down the system prompt and the task (unless resumed), then run ``pre_loop`` hooks
+    (their text joins the first model call)."""
     config = run.config
     if not run.messages:
         task_text = (config.render_task or render_task)(run.trajectory.task)
         run.messages.append(Message.system(config.render_system_prompt()))
         run.messages.append(Message.user(task_text))
+        run.call_ids = set()  # a new run has used no call id (a resumed one: record_reply)
     if run.hooks.on_event:
-        emit(run.hooks, "loop_start", 0, task=run.trajectory.task)
+        yield from emit(run.hooks, "loop_start", 0, task=run.trajectory.task)
     if run.hooks.pre_loop:
-        observe(run.hooks.pre_loop, run.hook_values, 0)
+        for decision in (yield from observe(run.hooks.pre_loop, run.hook_values, 0)):
+            if decision.additional_context:
+                run.pending_context.append(decision.additional_context)
 
 
-def resume_turn(run: RunState) -> Generator[Effect, Any, None]:
-    """Go on from a checkpoint: settle its last step, then finish the interrupted turn.
+def resumed_calls(run: RunState) -> Generator[AwaitHook, Any, tuple[ToolCall, ...]]:
+    """Go on from a checkpoint: settle its last step, then return the interrupted turn's
+    calls that were never recorded (the engine runs them as a turn).
 
     A step's checkpoint is taken before the run decides whether to go on after it, so that
-    decision (``after_step``) is taken now. Then the turn's calls that were never recorded
-    run, and only after them is the model asked again: its turn is already in the
-    conversation, and asking again would spend a model call and could change the calls.
+    decision (``after_step``) is taken now. The unrecorded calls run before the model is
+    asked again: its turn is already in the conversation, and asking again would spend a
+    model call and could change the calls.
     """
-    if run.trajectory.steps:
-        after_step(run, run.trajectory.steps[-1])
-    if run.pending_calls:
-        yield from run_turn(run, tuple(run.pending_calls))
+    steps = run.trajectory.steps
+    if steps and (pending := after_step(run, steps[-1])) is not None:
+        yield from pending
+    return tuple(run.pending_calls)
 
 
 def may_call_model(run: RunState) -> bool:
@@ -182,55 +264,57 @@ def may_call_model(run: RunState) -> bool:
         set_stop(run, StopReason.CANCELLED, token.reason)
     elif run.state.queries_used >= run.max_steps:
         set_stop(run, StopReason.MAX_STEPS, f"{run.max_steps} steps used")
-    elif trajectory.total_llm_calls >= run.max_llm_calls:  # sub-agents' calls count too
+    elif (
+        trajectory.total_llm_calls if trajectory.children else trajectory.llm_calls
+    ) >= run.max_llm_calls:  # sub-agents' calls count too
         set_stop(run, StopReason.MAX_LLM_CALLS, f"{run.max_llm_calls} model calls made")
     return trajectory.stop_reason is None
 
 
-def build_request(run: RunState) -> LLMRequest | None:
-    """The next model request: the conversation plus this turn's ``pre_prompt`` context."""
+def build_request(run: RunState, extra: tuple[Message, ...] = ()) -> LLMRequest:
+    """The next model request: the conversation plus ``extra``, this call's ``pre_prompt``
+    text (see :func:`looplet._engine_hooks.ask_pre_prompt`)."""
     step = len(run.trajectory.steps) + 1
-    if run.pending_context:
-        run.messages.append(Message.user("\n\n".join(run.pending_context)))
-        run.pending_context.clear()
-    extra: tuple[Message, ...] = ()
-    if run.hooks.pre_prompt:
-        values = run.hook_values
-        values["step_num"] = step
-        values["messages"] = ConversationView(run.messages)
-        decisions = observe(run.hooks.pre_prompt, values, step)
-        if stop := next((d.stop for d in decisions if d.stop is not None), None):
-            set_stop(run, StopReason.HOOK_STOP, stop)
-            return None
-        texts = [d.additional_context for d in decisions if d.additional_context]
-        if texts:
-            extra = (Message.user("\n\n".join(texts)),)
+    flush_context(run)
+    hooks = run.hooks
     config = run.config
     messages = run.messages
     view = ConversationView(messages, len(messages), extra)
-    hooks = run.hooks
     on_chunk = None
     if hooks.on_event:  # streamed chunks become "llm_chunk" events (see StreamingHook)
-        on_chunk = lambda chunk: emit(hooks, "llm_chunk", step, chunk=chunk)  # noqa: E731
+        from looplet._engine_hooks import CallEvents
+
+        on_chunk = CallEvents(hooks, step)
     return LLMRequest(
         view, run.tools.tool_schemas(), config.max_tokens, config.temperature, step, on_chunk
     )
 
 
-def record_reply(run: RunState, reply: LLMResponse | BaseException) -> tuple[ToolCall, ...]:
+def flush_context(run: RunState) -> None:
+    """Add the hooks' text waiting for the next model call to the conversation."""
+    if run.pending_context:
+        run.messages.append(Message.user("\n\n".join(run.pending_context)))
+        run.pending_context.clear()
+
+
+def record_reply(
+    run: RunState, reply: LLMResponse | BaseException, request: LLMRequest | None = None
+) -> tuple[ToolCall, ...]:
     """Record the model's turn; return its tool calls (none: the run has stopped).
 
     ``reply`` is what the driver got: normally an ``LLMResponse``, or the error the call
     failed with; anything else a backend returned is an ``LLMError`` (``_reply_guard``).
+    Given the ``request`` (a run with ``on_event`` hooks), the recorded reply is kept for
+    them on its :class:`~looplet._engine_hooks.CallEvents`.
     """
     trajectory = run.trajectory
     trajectory.llm_calls += 1
     if isinstance(reply, BaseException):
         if isinstance(reply, HookError):  # raised by a hook receiving a streamed chunk
             fail(run, StopReason.HOOK_ERROR, reply)
-            return ()
-        error = reply if isinstance(reply, LoopletError) else LLMError("backend", repr(reply))
-        fail(run, StopReason.LLM_ERROR, error)
+        else:
+            error = reply if isinstance(reply, LoopletError) else LLMError("backend", repr(reply))
+            fail(run, StopReason.LLM_ERROR, error)
         return ()
     seen = run.call_ids
     if seen is None:  # a new run, or one resumed from a checkpoint: the ids so far
@@ -245,179 +329,125 @@ def record_reply(run: RunState, reply: LLMResponse | BaseException) -> tuple[Too
     if usage.input_tokens or usage.output_tokens:
         trajectory.usage = trajectory.usage + usage
     calls = reply.tool_calls
-    run.messages.append(Message("assistant", reply.text, calls))
+    run.messages.append(Message.assistant(reply.text, calls))
     if run.checkpoint is not None:  # only a checkpoint needs the turn's unrecorded calls
         run.pending_calls[:] = calls
-    if run.hooks.on_event:
-        emit(run.hooks, "llm_response", len(trajectory.steps) + 1, response=reply)
     if not calls:
         trajectory.final_text = reply.text
         set_stop(run, StopReason.FINAL_TEXT, reply.text[:200])
+    if request is not None:
+        from looplet._engine_hooks import CallEvents
+
+        if isinstance(events := request.on_chunk, CallEvents):
+            events.response = reply
     return calls
 
 
-def run_turn(run: RunState, calls: Sequence[ToolCall]) -> Generator[Effect, Any, None]:
-    """Screen, run and record every call of one model turn, yielding a step for each.
-
-    Consecutive calls of concurrent-safe tools run together; any other call runs alone, so
-    a caller that stops iterating after a step stops the later calls from running. Once the
-    run has stopped, the turn's remaining calls are recorded as not run (never dropped).
-    """
-    index = 0
-    while index < len(calls):
-        group = next_group(run, calls, index)
-        index += len(group)
-        outcomes, charges = screen_group(run, group)
-        to_run = tuple(o for o in outcomes if isinstance(o, PreparedCall))
-        ran: list[ToolResult] = []
-        if to_run:
-            run.ctx.step = run.next_step
-            ran = yield RunTools(to_run)
-        ran_iter = iter(ran)
-        for call, outcome, charge in zip(group, outcomes, charges, strict=True):
-            run.charged_pending -= charge
-            if isinstance(outcome, PreparedCall):
-                step = record_step(run, outcome.call, next(ran_iter))
-            elif isinstance(outcome, Rewritten):
-                step = record_step(run, outcome.call, outcome.result)
-            else:
-                step = record_step(run, call, outcome)
-            if run.checkpoint is not None:
-                take_save_outcome(run, (yield SaveCheckpoint(final=False)))
-            yield step
-            after_step(run, step)
+def record_unrun(run: RunState, call: ToolCall, outcome: ToolResult | Rewritten) -> Step | Pending:
+    """Record a call that did not run, with the result screening gave it (a call a hook
+    rewrote is recorded as it was judged)."""
+    if type(outcome) is Rewritten:
+        return record_step(run, outcome.call, outcome.result)
+    return record_step(run, call, outcome)  # type: ignore[arg-type]
 
 
 def screen_group(
     run: RunState, group: Sequence[ToolCall]
-) -> tuple[list[PreparedCall | ToolResult | Rewritten], list[int]]:
+) -> Generator[AwaitHook, Any, tuple[list[PreparedCall | ToolResult | Rewritten], list[int]]]:
     """Screen each call of a group; also say how much budget each one was charged."""
     outcomes: list[PreparedCall | ToolResult | Rewritten] = []
     charges: list[int] = []
     for call in group:
         used = run.state.queries_used
-        outcomes.append(screen_call(run, call))
+        outcome = screen_call(run, call)
+        if type(outcome) is GeneratorType:  # hooks to decide on the call
+            outcome = yield from outcome
+        outcomes.append(outcome)
         charges.append(run.state.queries_used - used)
     run.charged_pending = sum(charges)
     return outcomes, charges
 
 
 def next_group(run: RunState, calls: Sequence[ToolCall], start: int) -> Sequence[ToolCall]:
-    """The calls starting at ``start`` that may run together (at least one)."""
+    """The calls starting at ``start`` that run together (at least one).
+
+    The rule is the registry's (:meth:`~looplet.tools.BaseToolRegistry.next_group`), its one
+    home; the run adds only that with ``LoopConfig(concurrent_dispatch=False)``, or once the
+    run has stopped (its calls are then recorded as not run), every call is alone.
+    """
     if not run.config.concurrent_dispatch or run.stopped:
         return calls[start : start + 1]
-    end = start
-    while end < len(calls) and run.tools.is_concurrent_safe(calls[end].tool):
-        end += 1
-    return calls[start : max(end, start + 1)]
+    return run.tools.next_group(calls, start)
 
 
-def screen_call(run: RunState, call: ToolCall) -> PreparedCall | ToolResult | Rewritten:
+def screen_call(run: RunState, call: ToolCall) -> PreparedCall | ToolResult | Rewritten | Pending:
     """Decide what happens to one call before it runs.
 
     Returns the prepared call to run (arguments possibly rewritten by a hook), or the result
     to record instead: a malformed or unknown call, invalid arguments, a refused done, a
     hook's own result, a denial, or "not run" once the run has stopped or the budget is spent.
     A call a hook rewrote that does not run comes back as :class:`Rewritten`, so the step
-    shows the arguments that were judged.
+    shows the arguments that were judged. With dispatch hooks: the work that asks them
+    (:func:`looplet._engine_hooks.ask_dispatch_hooks`) and returns one of those.
     """
     if run.trajectory.stop_reason is not None:
-        return _not_run(call, f"the run stopped ({run.trajectory.stop_reason}) before this call")
-    done_tool = run.config.done_tool
-    is_done = call.tool == done_tool
+        return not_run(call, f"the run stopped ({run.trajectory.stop_reason}) before this call")
+    is_done = call.tool == run.config.done_tool
     # A done tool the caller did not register: it succeeds with its arguments as its data.
     implicit_done = is_done and run.tools.get(call.tool) is None
-    prepared: PreparedCall | ToolResult | None = None
+    prepared: PreparedCall | None = None
     spec = None
-    rewritten = False
     if not implicit_done:
-        prepared = run.tools.prepare(call, run.ctx)
-        if isinstance(prepared, ToolResult):
-            return prepared
+        checked = run.tools.prepare(call, run.ctx)
+        if isinstance(checked, ToolResult):
+            return checked
+        prepared = checked
         spec = prepared.spec
     counts = not is_done and spec is not None and not spec.free
     if counts and run.state.queries_used >= run.max_steps:
         set_stop(run, StopReason.MAX_STEPS, f"{run.max_steps} steps used")
-        return _not_run(call, f"the step budget (max_steps={run.max_steps}) is used up")
-    hooks = run.hooks
-    if hooks.any_dispatch_hooks:
-        step = len(run.trajectory.steps) + 1
-        values = run.hook_values
-        values["tool_call"] = call
-        values["step_num"] = step
-        if is_done and hooks.check_done:
-            verdict = decide(hooks.check_done, values, step)
-            if verdict is not None and verdict.is_block():
-                reason = verdict.block or "refused by a check_done hook"
-                return ToolResult.failure(call, ToolError(ErrorKind.DONE_REJECTED, reason))
-        screened = apply_pre_dispatch(run, call, step)
-        if isinstance(screened, ToolResult):
-            return screened
-        rewritten = screened is not call
-        if rewritten:  # a hook rewrote the arguments: check them again
-            call = screened
-            values["tool_call"] = call
-            prepared = None if implicit_done else run.tools.prepare(call, run.ctx)
-            if isinstance(prepared, ToolResult):
-                return Rewritten(call, prepared)
-        if (denied := check_permissions(run, call, step)) is not None:
-            return Rewritten(call, denied) if rewritten else denied
+        return not_run(call, f"the step budget (max_steps={run.max_steps}) is used up")
+    if run.hooks.any_dispatch_hooks:
+        from looplet._engine_hooks import ask_dispatch_hooks  # runs with hooks only
+
+        return later(ask_dispatch_hooks(run, call, prepared, is_done, counts))
+    if prepared is not None:  # admit(), inline: this is every step's path
+        if counts:
+            run.state.queries_used += 1
+        return prepared
+    return admit(run, call, prepared, counts, False)
+
+
+def admit(
+    run: RunState,
+    call: ToolCall,
+    prepared: PreparedCall | None,
+    counts: bool,
+    rewritten: bool,
+) -> PreparedCall | ToolResult | Rewritten:
+    """The call passed every check: charge it to the budget and run it (``prepared``), or
+    succeed at once as the implicit done (``prepared`` is ``None``)."""
     if prepared is None:  # the implicit done
-        done = ToolResult(done_tool, call.args_summary(), call.args, call_id=call.call_id)
+        done = ToolResult.success(call, call.args)
         return Rewritten(call, done) if rewritten else done
     if counts:
         run.state.queries_used += 1
     return prepared
 
 
-def apply_pre_dispatch(run: RunState, call: ToolCall, step: int) -> ToolCall | ToolResult:
-    """Run ``pre_dispatch`` hooks on ``call``: the call to go on with (a new one if a hook
-    rewrote its arguments), or the result to record instead of running it."""
-    decision = decide(run.hooks.pre_dispatch, run.hook_values, step)
-    if decision is None:
-        return call
-    if decision.additional_context:  # Continue(text) / InjectContext(text): noted for the model
-        run.pending_context.append(decision.additional_context)
-    if decision.stop is not None:
-        set_stop(run, StopReason.HOOK_STOP, decision.stop)
-        return _not_run(call, f"a hook stopped the run: {decision.stop}")
-    if decision.updated_result is not None:
-        return dataclasses.replace(decision.updated_result, call_id=call.call_id)
-    if decision.is_block():
-        return _denied(call, decision, "pre_dispatch")
-    if decision.updated_args is not None:
-        return dataclasses.replace(call, args=dict(decision.updated_args))
-    return call
+def record_step(
+    run: RunState, call: ToolCall, result: ToolResult, hooks_asked: bool = False
+) -> Step | Pending:
+    """Record the step of ``call`` with ``result``. With ``post_dispatch`` or ``on_event``
+    hooks (not yet ``hooks_asked``): the work that lets them see (or replace) the result
+    first and tells them of the step after (``_engine_hooks.record_step_with_hooks``)."""
+    hooks = run.hooks
+    if not hooks_asked and (hooks.post_dispatch or hooks.on_event):
+        from looplet._engine_hooks import record_step_with_hooks
 
-
-def check_permissions(run: RunState, call: ToolCall, step: int) -> ToolResult | None:
-    """Ask each ``check_permission`` hook about ``call``; the first refusal is the result."""
-    for bound in run.hooks.check_permission:
-        verdict = decide((bound,), run.hook_values, step)
-        if verdict is not None and verdict.is_block():
-            return _denied(call, verdict, f"{type(bound.hook).__name__}.check_permission")
-    return None
-
-
-def record_step(run: RunState, call: ToolCall, result: ToolResult) -> Step:
-    """Let ``post_dispatch`` hooks see (or replace) the result, then record the step."""
+        return later(record_step_with_hooks(run, call, result))
     steps = run.trajectory.steps
     step_num = len(steps) + 1
-    hooks = run.hooks
-    if hooks.post_dispatch:
-        values = run.hook_values
-        values["tool_call"] = call
-        values["step_num"] = step_num
-        for bound in hooks.post_dispatch:
-            values["tool_result"] = result
-            decisions = observe((bound,), values, step_num)
-            for d in decisions:
-                if d.updated_result is not None:
-                    result = dataclasses.replace(d.updated_result, call_id=call.call_id)
-                if d.additional_context:
-                    run.pending_context.append(d.additional_context)
-                if d.stop is not None and run.stop_requested is None:
-                    run.stop_requested = d.stop
     step = Step(step_num, call, result)
     steps.append(step)
     if run.state.steps is not steps:
@@ -427,40 +457,38 @@ def record_step(run: RunState, call: ToolCall, result: ToolResult) -> Step:
     content = render_tool_result(result, run.config.max_result_chars)
     if not content.isascii():  # a tool's lone surrogate would fail the next request
         content = clean_text(content)
-    run.messages.append(
-        Message("tool", content, (), result.call_id, result.tool, result.error is not None)
-    )
-    if hooks.on_event:
-        emit(hooks, "step", step_num, step=step)
+    run.messages.append(Message.tool_result(result, content))
     return step
 
 
-def after_step(run: RunState, step: Step) -> None:
-    """Decide whether the run ends after ``step``: done, a hook's stop, or cancellation."""
+def after_step(run: RunState, step: Step) -> Pending | None:
+    """Decide whether the run ends after ``step``: done, a hook's stop, or cancellation.
+
+    With ``should_stop`` hooks to ask, the work that asks them (after a cancellation, they
+    are not asked: the run ends as ``cancelled``).
+    """
     if run.trajectory.stop_reason is not None:
-        return
+        return None
     if step.tool_call.tool == run.config.done_tool and step.tool_result.error is None:
         set_stop(run, StopReason.DONE, _done_detail(step.tool_result.data))
-        return
+        return None
     if run.stop_requested is not None:
         set_stop(run, StopReason.HOOK_STOP, run.stop_requested)
-        return
-    if run.hooks.should_stop:
-        values = run.hook_values
-        values["step"] = step
-        values["step_num"] = step.number
-        values["new_entities"] = []
-        verdict = decide(run.hooks.should_stop, values, step.number)
-        if verdict is not None and verdict.is_stop():
-            set_stop(run, StopReason.HOOK_STOP, verdict.stop or "")
-            return
+        return None
     token = run.config.cancel_token
     if token is not None and token.is_cancelled:
         set_stop(run, StopReason.CANCELLED, token.reason)
+        return None
+    if run.hooks.should_stop:
+        from looplet._engine_hooks import ask_should_stop
+
+        return later(ask_should_stop(run, step))
+    return None
 
 
-def finish_run(run: RunState) -> Trajectory:
-    """Close the record and run ``on_loop_end`` hooks (all of them, even if one raises)."""
+def finish_run(run: RunState) -> Trajectory | Pending:
+    """Close the record; with ``on_loop_end`` or ``on_event`` hooks, the work that runs
+    them (``_engine_hooks.end_with_hooks``) and returns the trajectory."""
     trajectory = run.trajectory
     if trajectory.stop_reason is None:  # only reachable through an unexpected exit path
         set_stop(run, StopReason.CANCELLED, "the loop ended unexpectedly")
@@ -469,35 +497,14 @@ def finish_run(run: RunState) -> Trajectory:
     # finished run is freed by reference counting instead of waiting for the cyclic GC.
     if run.ctx.run is run:
         run.ctx.run = None
-    failed_hook = run.error.hook if isinstance(run.error, HookError) else None
     if run.error is not None:  # before the hooks, so on_loop_end sees why the run failed
         trajectory.error = run.error
         run.error.trajectory = trajectory
-    run.hook_values["trajectory"] = trajectory
-    for bound in run.hooks.on_loop_end:
-        if bound.hook is failed_hook:
-            continue
-        try:
-            bound(run.hook_values, len(trajectory.steps))
-        except HookError as err:
-            if run.error is None:
-                run.error = err
-    emit_safely(run)
-    if run.error is not None:
-        trajectory.error = run.error
-        run.error.trajectory = trajectory
+    if run.hooks.on_loop_end or run.hooks.on_event:
+        from looplet._engine_hooks import end_with_hooks
+
+        return later(end_with_hooks(run))
     return trajectory
-
-
-def emit_safely(run: RunState) -> None:
-    """Deliver ``loop_end``; a raising listener is recorded unless an error already is."""
-    if not run.hooks.on_event:
-        return
-    try:
-        emit(run.hooks, "loop_end", len(run.trajectory.steps), trajectory=run.trajectory)
-    except HookError as err:
-        if run.error is None:
-            run.error = err
 
 
 # -- small helpers ----------------------------------------------------------------------------
@@ -537,14 +544,9 @@ def take_save_outcome(run: RunState, outcome: object) -> None:
         error.trajectory = run.trajectory
 
 
-def _not_run(call: ToolCall, why: str) -> ToolResult:
+def not_run(call: ToolCall, why: str) -> ToolResult:
+    """The result of a call that was not run, saying ``why`` (kind ``cancelled``)."""
     return ToolResult.failure(call, ToolError(ErrorKind.CANCELLED, f"not run: {why}"))
-
-
-def _denied(call: ToolCall, decision: HookDecision, where: str) -> ToolResult:
-    reason = decision.block or f"denied by {where}"
-    retry = bool(decision.metadata.get("retry", False))
-    return ToolResult.failure(call, ToolError(ErrorKind.PERMISSION_DENIED, reason, retriable=retry))
 
 
 def _done_detail(data: Any) -> str:

@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from looplet.types import Trajectory
 
 __all__ = [
+    "AsyncHookError",
     "CheckpointError",
     "ConfigurationError",
     "ErrorKind",
@@ -75,6 +76,25 @@ class ToolRegistrationError(ConfigurationError):
 
 class HookRegistrationError(ConfigurationError, TypeError):
     """A hook object cannot be used (misspelled slot, unknown parameter, no slot at all)."""
+
+
+class AsyncHookError(HookRegistrationError):
+    """An ``async def`` hook was given to a loop that cannot await it (``composable_loop``).
+
+    Raised when the run starts, before any model call. Attributes: ``hook`` (the object)
+    and ``slot`` (the method's name). Fix: run it with ``async_composable_loop``, or make the
+    method a plain ``def``.
+    """
+
+    def __init__(self, hook: object, slot: str) -> None:
+        self.hook = hook
+        self.slot = slot
+        name = f"{type(hook).__name__}.{slot}"
+        super().__init__(
+            f"hook {name} is async (it returns an awaitable), but composable_loop calls hooks "
+            f"synchronously and could never await it. Run it with async_composable_loop, or "
+            f"make {name} a plain `def`."
+        )
 
 
 class MissingExtraError(LoopletError, ImportError):

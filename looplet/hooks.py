@@ -3,17 +3,39 @@
 A hook is any object implementing a subset of :class:`LoopHook`'s methods ("slots"). When a
 run starts, :func:`resolve_hooks` inspects every hook object **once**: it finds the slots the
 object fills, checks each method's parameters against what the slot provides (hooks take the
-arguments they name, in any order, like pluggy hook implementations), rejects misspelled slot
-names, and keeps a list per slot. The loop then calls those lists; it never uses ``hasattr``
-on the hot path.
+arguments they name, in any order, like pluggy hook implementations; ``**kwargs`` receives
+exactly the slot's names, :data:`SLOT_ARGUMENTS`), rejects misspelled slot names, and keeps a
+list per slot. The loop then calls those lists; it never uses ``hasattr`` on the hot path.
 
-Two kinds of slot:
+What each slot does with a hook's return value:
 
-* **decide** (``pre_dispatch``, ``check_permission``, ``check_done``, ``should_stop``): hooks
-  run in order; ``None`` means "no opinion"; the first decision wins and later hooks are not
-  called (``check_permission``: the first denial wins).
-* **observe** (``pre_loop``, ``pre_prompt``, ``post_dispatch``, ``on_loop_end``,
-  ``on_event``): every hook runs, in order.
+==================  =======================================================================
+slot                acts on
+==================  =======================================================================
+pre_loop            observes; text / ``InjectContext`` joins the first model call
+pre_prompt          observes; text / ``InjectContext`` is shown in this model call only
+pre_dispatch        decides (first decision wins): Allow, Deny, Block, Stop, updated_args,
+                    a ``ToolResult`` (run nothing); ``Continue`` asks the next hook
+check_permission    decides (the first refusal wins, every hook is asked): Deny, Block, bool
+post_dispatch       transforms (every hook, in order): a ``ToolResult`` replaces the result the
+                    next hook sees; Stop ends the run after this step; text joins the next call
+check_done          decides (first decision wins): Block / Deny / text / False refuse the done,
+                    Allow / True accept it
+should_stop         decides (first decision wins): Stop / True end the run after this step
+on_loop_end         observes; return value ignored
+on_event            observes; return value ignored
+==================  =======================================================================
+
+``additional_context`` (``InjectContext``, ``Continue(text)``, or a returned ``str``) is
+added before the next model call from every slot but ``on_loop_end`` and ``on_event``. A
+decision field a slot does not act on (``Stop`` from ``pre_prompt``, ``Deny`` from
+``post_dispatch``...) is ignored and reported once per hook and slot with an
+:class:`IgnoredDecisionWarning` that says which slot acts on it.
+
+**Async hooks** (``async def`` methods) are awaited by ``async_composable_loop``: the engine
+yields an :class:`~looplet._hook_calls.AwaitHook` effect (``_hook_calls.py``: calling a
+slot's hooks) and the async driver awaits it. ``composable_loop``
+refuses them when the run starts (:class:`~looplet.errors.AsyncHookError`).
 
 **When a hook raises**, in any slot, the run stops: the exception is wrapped in a
 :class:`~looplet.errors.HookError` naming the hook's class, the slot and the step, the
@@ -30,18 +52,20 @@ from dataclasses import field
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from looplet._value_type import value_type
-from looplet.errors import HookError, HookRegistrationError
+from looplet.errors import AsyncHookError, HookError, HookRegistrationError
 from looplet.types import ToolResult
 
 if TYPE_CHECKING:
     from looplet.types import Step, ToolCall
 
 __all__ = [
+    "SLOT_ARGUMENTS",
     "Allow",
     "Block",
     "Continue",
     "Deny",
     "HookDecision",
+    "IgnoredDecisionWarning",
     "InjectContext",
     "LoopEvent",
     "LoopHook",
@@ -55,7 +79,8 @@ _COMMON = frozenset(
     {"state", "session_log", "context", "task", "config", "llm", "trajectory", "tools"}
 )
 
-#: The arguments each slot offers; a hook method may name any subset of them.
+#: The arguments each slot offers; a hook method may name any subset of them, and a method
+#: taking ``**kwargs`` receives exactly these.
 SLOT_ARGUMENTS: Mapping[str, frozenset[str]] = {
     "pre_loop": _COMMON,
     "pre_prompt": _COMMON | {"step_num", "messages"},
@@ -73,19 +98,45 @@ SLOTS = tuple(SLOT_ARGUMENTS)
 # rather than silently half-working.
 _UNSUPPORTED_SLOTS = ("should_compact", "build_briefing", "build_prompt")
 
+# The HookDecision fields each slot acts on (the table in the module docstring); any other
+# field a hook sets there is ignored with an IgnoredDecisionWarning.
+_ACTS_ON: Mapping[str, frozenset[str]] = {
+    "pre_loop": frozenset({"additional_context"}),
+    "pre_prompt": frozenset({"additional_context"}),
+    "pre_dispatch": frozenset(
+        {"block", "stop", "updated_args", "updated_result", "permission", "additional_context"}
+    ),
+    "check_permission": frozenset({"block", "permission", "additional_context"}),
+    "post_dispatch": frozenset({"updated_result", "stop", "additional_context"}),
+    "check_done": frozenset({"block", "permission", "additional_context"}),
+    "should_stop": frozenset({"stop", "additional_context"}),
+    "on_loop_end": frozenset(),
+    "on_event": frozenset(),
+}
+_FIELDS = ("block", "stop", "updated_args", "updated_result", "permission", "additional_context")
+
+
+class IgnoredDecisionWarning(UserWarning):
+    """A hook returned a decision its slot does not act on (``Stop`` from ``pre_prompt``...).
+
+    Issued once per hook and slot; the message names the field and the slots that act on it.
+    """
+
 
 @value_type
 class HookDecision:
     """What a hook wants the loop to do. Build one with the factories below.
 
     Attributes:
-        block: a reason to refuse this call (``pre_dispatch``) or the done call
-            (``check_done``); the model is told the reason.
-        stop: a reason to end the run (stop reason ``hook_stop``).
+        block: a reason to refuse this call (``pre_dispatch``, ``check_permission``) or the
+            done call (``check_done``); the model is told the reason.
+        stop: a reason to end the run (stop reason ``hook_stop``): ``pre_dispatch`` (the
+            call is not run), ``post_dispatch`` and ``should_stop`` (after this step).
         updated_args: replacement arguments for the tool call (``pre_dispatch``).
         updated_result: a result to use instead of running the tool (``pre_dispatch``) or
             instead of the tool's own (``post_dispatch``).
-        permission: ``"allow"`` or ``"deny"`` (``check_permission``, ``pre_dispatch``).
+        permission: ``"allow"`` or ``"deny"``, a permission verdict (``pre_dispatch``,
+            ``check_permission``, ``check_done``).
         additional_context: text added to the conversation before the next model call.
         metadata: free-form data for observers.
     """
@@ -107,16 +158,25 @@ class HookDecision:
         return self.stop is not None
 
     def is_noop(self) -> bool:
-        """True when the decision changes nothing."""
+        """True when the decision changes nothing (``Continue()``, ``HookDecision()``)."""
         return self == _NOOP
 
 
 _NOOP = HookDecision()
 
 
-def Allow(reason: str = "", *, updated_args: dict[str, Any] | None = None) -> HookDecision:
-    """Allow the call (and skip the remaining hooks of this slot), with ``updated_args``
-    replacing its arguments if given."""
+def Allow(
+    reason: str | dict[str, Any] = "", *, updated_args: dict[str, Any] | None = None
+) -> HookDecision:
+    """A permission verdict: the call may run (``permission="allow"``), with ``updated_args``
+    replacing its arguments if given. In ``pre_dispatch`` and ``check_done`` it ends the
+    slot (later hooks are not asked); in ``check_permission`` the other hooks are still asked.
+
+    ``Allow({"path": "a.txt"})``, a dict as the first argument, is the original's
+    ``Allow(updated_args)``; a str is a reason kept in ``metadata["reason"]``.
+    """
+    if isinstance(reason, dict):  # the original's Allow(updated_args)
+        return HookDecision(permission="allow", updated_args=reason)
     return HookDecision(
         permission="allow",
         updated_args=updated_args,
@@ -125,28 +185,41 @@ def Allow(reason: str = "", *, updated_args: dict[str, Any] | None = None) -> Ho
 
 
 def Deny(reason: str, retry: bool = False) -> HookDecision:
-    """Refuse the call; the model is told ``reason`` (and that it may retry if ``retry``)."""
+    """A permission verdict: the call may not run (``permission="deny"``). The step's result
+    is a ``permission_denied`` error telling the model ``reason`` (retriable if ``retry``).
+    In ``check_done`` it refuses the done call like :func:`Block`."""
     return HookDecision(permission="deny", block=reason, metadata={"retry": retry})
 
 
 def Block(reason: str) -> HookDecision:
-    """Refuse the call or the done call; the model is told ``reason``."""
+    """Refuse without a permission verdict; the model is told ``reason``.
+
+    In ``check_done`` the done call is refused (``done_rejected``) and the run goes on; in
+    ``pre_dispatch`` the call is not run (a ``cancelled`` error, "not run: blocked ...");
+    in ``check_permission`` any refusal is a denial (``permission_denied``).
+    """
     return HookDecision(block=reason)
 
 
 def Stop(reason: str = "hook_stop") -> HookDecision:
-    """End the run after the current step, with stop reason ``hook_stop``."""
+    """End the run (stop reason ``hook_stop``, ``reason`` as its detail): from
+    ``pre_dispatch`` before the call runs, from ``post_dispatch``/``should_stop`` after
+    the step."""
     return HookDecision(stop=reason)
 
 
 def Continue(additional_context: str | None = None) -> HookDecision:
-    """Explicitly change nothing (and skip the remaining hooks of a decide slot), adding
-    ``additional_context`` to the conversation if given."""
-    return HookDecision(permission="allow", additional_context=additional_context)
+    """No decision: go on as if the hook returned ``None`` (a decide slot asks its next
+    hook), adding ``additional_context`` to the conversation if given.
+
+    ``Continue()`` is a no-op (``is_noop()``), unlike :func:`Allow`, which is a verdict.
+    """
+    return HookDecision(additional_context=additional_context)
 
 
 def InjectContext(text: str) -> HookDecision:
-    """Add ``text`` to the conversation before the next model call."""
+    """Add ``text`` to the conversation before the next model call: ``Continue(text)``, and
+    what returning a plain ``str`` does in every slot but ``check_done``."""
     return HookDecision(additional_context=text)
 
 
@@ -158,7 +231,8 @@ class LoopEvent:
     ``llm_chunk`` (``chunk``: a :class:`~looplet.backends.base.StreamChunk`, from a streaming
     backend), ``llm_response`` (``response``), ``step`` (``step``), ``compaction``
     (``record``: a :class:`~looplet.compact.CompactionRecord`) and ``loop_end``
-    (``trajectory``).
+    (``trajectory``). An ``async def`` listener gets a call's ``llm_chunk`` events once the
+    call has returned (a backend hands chunks over synchronously), before ``llm_response``.
     """
 
     kind: str
@@ -170,26 +244,37 @@ class LoopEvent:
 class LoopHook(Protocol):
     """The slots a hook may implement. Every one is optional; implement any subset.
 
-    Each method may declare any subset of the parameters listed for it, by name.
+    Each method may declare any subset of the parameters its slot offers, by name; the
+    signatures below are the original's. Every slot but ``on_event`` also offers ``task``,
+    ``config``, ``llm``, ``trajectory`` and ``tools`` (:data:`SLOT_ARGUMENTS`). A method
+    taking ``**kwargs`` receives exactly its slot's arguments. A method may be
+    ``async def`` when the loop is ``async_composable_loop``.
     """
 
     def pre_loop(self, state: Any, session_log: Sequence[Step], context: Any) -> None:
-        """Called once before the first model call. Return value ignored."""
+        """Observes: once, before the first model call. Text (or ``InjectContext``) joins
+        the first model call; anything else returned is ignored."""
 
     def pre_prompt(
         self, state: Any, session_log: Sequence[Step], context: Any, step_num: int
     ) -> str | HookDecision | None:
-        """Before each model call. Return text to show the model in this call only."""
+        """Observes: before each model call. Return text (or ``InjectContext``) to show
+        the model in this call only. It cannot stop the run or change a call: a ``Stop``
+        here is ignored with an :class:`IgnoredDecisionWarning` (use ``should_stop``)."""
 
     def pre_dispatch(
         self, state: Any, session_log: Sequence[Step], tool_call: ToolCall, step_num: int
     ) -> HookDecision | ToolResult | None:
-        """Before a tool runs. ``None``: no opinion. A ``ToolResult``: use it instead of
-        running the tool. ``Deny``/``Block``: refuse. ``Stop``: end the run.
-        ``HookDecision(updated_args=...)``: run with other arguments."""
+        """Decides, before a tool runs; the first decision wins. ``None``/``Continue``: no
+        opinion (the next hook is asked). A ``ToolResult``: use it instead of running the
+        tool. ``Deny``: refuse (``permission_denied``). ``Block``: do not run it
+        (``cancelled``). ``Stop``: end the run. ``Allow``/``HookDecision(updated_args=...)``:
+        run it (with other arguments)."""
 
     def check_permission(self, tool_call: ToolCall, state: Any) -> bool | HookDecision | None:
-        """Before a tool runs. ``False`` or ``Deny``: refuse (the first denial wins)."""
+        """Decides, before a tool runs: ``False``, ``Deny`` or ``Block`` refuse
+        (``permission_denied``; the first refusal wins). Every hook is asked until one
+        refuses."""
 
     def post_dispatch(
         self,
@@ -199,25 +284,31 @@ class LoopHook(Protocol):
         tool_result: ToolResult,
         step_num: int,
     ) -> str | HookDecision | ToolResult | None:
-        """After a tool ran, before the step is yielded. Text: add to the conversation.
-        A ``ToolResult``: replace the result. ``Stop``: end the run after this step."""
+        """Transforms, after a tool ran and before the step is recorded; every hook runs, in
+        order. A ``ToolResult`` (or ``HookDecision(updated_result=...)``) replaces the result
+        (the next hook sees the replacement). ``Stop``: end the run after this step. Text:
+        add to the next model call. A refusal (``Deny``/``Block``) is ignored with a
+        warning: the call has run."""
 
     def check_done(
         self, state: Any, session_log: Sequence[Step], context: Any, step_num: int
     ) -> str | bool | HookDecision | None:
-        """When the model calls the done tool. ``None``/``True``: accept. Text, ``False``
-        or ``Block``: refuse; the model is told why and the run goes on."""
+        """Decides, when the model calls the done tool; the first decision wins.
+        ``None``/``True``/``Allow``: accept. Text, ``False``, ``Block`` or ``Deny``: refuse;
+        the model is told why and the run goes on. ``tool_call`` may be requested."""
 
     def should_stop(
         self, state: Any, step_num: int, new_entities: Any
     ) -> bool | HookDecision | None:
-        """After each step. ``True`` or ``Stop``: end the run (stop reason ``hook_stop``)."""
+        """Decides, after each step: ``True`` or ``Stop`` ends the run (stop reason
+        ``hook_stop``). ``step`` may be requested; ``new_entities`` is always ``[]``."""
 
     def on_loop_end(self, state: Any, session_log: Sequence[Step], context: Any, llm: Any) -> None:
-        """Once, after the run ended for any reason. ``trajectory`` may be requested."""
+        """Observes: once, after the run ended for any reason. ``trajectory`` may be
+        requested. The return value is ignored."""
 
     def on_event(self, event: LoopEvent) -> None:
-        """Every lifecycle event. Return value ignored."""
+        """Observes: every lifecycle event. The return value is ignored."""
 
 
 # BoundHook and ResolvedHooks are internal and built once per run: plain slotted classes,
@@ -225,27 +316,79 @@ class LoopHook(Protocol):
 class BoundHook:
     """One hook object's method for one slot, with the argument names it takes."""
 
-    __slots__ = ("argnames", "fn", "hook", "slot")
+    __slots__ = ("argnames", "decisive", "fn", "hook", "ignored", "is_async", "slot", "warned")
 
     def __init__(
-        self, hook: object, slot: str, fn: Callable[..., Any], argnames: tuple[str, ...] | None
+        self, hook: object, slot: str, fn: Callable[..., Any], argnames: tuple[str, ...]
     ) -> None:
         self.hook = hook
         self.slot = slot
         self.fn = fn
-        self.argnames = argnames  # None: takes **kwargs, so every argument is passed
+        self.argnames = argnames
+        self.is_async = _is_async(fn)
+        acts_on = _ACTS_ON[slot]
+        #: Fields that make a returned decision a decision (not just context) in this slot.
+        self.decisive = tuple(f for f in _FIELDS if f in acts_on and f != "additional_context")
+        #: Fields this slot ignores; setting one warns once (``warned``).
+        self.ignored = tuple(f for f in _FIELDS if f not in acts_on)
+        self.warned = False
 
     def __repr__(self) -> str:
         return f"BoundHook({type(self.hook).__name__}.{self.slot})"
 
     def __call__(self, values: Mapping[str, Any], step: int) -> Any:
-        """Call the hook with the arguments it names; wrap anything it raises in HookError."""
+        """Call the hook with the arguments it takes (for an async hook: its coroutine);
+        wrap anything it raises in HookError."""
         try:
-            if self.argnames is None:
-                return self.fn(**values)
             return self.fn(**{name: values[name] for name in self.argnames})
         except Exception as exc:
             raise HookError(self.hook, self.slot, step, exc) from exc
+
+    def decision(self, value: Any, step: int) -> HookDecision | None:
+        """What the hook returned, as a decision of this slot (``None``: no opinion)."""
+        decision = normalize_return(value, self, step)
+        if decision is not None and not self.warned:
+            self._warn_ignored(decision)
+        return decision
+
+    def ignore(self, value: Any, step: int) -> None:
+        """Take the return value of a slot that ignores it (``on_loop_end``, ``on_event``);
+        a decision is reported, an awaitable of a sync method is an error."""
+        if value is None:
+            return
+        if isinstance(value, HookDecision):
+            if not self.warned:
+                self._warn_ignored(value)
+        elif isinstance(value, ToolResult) and not self.warned:
+            self.warned = True
+            warnings.warn(
+                f"{self._name} returned a ToolResult, which {self.slot} ignores; return a "
+                "ToolResult from pre_dispatch (instead of running) or post_dispatch (to replace "
+                "the result).",
+                IgnoredDecisionWarning,
+                stacklevel=2,
+            )
+        elif inspect.isawaitable(value):
+            raise _awaitable_error(value, self, step)
+
+    @property
+    def _name(self) -> str:
+        return f"hook {type(self.hook).__name__}.{self.slot}"
+
+    def _warn_ignored(self, decision: HookDecision) -> None:
+        fields = [f for f in self.ignored if getattr(decision, f) is not None]
+        if not fields:
+            return
+        self.warned = True
+        where = "; ".join(
+            f"{f} is acted on by {', '.join(s for s in SLOTS if f in _ACTS_ON[s])}" for f in fields
+        )
+        warnings.warn(
+            f"{self._name} returned a decision with {', '.join(fields)}, which {self.slot} "
+            f"does not act on: it was ignored ({where}). Reported once per hook and slot.",
+            IgnoredDecisionWarning,
+            stacklevel=2,
+        )
 
 
 class ResolvedHooks:
@@ -254,7 +397,7 @@ class ResolvedHooks:
     One attribute per slot, so the loop reads ``hooks.post_dispatch`` with no lookup by name.
     """
 
-    __slots__ = ("any_dispatch_hooks", "hooks", *SLOTS)
+    __slots__ = ("any_async", "any_dispatch_hooks", "hooks", *SLOTS)
 
     pre_loop: tuple[BoundHook, ...]
     pre_prompt: tuple[BoundHook, ...]
@@ -276,6 +419,8 @@ class ResolvedHooks:
         self.any_dispatch_hooks = bool(
             self.pre_dispatch or self.check_permission or self.check_done
         )
+        #: Whether any method is ``async def`` (only ``async_composable_loop`` accepts that).
+        self.any_async = any(b.is_async for bound in by_slot.values() for b in bound)
 
     def __getitem__(self, slot: str) -> tuple[BoundHook, ...]:
         """The bound methods of ``slot`` (by name, for code that is not on the hot path)."""
@@ -288,13 +433,18 @@ class ResolvedHooks:
 _NO_HOOKS = ResolvedHooks()
 
 
-def resolve_hooks(hooks: Iterable[object] | None) -> ResolvedHooks:
+def resolve_hooks(hooks: Iterable[object] | None, *, awaits: bool = False) -> ResolvedHooks:
     """Check every hook object and sort its methods into slots, once per run.
+
+    Args:
+        hooks: the hook objects, in the order their methods run.
+        awaits: whether the loop awaits ``async def`` methods (``async_composable_loop``).
 
     Raises:
         HookRegistrationError: a hook fills no slot, has a method whose name is one letter
             off a slot's (``pre_dispach``), or a slot method with a parameter the slot does
             not provide.
+        AsyncHookError: a slot method is ``async def`` and ``awaits`` is false.
     """
     objects = tuple(hooks or ())
     if not objects:
@@ -318,21 +468,24 @@ def resolve_hooks(hooks: Iterable[object] | None) -> ResolvedHooks:
                 "or misname its methods?"
             )
         for bound in found:
+            if bound.is_async and not awaits:
+                raise AsyncHookError(hook, bound.slot)
             by_slot[bound.slot].append(bound)
     return ResolvedHooks(objects, by_slot)
 
 
 def _bind(hook: object, slot: str) -> BoundHook:
     fn = getattr(hook, slot)
+    allowed = SLOT_ARGUMENTS[slot]
+    every = tuple(sorted(allowed))
     try:
         params = inspect.signature(fn).parameters.values()
-    except (TypeError, ValueError):  # builtins without a signature: pass everything
-        return BoundHook(hook, slot, fn, None)
-    allowed = SLOT_ARGUMENTS[slot]
+    except (TypeError, ValueError):  # builtins without a signature: the slot's arguments
+        return BoundHook(hook, slot, fn, every)
     names: list[str] = []
     for p in params:
-        if p.kind is p.VAR_KEYWORD:
-            return BoundHook(hook, slot, fn, None)
+        if p.kind is p.VAR_KEYWORD:  # **kwargs: exactly what the slot offers, nothing else
+            return BoundHook(hook, slot, fn, every)
         if p.kind is p.VAR_POSITIONAL:
             continue
         if p.name in allowed and p.kind is not p.POSITIONAL_ONLY:
@@ -343,6 +496,16 @@ def _bind(hook: object, slot: str) -> BoundHook:
                 f"slot does not provide. {slot} provides: {', '.join(sorted(allowed))}."
             )
     return BoundHook(hook, slot, fn, tuple(names))
+
+
+def _is_async(fn: Callable[..., Any]) -> bool:
+    """Whether calling ``fn`` gives a coroutine: ``async def``, or an object whose
+    ``__call__`` is (``inspect`` sees through ``functools.partial``)."""
+    if inspect.iscoroutinefunction(fn):
+        return True
+    if inspect.isfunction(fn) or inspect.ismethod(fn):
+        return False
+    return inspect.iscoroutinefunction(type(fn).__call__)  # a callable object
 
 
 def _reject_misspelled_slots(hook: object) -> None:
@@ -385,43 +548,28 @@ def normalize_return(value: Any, bound: BoundHook, step: int) -> HookDecision | 
         return Block(value) if slot == "check_done" else InjectContext(value)
     elif isinstance(value, ToolResult) and slot in ("pre_dispatch", "post_dispatch"):
         return HookDecision(updated_result=value)
+    if inspect.isawaitable(value):
+        raise _awaitable_error(value, bound, step)
     err = TypeError(
         f"returned {type(value).__name__} {value!r:.80}; {slot} hooks return None, a "
-        "HookDecision (Allow, Deny, Block, Stop, InjectContext)"
+        "HookDecision (Allow, Deny, Block, Stop, Continue, InjectContext)"
         + (", a ToolResult" if slot in ("pre_dispatch", "post_dispatch") else "")
         + (", a bool" if slot in ("check_permission", "should_stop", "check_done") else "")
-        + (", a str" if slot in ("pre_prompt", "post_dispatch", "check_done") else "")
+        + ", a str"
     )
     raise HookError(bound.hook, slot, step, err) from err
 
 
-def decide(
-    hooks: tuple[BoundHook, ...], values: Mapping[str, Any], step: int
-) -> HookDecision | None:
-    """Run a decide slot: the first hook with an opinion wins."""
-    for bound in hooks:
-        decision = normalize_return(bound(values, step), bound, step)
-        if decision is not None:
-            return decision
-    return None
-
-
-def observe(
-    hooks: tuple[BoundHook, ...], values: Mapping[str, Any], step: int
-) -> list[HookDecision]:
-    """Run an observe slot: every hook runs; the decisions they return are collected."""
-    out: list[HookDecision] = []
-    for bound in hooks:
-        decision = normalize_return(bound(values, step), bound, step)
-        if decision is not None:
-            out.append(decision)
-    return out
-
-
-def emit(hooks: ResolvedHooks, kind: str, step_num: int, **data: Any) -> None:
-    """Deliver a :class:`LoopEvent` to every ``on_event`` hook."""
-    listeners = hooks.on_event
-    if listeners:
-        values = {"event": LoopEvent(kind, step_num, data)}
-        for bound in listeners:
-            bound(values, step_num)
+def _awaitable_error(value: Any, bound: BoundHook, step: int) -> HookError:
+    """A sync method returned an awaitable: looplet awaits only ``async def`` methods."""
+    close = getattr(value, "close", None)
+    if inspect.iscoroutine(value) and callable(close):
+        close()  # never awaited: closed, so Python does not warn about it later
+    err = TypeError(
+        f"returned an awaitable ({type(value).__name__}) but is not declared `async def`, so "
+        "looplet cannot know to await it. Declare the method `async def` and run it with "
+        "async_composable_loop, or return the value itself."
+    )
+    error = HookError(bound.hook, bound.slot, step, err)
+    error.__cause__ = err
+    return error

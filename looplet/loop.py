@@ -1,9 +1,10 @@
 """``composable_loop`` and ``async_composable_loop``: thin drivers of the step engine.
 
 Each driver does only the I/O that :func:`looplet.engine.run_engine` asks for: calling the
-model backend and running tools. The sync driver blocks; the async one awaits (sync
-backends and sync tools run in a worker thread so they never block the event loop). Every
-decision is the engine's, so both loops behave identically.
+model backend and running tools (and, in the async loop, awaiting ``async def`` hooks). The
+sync driver blocks; the async one awaits (sync backends and sync tools run in a worker
+thread so they never block the event loop). Every decision is the engine's, so both loops
+behave identically.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from looplet.backends.base import LLMRequest, LLMResponse
 from looplet.config import LoopConfig
-from looplet.engine import Effect, RunTools, SaveCheckpoint, run_engine
+from looplet.engine import AwaitHook, CloseRun, Effect, RunTools, SaveCheckpoint, run_engine
 from looplet.errors import ConfigurationError, LLMError, LoopletError
 from looplet.hooks import LoopHook, resolve_hooks
 from looplet.run_state import RunState
@@ -114,9 +115,9 @@ def async_composable_loop(
 ) -> AsyncLoopRun:
     """The async twin of :func:`composable_loop`: ``async for step in ...``.
 
-    Backends with ``acomplete`` are awaited, async tools are awaited, and sync backends or
-    tools run in a worker thread; checkpoints are written in a worker thread too. The
-    finished trajectory is on ``.trajectory``.
+    Backends with ``acomplete`` are awaited, async tools and ``async def`` hooks are
+    awaited, and sync backends or tools run in a worker thread; checkpoints are written in
+    a worker thread too. The finished trajectory is on ``.trajectory``.
     """
     config = _with_shorthands(config, max_steps, system_prompt)
     run = new_run(llm, task, tools, context, hooks, config, state, need="async")
@@ -207,7 +208,15 @@ class AsyncLoopRun(AsyncGenerator[Step, None]):
 
     async def aclose(self) -> None:
         """Stop the run: it ends with stop reason ``cancelled`` and hooks see the end."""
-        self._engine.close()
+        engine = self._engine
+        if self._run.hooks.any_async and inspect.getgeneratorstate(engine) == "GEN_SUSPENDED":
+            # A closing generator cannot yield, so async on_loop_end / on_event hooks could
+            # not be awaited: end the run by CloseRun instead, driven to its end here.
+            try:
+                await self._drive(engine.throw, CloseRun())
+            except StopAsyncIteration:
+                return
+        engine.close()
 
     async def _drive(self, resume: Callable[[Any], Effect], value: Any) -> Step:
         engine, run = self._engine, self._run
@@ -227,6 +236,13 @@ class AsyncLoopRun(AsyncGenerator[Step, None]):
 
                     save = run.checkpoint.save
                     effect = engine.send(await asyncio.to_thread(save, run, effect.final))
+                elif type(effect) is AwaitHook:
+                    try:
+                        value = await effect.awaitable
+                    except Exception as exc:  # the engine ends the run, as for a sync hook
+                        effect = engine.throw(effect.error(exc))
+                    else:
+                        effect = engine.send(value)
                 else:
                     raise _unknown_effect(effect)
         except StopIteration:
@@ -293,9 +309,8 @@ def new_run(
     backend = _as_backend(llm, need)
     if state is None:
         state = DefaultState(max_steps=config.max_steps)
-    max_steps = min(config.max_steps, getattr(state, "max_steps", config.max_steps))
-    trajectory = Trajectory(task=task)
-    resolved = resolve_hooks(hooks)
+    trajectory = Trajectory(task)
+    resolved = resolve_hooks(hooks, awaits=need == "async")
     ctx = ToolContext(
         cancel_token=config.cancel_token,
         session_id=config.session_id,
@@ -314,17 +329,7 @@ def new_run(
         "tools": registry,
     }
     run = RunState(
-        llm=backend,
-        tools=registry,
-        config=config,
-        state=state,
-        hooks=resolved,
-        context=context,
-        trajectory=trajectory,
-        ctx=ctx,
-        max_steps=max_steps,
-        max_llm_calls=config.llm_call_cap(max_steps),
-        hook_values=hook_values,
+        backend, registry, config, state, resolved, context, trajectory, ctx, hook_values
     )
     ctx.run = run  # a sub-agent tool reaches its parent run (budget, nesting) through ctx
     return run

@@ -365,8 +365,8 @@ def test_on_event_sees_the_lifecycle_in_order() -> None:
 
 
 def test_streaming_hook_receives_chunks_from_a_streaming_backend() -> None:
-    from looplet import StreamChunk, StreamingHook
-    from looplet.backends.base import LLMRequest, LLMResponse
+    from looplet.backends.base import LLMRequest, LLMResponse, StreamChunk
+    from looplet.observe import StreamingHook
 
     class Streamer:
         def __init__(self) -> None:
@@ -390,8 +390,8 @@ def test_streaming_hook_receives_chunks_from_a_streaming_backend() -> None:
 
 
 def test_a_streaming_hook_that_raises_ends_the_run_as_hook_error() -> None:
-    from looplet import StreamChunk, StreamingHook
-    from looplet.backends.base import LLMRequest, LLMResponse
+    from looplet.backends.base import LLMRequest, LLMResponse, StreamChunk
+    from looplet.observe import StreamingHook
 
     class Streamer:
         def complete(self, request: LLMRequest) -> LLMResponse:
