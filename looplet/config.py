@@ -38,7 +38,8 @@ class LoopConfig:
         max_llm_calls: a hard cap on model calls, so a model that only calls free tools or
             keeps making bad calls still stops. ``None``: ``max(2 * max_steps, max_steps + 10)``.
         max_result_chars: how much of one tool result is sent back to the model.
-        concurrent_dispatch: run consecutive calls of ``concurrent_safe`` tools together.
+        concurrent_dispatch: run consecutive calls of ``concurrent_safe`` tools together (the
+            rule: :meth:`~looplet.tools.BaseToolRegistry.next_group`); ``False``: one by one.
         cancel_token: set it from anywhere to stop the run (stop reason ``cancelled``); a
             tool running then is no longer waited for and is recorded as ``cancelled``.
             With a token, sync tools run in a worker thread so that the wait can end.
@@ -71,10 +72,21 @@ class LoopConfig:
     tool_timeout_s: float | None = None
 
     def __post_init__(self) -> None:
-        for name in ("max_steps", "max_tokens", "max_result_chars"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigurationError(f"LoopConfig.{name} must be a positive int, got {value!r}")
+        # type() is int first: the common case costs one test per field (no getattr, no loop)
+        if not (
+            type(self.max_steps) is int
+            and type(self.max_tokens) is int
+            and type(self.max_result_chars) is int
+            and self.max_steps > 0
+            and self.max_tokens > 0
+            and self.max_result_chars > 0
+        ):
+            for name in ("max_steps", "max_tokens", "max_result_chars"):
+                value = getattr(self, name)
+                if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                    raise ConfigurationError(
+                        f"LoopConfig.{name} must be a positive int, got {value!r}"
+                    )
         if self.max_llm_calls is not None and (
             not isinstance(self.max_llm_calls, int) or self.max_llm_calls < 1
         ):

@@ -9,6 +9,7 @@ here knows about a provider.
 
 from __future__ import annotations
 
+import _thread
 import dataclasses
 import itertools
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -23,13 +24,6 @@ Role = Literal["system", "user", "assistant", "tool"]
 
 #: How much of a tool's output is sent back to the model by default (characters).
 DEFAULT_MAX_RESULT_CHARS = 20_000
-
-
-def _first_encode(data: Any) -> str:
-    # Made on first use, so that `import looplet` does not pay for json.
-    global _encode
-    _encode = _json_encoder()
-    return _encode(data)
 
 
 def _json_encoder(
@@ -73,7 +67,31 @@ def _json_encoder(
     return encode
 
 
-_encode: Callable[[Any], str] = _first_encode
+_EncoderOptions = tuple[bool, Callable[[Any], Any] | None]
+_SHARED_ENCODERS: dict[_EncoderOptions, Callable[[Any], str]] = {}
+_SHARED_ENCODERS_LOCK = _thread.allocate_lock()
+_PLAIN_JSON: _EncoderOptions = (False, None)  # json.dumps(..., ensure_ascii=False)
+
+
+def _shared_encoder(
+    ensure_ascii: bool = False, default: Callable[[Any], Any] | None = None
+) -> Callable[[Any], str]:
+    """The :func:`_json_encoder` for these options, built once and shared by every caller.
+
+    Built on first use, so that ``import looplet`` does not load ``json``; under a lock, so
+    that threads asking at the same time get one encoder. It is kept for the process (a
+    ``default`` function is a key: pass a module-level one, not a new lambda per call).
+    """
+    try:
+        return _SHARED_ENCODERS[ensure_ascii, default]
+    except KeyError:
+        pass
+    with _SHARED_ENCODERS_LOCK:
+        encoder = _SHARED_ENCODERS.get((ensure_ascii, default))
+        if encoder is None:
+            encoder = _json_encoder(ensure_ascii, default)
+            _SHARED_ENCODERS[ensure_ascii, default] = encoder
+        return encoder
 
 
 @value_type
@@ -106,21 +124,20 @@ class Message:
         """A user message."""
         return cls("user", text)
 
+    # The factories below are how the loop builds its messages (one per model turn and one
+    # per tool result). They pass the fields positionally, in field order: a class called
+    # with keywords costs about 0.25 µs more (tests/test_value_types.py checks each field).
+
     @classmethod
     def assistant(cls, text: str = "", tool_calls: tuple[ToolCall, ...] = ()) -> Message:
         """An assistant turn: text, tool calls, or both."""
-        return cls("assistant", text, tool_calls=tool_calls)
+        return cls("assistant", text, tool_calls)
 
     @classmethod
     def tool_result(cls, result: ToolResult, content: str) -> Message:
-        """The message that hands ``result`` (rendered as ``content``) back to the model."""
-        return cls(
-            "tool",
-            content,
-            tool_call_id=result.call_id,
-            name=result.tool,
-            is_error=result.error is not None,
-        )
+        """The message that hands ``result`` (rendered as ``content``) back to the model: its
+        call's id, its tool's name, and whether it is an error come from ``result``."""
+        return cls("tool", content, (), result.call_id, result.tool, result.error is not None)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able form, leaving out empty fields."""
@@ -196,10 +213,10 @@ def render_task(task: Any) -> str:
         return task
     if type(task) is not dict and dataclasses.is_dataclass(task) and not isinstance(task, type):
         task = dataclasses.asdict(task)
-    if isinstance(task, Mapping):
+    if type(task) is dict or isinstance(task, Mapping):  # a dict skips the ABC check
         lines = []
         for key, value in task.items():
-            text = value if isinstance(value, str) else _encode(_jsonable(value))
+            text = value if isinstance(value, str) else _shared_encoder()(_jsonable(value))
             lines.append(f"{key}: {text}")
         return "\n".join(lines)
     return str(task)
@@ -223,10 +240,12 @@ def render_tool_result(result: ToolResult, max_chars: int = DEFAULT_MAX_RESULT_C
     elif result.data is None:
         text = "null"
     else:
+        # The look-up _shared_encoder() makes, inline: this runs on every loop step.
+        encode = _SHARED_ENCODERS.get(_PLAIN_JSON) or _shared_encoder()
         try:
-            text = _encode(result.data)
+            text = encode(result.data)
         except (TypeError, ValueError, RecursionError):  # not JSON, circular, too deep
-            text = _encode(_jsonable(result.data))
+            text = encode(_jsonable(result.data))
     if len(text) > max_chars:
         cut = len(text) - max_chars
         text = text[:max_chars] + f"\n[... {cut} more characters cut by looplet]"

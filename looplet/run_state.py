@@ -58,7 +58,6 @@ class RunState:
 
     def __init__(
         self,
-        *,
         llm: Any,
         tools: BaseToolRegistry,
         config: LoopConfig,
@@ -67,10 +66,14 @@ class RunState:
         context: Any,
         trajectory: Trajectory,
         ctx: ToolContext,
-        max_steps: int,
-        max_llm_calls: int,
         hook_values: dict[str, Any],
     ) -> None:
+        # Positional: one call builds a RunState (looplet.loop.new_run), and calling a class
+        # with eleven keywords cost about 1 µs more per run (bench/step_overhead.py, N=10).
+        max_steps = config.max_steps
+        own_limit = getattr(state, "max_steps", max_steps)  # the smaller of the two applies
+        if own_limit < max_steps:
+            max_steps = own_limit
         self.llm = llm
         self.tools = tools
         self.config = config
@@ -79,8 +82,10 @@ class RunState:
         self.context = context
         self.trajectory = trajectory
         self.ctx = ctx
+        #: The step budget: the smaller of ``config.max_steps`` and ``state.max_steps``.
         self.max_steps = max_steps
-        self.max_llm_calls = max_llm_calls
+        #: The hard cap on model calls (``LoopConfig.llm_call_cap``).
+        self.max_llm_calls = config.llm_call_cap(max_steps)
         self.hook_values = hook_values
         #: The conversation: append-only, and the very list that ``trajectory.messages``
         #: is; a compaction replaces it (in both places) with a new list.

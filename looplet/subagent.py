@@ -211,7 +211,17 @@ def subagent_tool(
     Args:
         parent: the parent run, or a function returning it (for a loop built after the
             tool). ``None``: taken from the ``ToolContext`` the loop hands the tool.
-        The rest: as for :func:`run_sub_loop`.
+        name: the tool's name, as the parent's model calls it.
+        description: what the tool does, for the parent's model.
+        llm: the child's model (sync or async backend).
+        tools: the child's tools.
+        max_steps: the child's own step limit (the parent's budget also binds it).
+        system_prompt: the child's system prompt.
+        hooks: the child's hooks.
+        config: the child's settings.
+        summarize: turns the child's trajectory into the tool's result.
+
+    The arguments other than ``parent`` are as for :func:`run_sub_loop`.
     """
     options: dict[str, Any] = {
         "max_steps": max_steps,

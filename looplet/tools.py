@@ -246,6 +246,20 @@ class BaseToolRegistry:
         spec = self._specs.get(name)
         return spec is not None and spec.concurrent_safe
 
+    def next_group(self, calls: Sequence[ToolCall], start: int) -> Sequence[ToolCall]:
+        """The calls from ``calls[start]`` on that run at the same time (at least that one).
+
+        The one rule, for the loop and :meth:`dispatch_batch` alike: calls of tools with
+        ``concurrent_safe=True`` that follow one another form a group and run at the same
+        time; a call of any other tool (or an unknown one) is a group of its own. Groups run
+        in the turn's order, and results keep it. (A call of a group that fails its checks,
+        bad arguments for example, is not run; the others of its group still are.)
+        """
+        end, specs = start, self._specs
+        while end < len(calls) and (spec := specs.get(calls[end].tool)) and spec.concurrent_safe:
+            end += 1
+        return calls[start : max(end, start + 1)]
+
     # ------------------------------------------------------------------ dispatch
 
     def dispatch(
@@ -287,14 +301,16 @@ class BaseToolRegistry:
     ) -> list[ToolResult]:
         """Run ``calls`` and return their results in the same order.
 
-        Consecutive calls of ``concurrent_safe`` tools run together in a thread pool of at most
-        ``max_workers`` threads; every other call runs alone, in order.
+        Calls are grouped as the loop groups them (:meth:`next_group`): consecutive calls of
+        ``concurrent_safe`` tools run together in a thread pool of at most ``max_workers``
+        threads; every other call runs alone, in order.
         """
         _check_workers(max_workers)
         if len(calls) == 1:  # the common case: no grouping, no pool
             return [self.dispatch(calls[0], ctx=ctx, validate=validate)]
         results: list[ToolResult] = []
-        for group in self._groups(calls):
+        while len(results) < len(calls):
+            group = self.next_group(calls, len(results))
             outcomes = [self.prepare(call, ctx, validate=validate) for call in group]
             ran = iter(self.run_group(_runnable(outcomes), max_workers=max_workers))
             results.extend(o if isinstance(o, ToolResult) else next(ran) for o in outcomes)
@@ -316,7 +332,8 @@ class BaseToolRegistry:
         if len(calls) == 1:
             return [await self.adispatch(calls[0], ctx=ctx, validate=validate)]
         results: list[ToolResult] = []
-        for group in self._groups(calls):
+        while len(results) < len(calls):
+            group = self.next_group(calls, len(results))
             outcomes = [self.prepare(call, ctx, validate=validate) for call in group]
             ran = iter(await self.arun_group(_runnable(outcomes), max_workers=max_workers))
             results.extend(o if isinstance(o, ToolResult) else next(ran) for o in outcomes)
@@ -400,10 +417,7 @@ class BaseToolRegistry:
             if not _is_cancelled_error(exc):
                 raise
             return _failed(call, exc, start)
-        duration_ms = (time.perf_counter() - start) * 1000
-        return ToolResult(
-            call.tool, call.args_summary(), data, None, None, duration_ms, call.call_id
-        )
+        return ToolResult.success(call, data, (time.perf_counter() - start) * 1000)
 
     async def arun_prepared(self, prepared: PreparedCall) -> ToolResult:
         """Like :meth:`run_prepared`, awaiting an async tool or running a sync one in a thread.
@@ -440,8 +454,7 @@ class BaseToolRegistry:
             if task is not None and task.cancelling():
                 raise
             return _failed(call, exc, start)
-        ms = (time.perf_counter() - start) * 1000
-        return ToolResult(call.tool, call.args_summary(), data, None, None, ms, call.call_id)
+        return ToolResult.success(call, data, (time.perf_counter() - start) * 1000)
 
     def run_group(
         self, prepared: Sequence[PreparedCall], *, max_workers: int = 8
@@ -474,19 +487,6 @@ class BaseToolRegistry:
                 return await self.arun_prepared(p)
 
         return list(await asyncio.gather(*(limited(p) for p in prepared)))
-
-    def _groups(self, calls: Sequence[ToolCall]) -> list[list[ToolCall]]:
-        """Split ``calls`` into runs of concurrent-safe calls and single other calls."""
-        groups: list[list[ToolCall]] = []
-        previous_safe = False
-        for call in calls:
-            safe = self.is_concurrent_safe(call.tool) and call.parse_error is None
-            if safe and previous_safe:
-                groups[-1].append(call)
-            else:
-                groups.append([call])
-            previous_safe = safe
-        return groups
 
     def _unknown_tool_error(self, name: str) -> ToolError:
         registered = list(self._specs)

@@ -100,3 +100,41 @@ def test_a_tool_returning_a_circular_structure_is_a_success_the_model_can_read()
     assert steps[0].ok and loop.trajectory.stop_reason is StopReason.DONE
     tool_message = list(llm.requests[1].messages)[-1]
     assert tool_message.content == '{"name": "root", "parent": "<circular reference>"}'
+
+
+def test_the_shared_encoder_is_built_once_when_threads_ask_at_the_same_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import threading
+    import time
+
+    from looplet import messages
+
+    built: list[int] = []
+    real = messages._json_encoder
+
+    def slow_build(ensure_ascii: bool = False, default: Any = None) -> Any:
+        built.append(1)
+        time.sleep(0.05)  # wide open for a second thread to build too, if it could
+        return real(ensure_ascii, default)
+
+    def own_default(value: object) -> str:  # a key of its own: a fresh encoder to build
+        return str(value)
+
+    monkeypatch.setattr(messages, "_json_encoder", slow_build)
+    monkeypatch.setattr(messages, "_SHARED_ENCODERS", {})
+    start = threading.Barrier(8)
+    got: list[Any] = []
+
+    def ask() -> None:
+        start.wait()
+        got.append(messages._shared_encoder(True, own_default))
+
+    threads = [threading.Thread(target=ask) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(got) == 8 and all(encoder is got[0] for encoder in got)
+    assert len(built) == 1
+    assert got[0]({"é": Shown()}) == json.dumps({"é": Shown()}, ensure_ascii=True, default=str)

@@ -4,9 +4,11 @@ Each assignment below must be a type error. Under ``--strict`` an ignore that si
 error is itself an error, so if a type ever stopped being read-only, mypy would fail here.
 """
 
-from looplet import HookDecision, LoopEvent, Step, ToolCall, ToolResult, Usage
+from looplet import HookDecision, Step, ToolCall, ToolResult
 from looplet.backends.base import LLMRequest, LLMResponse
+from looplet.hooks import LoopEvent
 from looplet.messages import Message
+from looplet.types import Usage
 
 
 def assign_fields(
