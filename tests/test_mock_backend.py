@@ -6,6 +6,8 @@ import asyncio
 import dataclasses
 import json
 import math
+import threading
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
 import pytest
@@ -21,9 +23,10 @@ from looplet import (
 from looplet.backends.base import AsyncLLMBackend, LLMBackend, LLMRequest, LLMResponse
 from looplet.compact import ContextBudget
 from looplet.errors import ConfigurationError, LLMError, ScriptExhaustedError
-from looplet.messages import Message
+from looplet.messages import ConversationView, Message
 from looplet.parse import format_text_reply
 from looplet.testing import AsyncMockLLMBackend, MockLLMBackend
+from looplet.testing._mock_usage import _args_json, json_chars, reply_chars
 from looplet.types import ToolCall, Usage
 from tests.conftest import make_tools
 
@@ -118,6 +121,18 @@ def test_usage_is_a_deterministic_chars_over_four_estimate() -> None:
 
     assert first == Usage(input_tokens=4, output_tokens=3)  # ceil(16/4), ceil(10/4)
     assert second == first
+
+
+def test_input_estimate_of_a_message_list_counts_arguments_as_ascii_json() -> None:
+    """A request that is not the loop's view is counted whole, by the same rule."""
+    calls = tuple(ToolCall("note", args, call_id=f"c{i}") for i, args in enumerate(_ARGS))
+    messages = [Message.user("héllo ✓"), Message.assistant("ok", calls)]
+    llm = MockLLMBackend(["done"], cycle=True)
+
+    for request in (messages, tuple(messages)):
+        usage = llm.complete(LLMRequest(messages=request)).usage
+
+        assert usage.input_tokens == _whole_conversation_tokens(messages)
 
 
 def test_exhausted_script_raises_with_count_and_fix() -> None:
@@ -278,9 +293,15 @@ def _note_tools() -> Any:
 
 def _varied_script(turns: int) -> list[Any]:
     """Every kind of script item, non-ASCII text (the estimate escapes it, the raw reply does
-    not), nested values, several calls in one turn; then ``done``."""
+    not), nested and flat values of each JSON kind, several calls in one turn; then ``done``."""
     kinds: list[Any] = [
         ToolCall("note", {"text": "héllo ✓ " * 20, "when": [1.5, None, {"k": "é"}]}),
+        # flat arguments, added up without encoding: escapes, DEL (escaped in ASCII-only
+        # JSON, not in the text form), ints, booleans, None; a reasoning on a call
+        ToolCall("note", {"text": 'q"uote\\ del\x7f tab\t é', "when": -(10**30)}, reasoning="é"),
+        ToolCall("note", {"text": "yes", "when": True}),
+        ToolCall("note", {"text": "", "when": None}, reasoning="why"),
+        ToolCall("note", {"when": False, "text": "\u2028\U0001f600"}),
         '{"tool": "note", "args": {"text": "plain"}, "reasoning": "why not"}',
         [ToolCall("note", {"text": "a"}), ToolCall("note", {"text": "b" * 200})],
         {"tool": "note", "args": {"text": "from a dict"}},
@@ -381,11 +402,15 @@ def test_each_message_is_counted_once_however_long_the_run() -> None:
     assert forty - twenty <= 20 * 8
 
 
-def test_a_filled_call_id_keeps_every_other_field() -> None:
+@pytest.mark.parametrize("parse_error", ["parse_error value", None])
+def test_a_filled_call_id_keeps_every_other_field(parse_error: str | None) -> None:
+    """On both ways a call gets its id: a call with a parse error takes the general path,
+    one without it the per-turn shortcut."""
     values: dict[str, Any] = {"args": {"k": [1, 2]}}
     for spec in dataclasses.fields(ToolCall):
         values.setdefault(spec.name, f"{spec.name} value")
     values["call_id"] = ""
+    values["parse_error"] = parse_error
     scripted = ToolCall(**values)
 
     reply = MockLLMBackend([scripted]).complete(_request())
@@ -398,3 +423,143 @@ def test_generate_writes_a_scripted_llmresponse_as_text() -> None:
     llm = MockLLMBackend([LLMResponse(text="because", tool_calls=(call,))])
 
     assert llm.generate("hi") == format_text_reply("because", (call,))
+
+
+# -- the character counts behind the estimates are exact --------------------------------------
+
+_ARGS: list[Any] = [
+    {},
+    {"name": "Alice"},
+    {"text": 'q"uote\\back\nslash\x00\x1f\x7f', "n": 3, "ok": True, "no": False, "none": None},
+    {"é": "héllo ✓", "emoji": "\U0001f600", "sep": "\u2028", "lone": "\ud800"},
+    {"big": 10**40, "neg": -7, "zero": 0},
+    {"f": 1.5, "nan": float("nan"), "inf": float("-inf")},  # floats: encoded, not added up
+    {"nested": {"k": [1, "é", None]}, "list": []},
+    {1: "int key", "s": "x"},  # a non-string key: encoded
+    {"sub": type("Text", (str,), {})("a str subclass")},
+    {"flag": type("Flag", (int,), {})(1)},
+    ["not", "a", "dict"],
+    "raw ✓ string",
+]
+
+
+@pytest.mark.parametrize("args", _ARGS, ids=range(len(_ARGS)))
+def test_argument_chars_are_the_encoded_lengths(args: Any) -> None:
+    """What the estimates add up equals the length of the JSON they stand for: ASCII-only
+    with ``default=str`` for the input, as written in the text form for the output."""
+    assert json_chars(args, encode_basestring_ascii, _args_json) == len(
+        json.dumps(args, default=str)
+    )
+    assert json_chars(args) == len(json.dumps(args, ensure_ascii=False))
+
+
+def _reply_shapes() -> list[tuple[str, tuple[ToolCall, ...]]]:
+    calls = [ToolCall("greet", a, call_id=f"id {i} ✓") for i, a in enumerate(_ARGS)]
+    return [
+        ("plain text, no calls ✓", ()),
+        ("", ()),
+        *(("", (call,)) for call in calls),
+        ("because ✓", (ToolCall("greet", {"name": "A"}),)),
+        ("", (ToolCall("greet", {"name": "A"}, reasoning='its "own" reason'),)),
+        ("", (ToolCall('t\u00e9l"', {}, call_id=""),)),
+        ("", (ToolCall("bad", {}, call_id="c", raw_arguments='{"x": 1,', parse_error="cut"),)),
+        ("", (ToolCall("bad", {"x": 1}, parse_error="no raw arguments kept"),)),
+        ("", tuple(calls[:2])),
+        ("the theory ✓", tuple(calls[:3])),
+        ("", (ToolCall("a", {}, reasoning="first's reasoning"), ToolCall("b", {"n": 1}))),
+    ]
+
+
+@pytest.mark.parametrize("text, calls", _reply_shapes())
+def test_reply_chars_are_the_length_of_the_text_form(
+    text: str, calls: tuple[ToolCall, ...]
+) -> None:
+    assert reply_chars(text, calls) == len(format_text_reply(text, calls))
+
+
+@pytest.mark.parametrize("args", _ARGS[:-2], ids=range(len(_ARGS) - 2))
+@pytest.mark.parametrize("reasoning", ["", 'é ✓ "why"'])
+def test_output_estimate_of_a_call_item_counts_its_text_form_exactly(
+    args: Any, reasoning: str
+) -> None:
+    """Through the public API, to the character: padding the tool's name by one to four
+    characters moves the estimate across a token boundary exactly where the text form's
+    length does, so the estimate's count is neither short nor long by any character."""
+    for pad in range(4):
+        scripted = ToolCall("t" + "x" * pad, args, reasoning=reasoning)
+        llm = MockLLMBackend([scripted])
+
+        reply = llm.complete(_request())
+
+        assert reply.usage.output_tokens == math.ceil(
+            len(format_text_reply("", reply.tool_calls)) / 4
+        ), pad
+
+
+# -- the async mock hands the event loop one turn per call ------------------------------------
+
+
+def test_async_mock_lets_the_event_loop_run_other_work_on_each_call() -> None:
+    """A callback scheduled before the call runs during it, as during a network wait."""
+    llm = AsyncMockLLMBackend(["a", "b"])
+
+    async def run() -> list[str]:
+        seen: list[str] = []
+        asyncio.get_running_loop().call_soon(seen.append, "before acomplete")
+        await llm.acomplete(_request())
+        asyncio.get_running_loop().call_soon(seen.append, "before generate")
+        await llm.generate("hi")
+        return seen
+
+    assert asyncio.run(run()) == ["before acomplete", "before generate"]
+
+
+def test_concurrent_callers_of_one_async_mock_take_turns() -> None:
+    llm = AsyncMockLLMBackend(["reply"], cycle=True)
+    order: list[str] = []
+
+    async def caller(name: str) -> None:
+        for _ in range(3):
+            await llm.acomplete(_request(name))
+            order.append(name)
+
+    async def both() -> None:
+        await asyncio.gather(caller("a"), caller("b"))
+
+    asyncio.run(both())
+    assert order == ["a", "b"] * 3
+    assert [r.messages[-1].content for r in llm.requests] == ["a", "b"] * 3
+
+
+# -- one mock shared by threads ---------------------------------------------------------------
+
+
+def test_threads_sharing_one_mock_get_one_turn_each_and_exact_counts() -> None:
+    """Each call takes its own turn (so its own call id) and is recorded once; the prompt
+    count, which takes no lock, is exact for every thread's growing conversation."""
+    threads, turns = 4, 300
+    llm = MockLLMBackend([ToolCall("note", {"text": "x"})], cycle=True)
+    results: list[list[tuple[int, LLMResponse]]] = [[] for _ in range(threads)]
+
+    def worker(index: int) -> None:
+        conversation = [Message.system("sys"), Message.user(f"thread {index}")]
+        for _ in range(turns):
+            reply = llm.complete(LLMRequest(messages=ConversationView(conversation)))
+            expected = _whole_conversation_tokens(conversation)
+            results[index].append((expected, reply))
+            conversation.append(Message.assistant("", reply.tool_calls))
+            conversation.append(Message("tool", "ok " * index, tool_call_id="c", name="note"))
+
+    pool = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join()
+
+    replies = [reply for per_thread in results for _, reply in per_thread]
+    assert llm.calls == threads * turns
+    ids = sorted(int(r.tool_calls[0].call_id.split("_")[1]) for r in replies)
+    assert ids == list(range(threads * turns))
+    for per_thread in results:
+        for expected, reply in per_thread:
+            assert reply.usage.input_tokens == expected

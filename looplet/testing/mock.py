@@ -3,20 +3,29 @@
 :class:`MockLLMBackend` (``complete``) and :class:`AsyncMockLLMBackend` (``acomplete``) answer
 each request with the next item of a script and record what they were asked. Both share one
 implementation, :class:`_ScriptedBackend`; they differ only in being sync or async. For
-provider code, test against real HTTP with :class:`~looplet.testing.ScriptedOpenAIServer`
+provider code, test against real HTTP with :class:`~looplet.testing.ScriptedModelServer`
 instead.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import types
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from typing import Any, TypeAlias, final
 
 from looplet.backends.base import LLMRequest, LLMResponse
 from looplet.errors import ConfigurationError, ScriptExhaustedError
-from looplet.messages import ConversationView, Message, _json_encoder
+from looplet.messages import Message
 from looplet.parse import _calls_from_object, format_text_reply, parse_text_reply
+from looplet.testing._mock_usage import (
+    FILLED_CALL_CHARS,
+    REASONING_CHARS,
+    PromptChars,
+    json_chars,
+    reply_chars,
+    string_chars,
+)
 from looplet.types import ToolCall, Usage
 
 __all__ = ["AsyncMockLLMBackend", "MockLLMBackend", "MockReply"]
@@ -56,7 +65,7 @@ class _ScriptedBackend:
         #: Every request received, in order (``calls`` is how many).
         self.requests: list[LLMRequest] = []
         self._lock = threading.Lock()
-        self._prompt_chars = _PromptChars()
+        self._prompt_chars = PromptChars()
 
     @property
     def calls(self) -> int:
@@ -93,27 +102,56 @@ class _ScriptedBackend:
             self._prompt_chars.clear()
 
     def _next_reply(self, request: LLMRequest) -> tuple[LLMResponse, str | None]:
-        """Record ``request``; the next reply and its raw text form (for ``generate``), or
-        ``None`` for a scripted ``LLMResponse`` (:meth:`_raw` writes it when asked)."""
-        with self._lock:
-            self.requests.append(request)
-            turn = len(self.requests) - 1
-            if turn >= len(self.responses) and not self.cycle:
-                raise ScriptExhaustedError(self.provider, len(self.responses))
-            item: Any = self.responses[turn % len(self.responses)]
-        if isinstance(item, type) and issubclass(item, BaseException):
-            raise item
-        if callable(item) and not isinstance(item, BaseException | LLMResponse | ToolCall):
-            item = item(request)
-        if isinstance(item, BaseException):
-            raise item
-        return self._to_response(item, turn, request)
+        """Record ``request``; the next reply, and the raw text of a ``str`` item (for
+        ``generate``; ``None`` for other items, which :meth:`_raw` writes when asked)."""
+        lock = self._lock  # the one lock of a turn: it pairs each request with its turn
+        lock.acquire()  # not `with`, which costs twice as much (this runs every turn)
+        try:
+            requests = self.requests
+            turn = len(requests)
+            requests.append(request)
+            responses = self.responses
+            if turn < len(responses):
+                item: Any = responses[turn]
+            elif self.cycle:
+                item = responses[turn % len(responses)]
+            else:
+                raise ScriptExhaustedError(self.provider, len(responses))
+        finally:
+            lock.release()
+        text: str = ""
+        calls: tuple[ToolCall, ...]
+        raw: str | None = None
+        if type(item) is ToolCall and not item.call_id and item.parse_error is None:
+            # The usual item, inline as it runs every turn: _with_call_id, and the output
+            # estimate as reply_chars counts it ({"tool", "args", "call_id"[, "reasoning"]}).
+            call_id = f"call_{turn}_0"
+            tool, args, reasoning = item.tool, item.args, item.reasoning
+            calls = (ToolCall(tool, args, reasoning, call_id, item.raw_arguments, None),)
+            output = FILLED_CALL_CHARS + len(call_id) + string_chars(tool) + json_chars(args)
+            if reasoning:
+                output += REASONING_CHARS + string_chars(reasoning)
+        else:
+            if isinstance(item, type) and issubclass(item, BaseException):
+                raise item
+            if callable(item) and not isinstance(item, BaseException | LLMResponse | ToolCall):
+                item = item(request)
+            if isinstance(item, BaseException):
+                raise item
+            if isinstance(item, LLMResponse):
+                return item, None
+            text, calls, raw = self._read_item(item, turn)
+            # The text form is written only for ``generate``; the estimate needs its length.
+            output = len(raw) if raw is not None else reply_chars(text, calls)
+        # A token per four characters, rounded up: math.ceil(chars / 4), in integers.
+        prompt = self._prompt_chars(request.messages)
+        usage = Usage(-(-prompt // _CHARS_PER_TOKEN), -(-output // _CHARS_PER_TOKEN))
+        return LLMResponse(
+            text, calls, usage, "tool_calls" if calls else "stop", self.provider
+        ), raw
 
-    def _to_response(
-        self, item: Any, turn: int, request: LLMRequest
-    ) -> tuple[LLMResponse, str | None]:
-        if isinstance(item, LLMResponse):
-            return item, None
+    def _read_item(self, item: Any, turn: int) -> tuple[str, tuple[ToolCall, ...], str | None]:
+        """A script item's text, calls (ids filled in) and raw text (a ``str`` item's own)."""
         raw: str | None = None
         calls: tuple[ToolCall, ...]
         if isinstance(item, ToolCall):
@@ -130,14 +168,7 @@ class _ScriptedBackend:
                 f"{type(self).__name__}: reply {turn} of the script is {type(item).__name__} "
                 f"{item!r}; expected {_FORMS}"
             )
-        calls = _with_call_ids(calls, turn)
-        if raw is None:
-            raw = format_text_reply(text, calls)
-        with self._lock:
-            prompt_chars = self._prompt_chars(request.messages)
-        usage = Usage(_estimate(prompt_chars), _estimate(len(raw)))
-        reason = "tool_calls" if calls else "stop"
-        return LLMResponse(text, calls, usage, reason, self.provider), raw
+        return text, _with_call_ids(calls, turn), raw
 
     @staticmethod
     def _raw(reply: tuple[LLMResponse, str | None]) -> str:
@@ -230,9 +261,7 @@ class AsyncMockLLMBackend(_ScriptedBackend):
         Raises:
             ScriptExhaustedError: the script is used up and ``cycle`` is false.
         """
-        import asyncio  # loaded already, as an event loop runs this; not at module import
-
-        await asyncio.sleep(0)  # yield once, as a real backend's network wait would
+        await _yield_once()  # as a real backend's network wait would
         return self._next_reply(request)[0]
 
     async def generate(
@@ -244,48 +273,16 @@ class AsyncMockLLMBackend(_ScriptedBackend):
         temperature: float = 0.2,
     ) -> str:
         """The next reply as raw text (the original looplet async backend call)."""
-        import asyncio
-
-        await asyncio.sleep(0)
+        await _yield_once()
         request = self._legacy_request(prompt, max_tokens, system_prompt, temperature)
         return self._raw(self._next_reply(request))
 
 
-class _PromptChars:
-    """The characters of a request's messages, each message of a run counted once.
-
-    The loop sends each request a :class:`~looplet.messages.ConversationView` of its run's
-    conversation, a list that only grows (compaction swaps in a new list). So the count of
-    each list's first messages is kept, and a request adds only the messages since the last
-    one: O(1) per turn, where counting the whole conversation again made a long run
-    quadratic. Any other sequence of messages is counted whole.
-    """
-
-    __slots__ = ("_lists",)
-
-    def __init__(self) -> None:
-        # id(list) -> (the list itself, which keeps the id taken; messages counted; chars)
-        self._lists: dict[int, tuple[list[Message], int, int]] = {}
-
-    def __call__(self, messages: Sequence[Message]) -> int:
-        if type(messages) is not ConversationView:
-            return sum(map(_message_chars, messages))
-        # looplet's own view: read its list, prefix length and extra messages directly.
-        items, end, extra = messages._items, messages._end, messages._extra
-        known = self._lists.get(id(items))
-        if known is not None and known[1] <= end:
-            counted, chars = known[1], known[2]
-        else:  # a new list, or an older request's shorter view: count from the start
-            counted, chars = 0, 0
-        if counted < end:
-            chars += sum(map(_message_chars, items[counted:end]))
-            if known is None or known[1] < end:
-                self._lists[id(items)] = (items, end, chars)
-        return chars + sum(map(_message_chars, extra)) if extra else chars
-
-    def clear(self) -> None:
-        """Forget every count (the backend's requests were forgotten)."""
-        self._lists.clear()
+@types.coroutine
+def _yield_once() -> Generator[None, None, None]:
+    """Hand the event loop one turn: ``await asyncio.sleep(0)`` is this very ``yield``, behind
+    a coroutine of its own (and this needs no ``asyncio`` at import)."""
+    yield
 
 
 def _with_call_ids(calls: tuple[ToolCall, ...], turn: int) -> tuple[ToolCall, ...]:
@@ -299,23 +296,8 @@ def _with_call_ids(calls: tuple[ToolCall, ...], turn: int) -> tuple[ToolCall, ..
 
 
 def _with_call_id(call: ToolCall, call_id: str) -> ToolCall:
-    # dataclasses.replace(call, call_id=call_id), at a sixth of its cost (it runs every turn);
-    # tests/test_mock_backend.py checks that every field is carried over.
+    # dataclasses.replace(call, call_id=call_id), at a sixth of its cost (_next_reply has its
+    # own copy); tests/test_mock_backend.py checks that every field is carried over.
     return ToolCall(
         call.tool, call.args, call.reasoning, call_id, call.raw_arguments, call.parse_error
     )
-
-
-def _message_chars(message: Message) -> int:
-    chars = len(message.content)
-    for c in message.tool_calls:
-        chars += len(c.tool) + len(_args_json(c.args))
-    return chars
-
-
-# json.dumps(args, default=str), without building an encoder per call.
-_args_json = _json_encoder(ensure_ascii=True, default=str)
-
-
-def _estimate(chars: int) -> int:
-    return -(-chars // _CHARS_PER_TOKEN)  # math.ceil(chars / 4), in integers
