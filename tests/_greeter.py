@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from looplet.testing import RecordedRequest, ScriptedOpenAIServer, call, tool_reply
+from looplet.testing import RecordedRequest, ScriptedModelServer, call, tool_reply
 
 CONFTEST = """
 import pytest
@@ -56,9 +56,36 @@ def recording(
     """Within: the greeter served on loopback, ``OPENAI_BASE_URL`` and a key pointing at it,
     so a run with ``--looplet-record-mode=all`` records its cassettes. After: neither is set,
     so runs replay offline."""
-    with ScriptedOpenAIServer(script(name_of)) as server:
+    with ScriptedModelServer(script(name_of)) as server:
         monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
         monkeypatch.setenv("OPENAI_API_KEY", "sk-test-recording-key")
         yield
     monkeypatch.delenv("OPENAI_BASE_URL")
     monkeypatch.delenv("OPENAI_API_KEY")
+
+
+GREET_ALICE = """
+def eval_greets_alice(looplet_agent):
+    traj = looplet_agent.run("Greet Alice, then finish.")
+    assert traj.called("greet", name="Alice")
+"""
+"""An eval file (``eval_greeter.py``) greeting Alice through ``looplet_agent``."""
+
+
+def plugin_runner(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, evals: str = GREET_ALICE
+) -> Callable[..., pytest.RunResult]:
+    """Lay down the greeter's conftest and ``eval_greeter.py``; return a function that runs
+    ``pytest --looplet-evals`` on them in a subprocess, the plugin loaded with ``-p`` and
+    nothing autoloaded, with no API key, base URL or ``CI`` in the environment."""
+    monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
+    for name in ("CI", "OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENAI_MODEL"):
+        monkeypatch.delenv(name, raising=False)
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(eval_greeter=evals)
+
+    def run(*args: str) -> pytest.RunResult:
+        argv = ("-p", "pytest_looplet.plugin", "--looplet-evals", "-p", "no:cacheprovider", *args)
+        return pytester.runpytest_subprocess(*argv)
+
+    return run

@@ -19,6 +19,7 @@ from collections.abc import Callable, Hashable, Iterable, Sequence
 from typing import Any
 
 from looplet.cassettes.diff import Change, diff_json
+from looplet.cassettes.loopback import is_loopback, without_loopback_port
 from looplet.errors import ConfigurationError
 
 __all__ = [
@@ -135,7 +136,7 @@ class RequestMatcher:
             "method": lambda r, _: r.method,
             "scheme": lambda r, _: r.scheme,
             "host": lambda r, _: r.host,
-            "port": lambda r, _: r.port,
+            "port": lambda r, _: None if is_loopback(r.host) else r.port,
             "path": lambda r, _: r.path or "/",
             "query": lambda r, _: tuple(r.query),
             "uri": lambda r, _: _normalised_uri(r),
@@ -268,13 +269,14 @@ def _without(value: dict[str, Any], field: tuple[str, ...]) -> dict[str, Any]:
 
 
 def _normalised_uri(request: Any) -> str:
-    # As vcrpy's uri matcher: "https://host" and "https://host/" are the same URI.
-    parsed = request.parsed_uri
-    uri: str = request.uri
-    if parsed.path:
+    # As vcrpy's uri matcher: "https://host" and "https://host/" are the same URI; and a
+    # loopback server's port is not part of it (see looplet.cassettes.loopback).
+    uri: str = without_loopback_port(request.uri)
+    if request.parsed_uri.path:
         return uri
-    authority = f"{parsed.scheme}://{parsed.netloc}"
-    return authority + "/" + uri[len(authority) :] if uri.startswith(authority) else uri
+    from urllib.parse import urlsplit, urlunsplit
+
+    return urlunsplit(urlsplit(uri)._replace(path="/"))
 
 
 def _raw(request: Any) -> bytes:
