@@ -43,17 +43,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from looplet import (
-    BaseToolRegistry,
-    FileCheckpointStore,
-    LoopConfig,
-    StopReason,
-    ToolCall,
-    ToolSpec,
-    composable_loop,
-    resume_loop_state,
-)
+from looplet import BaseToolRegistry, LoopConfig, StopReason, ToolCall, ToolSpec, composable_loop
 from looplet.backends.base import LLMRequest, LLMResponse
+from looplet.checkpoint import FileCheckpointStore, resume_loop_state
 
 GOAL_DISK = 3.0
 GOAL_QUARTERS = 1.3

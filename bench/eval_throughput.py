@@ -13,7 +13,7 @@ Run by hand::
 A temporary folder holds a suite of N eval files, one eval each, every one running the same
 10-turn agent (nine ``greet`` calls, then ``done``) through ``looplet_agent`` and replaying
 the same cassette (copied per eval), recorded once through the real ``openai`` SDK from the
-loopback ``ScriptedOpenAIServer``. Each run is a fresh ``python -m pytest --looplet-evals
+loopback ``ScriptedModelServer``. Each run is a fresh ``python -m pytest --looplet-evals
 evals -n 0`` (or ``-n 2``) subprocess of this interpreter, the measured checkout first on
 the path, the plugin and xdist loaded with ``-p`` and nothing autoloaded, so that other
 installed plugins do not weigh on the figures.
@@ -230,7 +230,7 @@ def run(folder: Path, commands: list[list[str]], environ: dict[str, str]) -> tup
 
 def record_cassette(folder: Path, root: Path) -> Path:
     """Record the eval's cassette once, through the plugin, from the loopback server."""
-    from looplet.testing import ScriptedOpenAIServer, call, tool_reply
+    from looplet.testing import ScriptedModelServer, call, tool_reply
 
     guests = [f"Guest {i}" for i in range(1, TURNS)]
     script = [tool_reply(call("greet", {"name": name})) for name in guests]
@@ -242,7 +242,7 @@ def record_cassette(folder: Path, root: Path) -> Path:
         (source / name).write_text(text)
     (source / "pytest.ini").write_text("[pytest]\n")
     environ = env(root)
-    with ScriptedOpenAIServer(script) as server:
+    with ScriptedModelServer(script) as server:
         environ["OPENAI_BASE_URL"] = server.base_url
         environ["OPENAI_API_KEY"] = "sk-bench-recording"
         run(source, [[*eval_args(0), "--looplet-record-mode=all"]], environ)

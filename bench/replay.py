@@ -8,7 +8,7 @@ Run by hand::
 The same N distinct chat completions (a system prompt, two tool definitions and a numbered
 question, as looplet's OpenAIBackend sends them) are made through the real ``openai`` SDK:
 
-* **live**: against the loopback ``ScriptedOpenAIServer`` (real HTTP on 127.0.0.1);
+* **live**: against the loopback ``ScriptedModelServer`` (real HTTP on 127.0.0.1);
 * **replay**: inside ``use_cassette(path, "none")``, the cassette recorded from the live run;
   the figure covers the calls only, the cassette being loaded before the clock starts;
 * **SDK alone**: with an ``httpx2.MockTransport`` returning a canned completion as the
@@ -46,7 +46,7 @@ import vcr
 from vcr.serializers import yamlserializer
 
 from looplet.cassettes import use_cassette
-from looplet.testing import ScriptedOpenAIServer, text_reply
+from looplet.testing import ScriptedModelServer, text_reply
 
 REPEATS = 7
 WARMUP = 1
@@ -130,7 +130,7 @@ def main() -> None:
     ours, theirs = folder / "replay.yaml", folder / "vcrpy.yaml"
     script = [text_reply(f"Order {1000 + i} shipped yesterday.") for i in range(n)]
 
-    with ScriptedOpenAIServer(script) as server:
+    with ScriptedModelServer(script) as server:
         url = server.base_url
         client = openai.OpenAI(base_url=url, api_key="sk-bench", max_retries=0)
         live = per_call_us(

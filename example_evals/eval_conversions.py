@@ -11,14 +11,8 @@ import re
 import pytest
 
 from example_evals.agents import converter
-from looplet import (
-    BaseToolRegistry,
-    Case,
-    LoopConfig,
-    PermissionEngine,
-    Trajectory,
-    assert_trajectory,
-)
+from looplet import BaseToolRegistry, LoopConfig, PermissionEngine, Trajectory, assert_trajectory
+from looplet.datasets import Case
 from looplet.evals import EvalResult
 from pytest_looplet.fixtures import LoopletAgent
 

@@ -6,11 +6,10 @@ from __future__ import annotations
 import pytest
 
 from example_evals.agents import converter
-from looplet import (
-    BaseToolRegistry,
-    LoopConfig,
-    PermissionEngine,
-    Trajectory,
+from looplet import BaseToolRegistry, LoopConfig, PermissionEngine, Trajectory
+from looplet.evals import EvalResult
+from looplet.evals.judge import Judge, rubric
+from looplet.scorers import (
     all_of,
     contains,
     json_schema_valid,
@@ -20,8 +19,6 @@ from looplet import (
     weighted_mean,
     within_budget,
 )
-from looplet.evals import EvalResult
-from looplet.evals.judge import Judge, rubric
 from pytest_looplet.fixtures import LoopletAgent
 
 MARATHON = "How many miles is a marathon (42.195 km)?"

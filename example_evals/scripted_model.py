@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from looplet.examples._coding_script import delete_folder, implement_fizzbuzz, read_outside
-from looplet.testing import RecordedRequest, ScriptedOpenAIServer, call, text_reply, tool_reply
+from looplet.testing import RecordedRequest, ScriptedModelServer, call, text_reply, tool_reply
 
 #: A scenario gets the results of the tool calls so far (decoded JSON, or the error text)
 #: and returns the next reply: a tool call, or text to finish without one.
@@ -160,7 +160,7 @@ def _decode(content: str) -> Any:
 def main() -> int:
     """Serve :func:`reply` on loopback and re-record every example cassette through it."""
     here = Path(__file__).resolve().parent
-    with ScriptedOpenAIServer([reply] * 10_000) as server:
+    with ScriptedModelServer([reply] * 10_000) as server:
         env = dict(os.environ, OPENAI_BASE_URL=server.base_url, OPENAI_API_KEY="sk-recording")
         return subprocess.call(
             [

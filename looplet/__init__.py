@@ -3,321 +3,179 @@
 ``for step in composable_loop(llm=..., tools=..., task=...)`` yields one ``Step`` per tool
 call; hooks layer behaviour on any step; the returned ``Trajectory`` is what evals assert on.
 
+This package holds the names an agent and its evals start with; each feature has its own
+module: backends (``looplet.backends``), test doubles (``looplet.testing``), compaction
+(``looplet.compact``), checkpoints (``looplet.checkpoint``), provenance and replay
+(``looplet.provenance``), observers (``looplet.observe``, ``looplet.tracing``), MCP
+(``looplet.mcp``), skills (``looplet.skills``), sub-agents (``looplet.subagent``), scorers
+(``looplet.scorers``), datasets (``looplet.datasets``) and grading saved runs
+(``looplet.evals``). Names that earlier versions exported from here still import, with a
+``DeprecationWarning`` naming their module.
+
 Every public name is loaded on first use (PEP 562), so ``import looplet`` costs next to
 nothing: ``from looplet import composable_loop`` loads the loop and its records, and only
-them; provider backends (``OpenAIBackend``) and test helpers (``MockLLMBackend``) load when
-asked for, and ``import looplet`` imports no third-party package. A tool that imports one
-module (``looplet.evals.report``, ``looplet._redact``) loads no more than that module needs.
+them, and ``import looplet`` imports no third-party package (nor ``typing``). A tool that
+imports one module (``looplet.evals.report``, ``looplet._redact``) loads no more than that
+module needs.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from looplet._exports import lazy_exports as _lazy_exports
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing for it
 if TYPE_CHECKING:
-    from looplet.assertions import (
-        ANY,
-        ExpectedStep,
-        Predicate,
-        Regex,
-        TrajectoryMismatch,
-        any_outcome,
-        assert_trajectory,
-        explain_mismatch,
-        failed,
-        trajectory_matches,
-    )
-    from looplet.backends.anthropic import AnthropicBackend, AsyncAnthropicBackend
-    from looplet.backends.base import (
-        AsyncLLMBackend,
-        LLMBackend,
-        LLMRequest,
-        LLMResponse,
-        StreamChunk,
-    )
-    from looplet.backends.openai import AsyncOpenAIBackend, OpenAIBackend
-    from looplet.cancel import CancelToken
-    from looplet.checkpoint import Checkpoint, FileCheckpointStore, resume_loop_state
-    from looplet.cli import eval_cli
-    from looplet.compact import (
-        CompactionRecord,
-        CompactOutcome,
-        CompactService,
-        ContextBudget,
-        PruneToolResults,
-        SummarizeCompact,
-        TruncateCompact,
-        compact_chain,
-        estimate_tokens,
-    )
-    from looplet.config import LoopConfig
-    from looplet.datasets import Case, DatasetError, load_dataset
-    from looplet.errors import (
-        CheckpointError,
-        ConfigurationError,
-        ErrorKind,
-        HookError,
-        LLMError,
-        LoopletError,
-        ToolError,
-    )
-    from looplet.evals import (
-        EvalContext,
-        EvalHook,
-        EvalResult,
-        eval_discover,
-        eval_mark,
-        eval_run,
-        eval_run_batch,
-    )
-    from looplet.hooks import (
-        Allow,
-        Block,
-        Continue,
-        Deny,
-        HookDecision,
-        InjectContext,
-        LoopEvent,
-        LoopHook,
-        Stop,
-    )
-    from looplet.loop import AsyncLoopRun, LoopRun, async_composable_loop, composable_loop
-    from looplet.mcp import AsyncMCPToolAdapter, MCPError, MCPToolAdapter
-    from looplet.messages import Message
-    from looplet.observe import MetricsCollector, MetricsHook, StreamingHook
-    from looplet.permissions import (
-        PermissionDecision,
-        PermissionEngine,
-        PermissionHook,
-        PermissionOutcome,
-        PermissionRule,
-    )
-    from looplet.provenance import (
-        ProvenanceSink,
-        TrajectoryRecorder,
-        areplay_loop,
-        load_run,
-        replay_loop,
-    )
-    from looplet.scorers import (
-        all_of,
-        contains,
-        exact_match,
-        json_schema_valid,
-        normalize_text,
-        regex_match,
-        tool_call_f1,
-        trajectory_edit_distance,
-        weighted_mean,
-        within_budget,
-    )
-    from looplet.skills import Skill, load_skills
-    from looplet.state import AgentState, DefaultState
-    from looplet.subagent import SubagentResult, arun_sub_loop, run_sub_loop, subagent_tool
-    from looplet.testing.mock import AsyncMockLLMBackend, MockLLMBackend
-    from looplet.toolkit import register_done_tool, tools_from
-    from looplet.tools import BaseToolRegistry, ToolContext, ToolSpec, tool
-    from looplet.tracing import Tracer, TracingHook
-    from looplet.types import Step, StopReason, ToolCall, ToolResult, Trajectory, Usage
+    # What type checkers see: the table below, as imports (`X as X` marks a re-export).
+    # tests/test_exports.py fails when this block and the table differ.
+    from looplet._version import __version__ as __version__
+    from looplet.assertions import ANY as ANY
+    from looplet.assertions import Predicate as Predicate
+    from looplet.assertions import Regex as Regex
+    from looplet.assertions import any_outcome as any_outcome
+    from looplet.assertions import assert_trajectory as assert_trajectory
+    from looplet.assertions import failed as failed
+    from looplet.cancel import CancelToken as CancelToken
+    from looplet.config import LoopConfig as LoopConfig
+    from looplet.errors import ConfigurationError as ConfigurationError
+    from looplet.errors import ErrorKind as ErrorKind
+    from looplet.errors import HookError as HookError
+    from looplet.errors import LLMError as LLMError
+    from looplet.errors import LoopletError as LoopletError
+    from looplet.errors import ToolError as ToolError
+    from looplet.evals import EvalResult as EvalResult
+    from looplet.hooks import Allow as Allow
+    from looplet.hooks import Block as Block
+    from looplet.hooks import Continue as Continue
+    from looplet.hooks import Deny as Deny
+    from looplet.hooks import HookDecision as HookDecision
+    from looplet.hooks import InjectContext as InjectContext
+    from looplet.hooks import LoopHook as LoopHook
+    from looplet.hooks import Stop as Stop
+    from looplet.loop import async_composable_loop as async_composable_loop
+    from looplet.loop import composable_loop as composable_loop
+    from looplet.permissions import PermissionDecision as PermissionDecision
+    from looplet.permissions import PermissionEngine as PermissionEngine
+    from looplet.permissions import PermissionHook as PermissionHook
+    from looplet.state import DefaultState as DefaultState
+    from looplet.toolkit import register_done_tool as register_done_tool
+    from looplet.toolkit import tools_from as tools_from
+    from looplet.tools import BaseToolRegistry as BaseToolRegistry
+    from looplet.tools import ToolContext as ToolContext
+    from looplet.tools import ToolSpec as ToolSpec
+    from looplet.tools import tool as tool
+    from looplet.types import Step as Step
+    from looplet.types import StopReason as StopReason
+    from looplet.types import ToolCall as ToolCall
+    from looplet.types import ToolResult as ToolResult
+    from looplet.types import Trajectory as Trajectory
 
-
-__all__ = [
-    "ANY",
-    "AgentState",
-    "Allow",
-    "AnthropicBackend",
-    "AsyncAnthropicBackend",
-    "AsyncLLMBackend",
-    "AsyncLoopRun",
-    "AsyncMCPToolAdapter",
-    "AsyncMockLLMBackend",
-    "AsyncOpenAIBackend",
-    "BaseToolRegistry",
-    "Block",
-    "CancelToken",
-    "Case",
-    "Checkpoint",
-    "CheckpointError",
-    "CompactOutcome",
-    "CompactService",
-    "CompactionRecord",
-    "ConfigurationError",
-    "ContextBudget",
-    "Continue",
-    "DatasetError",
-    "DefaultState",
-    "Deny",
-    "ErrorKind",
-    "EvalContext",
-    "EvalHook",
-    "EvalResult",
-    "ExpectedStep",
-    "FileCheckpointStore",
-    "HookDecision",
-    "HookError",
-    "InjectContext",
-    "LLMBackend",
-    "LLMError",
-    "LLMRequest",
-    "LLMResponse",
-    "LoopConfig",
-    "LoopEvent",
-    "LoopHook",
-    "LoopRun",
-    "LoopletError",
-    "MCPError",
-    "MCPToolAdapter",
-    "Message",
-    "MetricsCollector",
-    "MetricsHook",
-    "MockLLMBackend",
-    "OpenAIBackend",
-    "PermissionDecision",
-    "PermissionEngine",
-    "PermissionHook",
-    "PermissionOutcome",
-    "PermissionRule",
-    "Predicate",
-    "ProvenanceSink",
-    "PruneToolResults",
-    "Regex",
-    "Skill",
-    "Step",
-    "Stop",
-    "StopReason",
-    "StreamChunk",
-    "StreamingHook",
-    "SubagentResult",
-    "SummarizeCompact",
-    "ToolCall",
-    "ToolContext",
-    "ToolError",
-    "ToolResult",
-    "ToolSpec",
-    "Tracer",
-    "TracingHook",
-    "Trajectory",
-    "TrajectoryMismatch",
-    "TrajectoryRecorder",
-    "TruncateCompact",
-    "Usage",
-    "__version__",
-    "all_of",
-    "any_outcome",
-    "areplay_loop",
-    "arun_sub_loop",
-    "assert_trajectory",
-    "async_composable_loop",
-    "compact_chain",
-    "composable_loop",
-    "contains",
-    "estimate_tokens",
-    "eval_cli",
-    "eval_discover",
-    "eval_mark",
-    "eval_run",
-    "eval_run_batch",
-    "exact_match",
-    "explain_mismatch",
-    "failed",
-    "json_schema_valid",
-    "load_dataset",
-    "load_run",
-    "load_skills",
-    "normalize_text",
-    "regex_match",
-    "register_done_tool",
-    "replay_loop",
-    "resume_loop_state",
-    "run_sub_loop",
-    "subagent_tool",
-    "tool",
-    "tool_call_f1",
-    "tools_from",
-    "trajectory_edit_distance",
-    "trajectory_matches",
-    "weighted_mean",
-    "within_budget",
-]
-
-# Every name is loaded on first access: `import looplet` pulls in no provider SDK, no server
-# code, and nothing a caller does not use (see bench/import_time.py).
-_LAZY = {
-    **dict.fromkeys(
-        ("AsyncLLMBackend", "LLMBackend", "LLMRequest", "LLMResponse", "StreamChunk"),
-        "looplet.backends.base",
-    ),
-    "CancelToken": "looplet.cancel",
+# The one table of the public names: name -> the module it loads from.
+_EXPORTS = {
+    "__version__": "looplet._version",
+    # the loop and what it records
+    "composable_loop": "looplet.loop",
+    "async_composable_loop": "looplet.loop",
     "LoopConfig": "looplet.config",
-    **dict.fromkeys(("Case", "DatasetError", "load_dataset"), "looplet.datasets"),
-    **dict.fromkeys(
-        (
-            "CheckpointError",
-            "ConfigurationError",
-            "ErrorKind",
-            "HookError",
-            "LLMError",
-            "LoopletError",
-            "ToolError",
-        ),
-        "looplet.errors",
-    ),
-    **dict.fromkeys(
-        (
-            "Allow",
-            "Block",
-            "Continue",
-            "Deny",
-            "HookDecision",
-            "InjectContext",
-            "LoopEvent",
-            "LoopHook",
-            "Stop",
-        ),
-        "looplet.hooks",
-    ),
-    **dict.fromkeys(
-        ("AsyncLoopRun", "LoopRun", "async_composable_loop", "composable_loop"), "looplet.loop"
-    ),
-    "Message": "looplet.messages",
-    **dict.fromkeys(("AgentState", "DefaultState"), "looplet.state"),
-    **dict.fromkeys(("BaseToolRegistry", "ToolContext", "ToolSpec", "tool"), "looplet.tools"),
-    **dict.fromkeys(("register_done_tool", "tools_from"), "looplet.toolkit"),
-    **dict.fromkeys(
-        ("Step", "StopReason", "ToolCall", "ToolResult", "Trajectory", "Usage"), "looplet.types"
-    ),
-    **dict.fromkeys(
-        (
-            "ANY",
-            "ExpectedStep",
-            "Predicate",
-            "Regex",
-            "TrajectoryMismatch",
-            "any_outcome",
-            "assert_trajectory",
-            "explain_mismatch",
-            "failed",
-            "trajectory_matches",
-        ),
-        "looplet.assertions",
-    ),
-    **dict.fromkeys(
-        (
+    "Step": "looplet.types",
+    "StopReason": "looplet.types",
+    "ToolCall": "looplet.types",
+    "ToolResult": "looplet.types",
+    "Trajectory": "looplet.types",
+    "DefaultState": "looplet.state",
+    "CancelToken": "looplet.cancel",
+    # tools
+    "tool": "looplet.tools",
+    "ToolSpec": "looplet.tools",
+    "ToolContext": "looplet.tools",
+    "BaseToolRegistry": "looplet.tools",
+    "tools_from": "looplet.toolkit",
+    "register_done_tool": "looplet.toolkit",
+    # hooks and permissions
+    "LoopHook": "looplet.hooks",
+    "HookDecision": "looplet.hooks",
+    "Allow": "looplet.hooks",
+    "Block": "looplet.hooks",
+    "Continue": "looplet.hooks",
+    "Deny": "looplet.hooks",
+    "InjectContext": "looplet.hooks",
+    "Stop": "looplet.hooks",
+    "PermissionEngine": "looplet.permissions",
+    "PermissionHook": "looplet.permissions",
+    "PermissionDecision": "looplet.permissions",
+    # errors
+    "LoopletError": "looplet.errors",
+    "ConfigurationError": "looplet.errors",
+    "LLMError": "looplet.errors",
+    "HookError": "looplet.errors",
+    "ToolError": "looplet.errors",
+    "ErrorKind": "looplet.errors",
+    # checking a run
+    "assert_trajectory": "looplet.assertions",
+    "ANY": "looplet.assertions",
+    "Regex": "looplet.assertions",
+    "Predicate": "looplet.assertions",
+    "failed": "looplet.assertions",
+    "any_outcome": "looplet.assertions",
+    "EvalResult": "looplet.evals",
+}
+
+# Exported from here by the original looplet 0.1.7 or named so in an earlier README: still
+# importable, with a DeprecationWarning naming the new import. Old name -> "module.Name".
+_DEPRECATED = {
+    **{
+        name: f"looplet.backends.{name}"
+        for name in (
+            "LLMBackend",
+            "OpenAIBackend",
+            "AsyncOpenAIBackend",
+            "AnthropicBackend",
+            "AsyncAnthropicBackend",
+        )
+    },
+    **{name: f"looplet.testing.{name}" for name in ("MockLLMBackend", "AsyncMockLLMBackend")},
+    **{
+        name: f"looplet.compact.{name}"
+        for name in (
+            "CompactOutcome",
+            "CompactService",
+            "ContextBudget",
+            "SummarizeCompact",
+            "TruncateCompact",
+            "compact_chain",
+        )
+    },
+    "PruneToolResults": "looplet.compact.PruneCompact",
+    "PermissionRule": "looplet.permissions.PermissionRule",
+    "FileCheckpointStore": "looplet.checkpoint.FileCheckpointStore",
+    "resume_loop_state": "looplet.checkpoint.resume_loop_state",
+    **{
+        name: f"looplet.provenance.{name}"
+        for name in ("ProvenanceSink", "TrajectoryRecorder", "replay_loop")
+    },
+    **{
+        name: f"looplet.observe.{name}"
+        for name in ("MetricsCollector", "MetricsHook", "StreamingHook")
+    },
+    **{name: f"looplet.tracing.{name}" for name in ("Tracer", "TracingHook")},
+    **{
+        name: f"looplet.evals.{name}"
+        for name in (
             "EvalContext",
             "EvalHook",
-            "EvalResult",
             "eval_discover",
             "eval_mark",
             "eval_run",
             "eval_run_batch",
-        ),
-        "looplet.evals",
-    ),
-    "eval_cli": "looplet.cli",
-    **dict.fromkeys(("AsyncMCPToolAdapter", "MCPError", "MCPToolAdapter"), "looplet.mcp"),
-    **dict.fromkeys(("Skill", "load_skills"), "looplet.skills"),
-    **dict.fromkeys(
-        (
+        )
+    },
+    "eval_cli": "looplet.cli.eval_cli",
+    "Message": "looplet.messages.Message",
+    "MCPToolAdapter": "looplet.mcp.MCPToolAdapter",
+    "Skill": "looplet.skills.Skill",
+    **{name: f"looplet.subagent.{name}" for name in ("run_sub_loop", "subagent_tool")},
+    **{
+        name: f"looplet.scorers.{name}"
+        for name in (
             "all_of",
             "contains",
             "exact_match",
@@ -328,69 +186,35 @@ _LAZY = {
             "trajectory_edit_distance",
             "weighted_mean",
             "within_budget",
-        ),
-        "looplet.scorers",
-    ),
-    **dict.fromkeys(
-        ("SubagentResult", "arun_sub_loop", "run_sub_loop", "subagent_tool"), "looplet.subagent"
-    ),
-    **dict.fromkeys(("MetricsCollector", "MetricsHook", "StreamingHook"), "looplet.observe"),
-    **dict.fromkeys(("Tracer", "TracingHook"), "looplet.tracing"),
-    **dict.fromkeys(
-        ("Checkpoint", "FileCheckpointStore", "resume_loop_state"), "looplet.checkpoint"
-    ),
-    **dict.fromkeys(
-        (
-            "CompactOutcome",
-            "CompactService",
-            "CompactionRecord",
-            "ContextBudget",
-            "PruneToolResults",
-            "SummarizeCompact",
-            "TruncateCompact",
-            "compact_chain",
-            "estimate_tokens",
-        ),
-        "looplet.compact",
-    ),
-    **dict.fromkeys(
-        ("ProvenanceSink", "TrajectoryRecorder", "load_run", "replay_loop", "areplay_loop"),
-        "looplet.provenance",
-    ),
-    **dict.fromkeys(
-        (
-            "PermissionDecision",
-            "PermissionEngine",
-            "PermissionHook",
-            "PermissionOutcome",
-            "PermissionRule",
-        ),
-        "looplet.permissions",
-    ),
-    "OpenAIBackend": "looplet.backends.openai",
-    "AnthropicBackend": "looplet.backends.anthropic",
-    "AsyncAnthropicBackend": "looplet.backends.anthropic",
-    "AsyncOpenAIBackend": "looplet.backends.openai",
-    "MockLLMBackend": "looplet.testing.mock",
-    "AsyncMockLLMBackend": "looplet.testing.mock",
+        )
+    },
+    **{name: f"looplet.datasets.{name}" for name in ("Case", "DatasetError", "load_dataset")},
 }
 
+# Exported from here once but never documented so: each now imports only from its module.
+_MOVED = {
+    **dict.fromkeys(
+        ("AsyncLLMBackend", "LLMRequest", "LLMResponse", "StreamChunk"), "looplet.backends.base"
+    ),
+    **dict.fromkeys(("AsyncLoopRun", "LoopRun"), "looplet.loop"),
+    "AgentState": "looplet.state",
+    "Usage": "looplet.types",
+    "LoopEvent": "looplet.hooks",
+    "CheckpointError": "looplet.errors",
+    "PermissionOutcome": "looplet.permissions",
+    **dict.fromkeys(
+        ("ExpectedStep", "TrajectoryMismatch", "explain_mismatch", "trajectory_matches"),
+        "looplet.assertions",
+    ),
+    **dict.fromkeys(("CompactionRecord", "estimate_tokens"), "looplet.compact"),
+    "Checkpoint": "looplet.checkpoint",
+    **dict.fromkeys(("areplay_loop", "load_run"), "looplet.provenance"),
+    **dict.fromkeys(("AsyncMCPToolAdapter", "MCPError"), "looplet.mcp"),
+    "load_skills": "looplet.skills",
+    **dict.fromkeys(("SubagentResult", "arun_sub_loop"), "looplet.subagent"),
+}
 
-def __getattr__(name: str) -> Any:
-    if name == "__version__":
-        from looplet._version import __version__ as value
-    else:
-        module = _LAZY.get(name)
-        if module is None:
-            from looplet._moved import missing  # an original 0.1.7 name: say where it went
-
-            missing("looplet", name)
-        import importlib
-
-        value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # the next access is a plain attribute read
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = _lazy_exports(
+    __name__, globals(), _EXPORTS, deprecated=_DEPRECATED, moved=_MOVED
+)

@@ -1,5 +1,5 @@
 """The built-in compaction services: :class:`TruncateCompact`, :class:`SummarizeCompact` and
-:class:`PruneToolResults` (import them from :mod:`looplet.compact`).
+:class:`PruneCompact` (import them from :mod:`looplet.compact`).
 
 Each one measures with the budget it is given and removes only as much as it needs to reach
 ``budget.target_tokens``, oldest first, never touching the system prompt, the task, or the
@@ -23,7 +23,7 @@ from looplet.compact import NOTE_PREFIX, CompactOutcome, ContextBudget, _argumen
 from looplet.errors import ConfigurationError, LLMError
 from looplet.messages import Message
 
-__all__ = ["PruneToolResults", "SummarizeCompact", "TruncateCompact", "split_conversation"]
+__all__ = ["PruneCompact", "SummarizeCompact", "TruncateCompact", "split_conversation"]
 
 SUMMARY_PROMPT = (
     "You compress the earlier part of an AI agent's conversation so that the agent can "
@@ -207,8 +207,11 @@ class SummarizeCompact:
 
 @final
 @dataclass(frozen=True, slots=True)
-class PruneToolResults:
+class PruneCompact:
     """Replaces the content of old tool messages with a short placeholder; no model call.
+
+    Called ``PruneToolResults`` in the original looplet: that name still imports from
+    :mod:`looplet.compact`, with a ``DeprecationWarning``.
 
     The placeholder names the tool and the size cleared, so the model knows to call the tool
     again if it needs the output. The messages themselves stay, so every turn stays whole.
@@ -226,7 +229,7 @@ class PruneToolResults:
         if self.tools is not None:
             if isinstance(self.tools, str) or not all(isinstance(t, str) for t in self.tools):
                 raise ConfigurationError(
-                    f"PruneToolResults(tools=...) must be a collection of tool names, got "
+                    f"PruneCompact(tools=...) must be a collection of tool names, got "
                     f"{self.tools!r}; e.g. tools=['search', 'read_file']"
                 )
             object.__setattr__(self, "tools", frozenset(self.tools))

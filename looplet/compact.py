@@ -11,7 +11,7 @@ Compaction only changes what the model is sent next: the run's message list is r
 new one, so requests already built keep their views, and the steps already yielded (and the
 trajectory's steps) are never touched. Built-in services, all keeping whole turns (an
 assistant message with every tool message answering it) and the system prompt and task:
-:class:`TruncateCompact`, :class:`SummarizeCompact`, :class:`PruneToolResults`, chained with
+:class:`TruncateCompact`, :class:`SummarizeCompact`, :class:`PruneCompact`, chained with
 :func:`compact_chain`. They live in :mod:`looplet._compact_strategies` (loaded on first
 use); the engine's use of them is in :mod:`looplet.engine`.
 
@@ -34,7 +34,7 @@ from looplet.messages import Message
 from looplet.types import ToolCall
 
 if TYPE_CHECKING:
-    from looplet._compact_strategies import PruneToolResults, SummarizeCompact, TruncateCompact
+    from looplet._compact_strategies import PruneCompact, SummarizeCompact, TruncateCompact
     from looplet.backends.base import ToolSchema
 
 __all__ = [
@@ -45,7 +45,7 @@ __all__ = [
     "CompactionRecord",
     "ContextBudget",
     "ContextMeter",
-    "PruneToolResults",
+    "PruneCompact",
     "SummarizeCompact",
     "TruncateCompact",
     "check_turns",
@@ -104,7 +104,7 @@ class ContextBudget:
         target: the fraction of ``max_tokens`` a compaction aims for (0 < target <= 1);
             lower means fewer, larger compactions.
         strategy: the :class:`CompactService` to use; ``None`` prunes old tool results,
-            then drops old turns (``compact_chain(PruneToolResults(), TruncateCompact())``),
+            then drops old turns (``compact_chain(PruneCompact(), TruncateCompact())``),
             never calling the model.
         estimator: tokens of a text; :func:`estimate_tokens` (characters / 4) by default.
         use_reported_usage: measure with the provider's ``usage.input_tokens`` of the last
@@ -136,7 +136,7 @@ class ContextBudget:
             raise ConfigurationError(
                 f"ContextBudget.strategy must have compact(messages, *, budget, llm), got "
                 f"{type(self.strategy).__name__}; use TruncateCompact(), SummarizeCompact(), "
-                "PruneToolResults() or compact_chain(...)"
+                "PruneCompact() or compact_chain(...)"
             )
         if not callable(self.estimator):
             raise ConfigurationError(
@@ -174,9 +174,9 @@ class ContextBudget:
         """:attr:`strategy`, or the default chain when it is ``None``."""
         if self.strategy is not None:
             return self.strategy
-        from looplet._compact_strategies import PruneToolResults, TruncateCompact
+        from looplet._compact_strategies import PruneCompact, TruncateCompact
 
-        return compact_chain(PruneToolResults(), TruncateCompact())
+        return compact_chain(PruneCompact(), TruncateCompact())
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,7 +261,7 @@ def compact_chain(*services: CompactService) -> CompactChain:
     """A service that tries ``services`` in order until the conversation fits the target.
 
     Each runs on what the previous one left; once the conversation fits, the rest are
-    skipped. ``compact_chain(PruneToolResults(), SummarizeCompact())`` clears old tool
+    skipped. ``compact_chain(PruneCompact(), SummarizeCompact())`` clears old tool
     outputs first and asks the model for a summary only when that is not enough.
 
     Raises:
@@ -270,7 +270,7 @@ def compact_chain(*services: CompactService) -> CompactChain:
     if not services:
         raise ConfigurationError(
             "compact_chain() needs at least one service, e.g. "
-            "compact_chain(PruneToolResults(), TruncateCompact())"
+            "compact_chain(PruneCompact(), TruncateCompact())"
         )
     for i, service in enumerate(services):
         if not callable(getattr(service, "compact", None)):
@@ -580,7 +580,11 @@ def __getattr__(name: str) -> Any:
         from looplet import _compact_strategies
 
         return getattr(_compact_strategies, name)
+    if name == "PruneToolResults":  # the original's name for PruneCompact, kept deprecated
+        from looplet._exports import deprecated_alias
+
+        return deprecated_alias(__name__, name, "looplet.compact.PruneCompact")
     raise AttributeError(f"module 'looplet.compact' has no attribute {name!r}")
 
 
-_STRATEGIES = frozenset({"PruneToolResults", "SummarizeCompact", "TruncateCompact"})
+_STRATEGIES = frozenset({"PruneCompact", "SummarizeCompact", "TruncateCompact"})

@@ -114,7 +114,8 @@ def tools_from(
         tools: the tools, in registration order, or a module holding them.
         include_think: also register :func:`register_think_tool`'s ``think``.
         include_done: also register :func:`register_done_tool`'s done tool.
-        done_name, done_parameters: its name and parameters.
+        done_name: the done tool's name.
+        done_parameters: the done tool's parameters.
 
     Raises:
         ToolRegistrationError: a function without a docstring (the model needs a

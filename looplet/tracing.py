@@ -170,7 +170,9 @@ class TracingHook:
         run = tracing.tracer.roots()[0]
 
     Args:
-        exporter, use_otel, tracer_provider: as for :class:`Tracer`.
+        exporter: as for :class:`Tracer`.
+        use_otel: as for :class:`Tracer`.
+        tracer_provider: as for :class:`Tracer`.
         tracer: the tracer to record into (a new one by default); as in the original
             looplet, it may also be passed first, ``TracingHook(tracer)``.
 

@@ -12,7 +12,7 @@ from anthropic.types import MessageParam
 from looplet.backends.base import LLMRequest, RetryPolicy
 from looplet.messages import Message
 from looplet.testing.server import (
-    ScriptedOpenAIServer,
+    ScriptedModelServer,
     ScriptItem,
     call,
     error_reply,
@@ -98,13 +98,13 @@ FAST = RetryPolicy(max_retries=2, base_delay=0.001, max_delay=0.01)
 HELLO = LLMRequest([Message.user("Greet Alice.")], tools=[GREET_SCHEMA], max_tokens=100)
 
 
-def client_for(server: ScriptedOpenAIServer | str, **kwargs: Any) -> anthropic.Anthropic:
+def client_for(server: ScriptedModelServer | str, **kwargs: Any) -> anthropic.Anthropic:
     """An ``anthropic.Anthropic`` for the server (its root URL, as the SDK expects)."""
     url = server if isinstance(server, str) else server.url
     return anthropic.Anthropic(base_url=url, api_key=API_KEY, **kwargs)
 
 
-def async_client_for(server: ScriptedOpenAIServer, **kwargs: Any) -> anthropic.AsyncAnthropic:
+def async_client_for(server: ScriptedModelServer, **kwargs: Any) -> anthropic.AsyncAnthropic:
     """An ``anthropic.AsyncAnthropic`` for the server."""
     return anthropic.AsyncAnthropic(base_url=server.url, api_key=API_KEY, **kwargs)
 
@@ -131,7 +131,7 @@ def create(client: anthropic.Anthropic, **kwargs: Any) -> Any:
 
 
 def raw_post(
-    server: ScriptedOpenAIServer, body: Any, headers: dict[str, str] | None = None
+    server: ScriptedModelServer, body: Any, headers: dict[str, str] | None = None
 ) -> tuple[int, dict[str, str], bytes]:
     """POST ``body`` (JSON) to /v1/messages without the SDK; status, headers, body."""
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)

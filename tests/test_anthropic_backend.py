@@ -25,7 +25,7 @@ from looplet.backends.base import LLMRequest, LLMResponse, RetryPolicy
 from looplet.errors import ConfigurationError, LLMError, MissingExtraError
 from looplet.messages import Message
 from looplet.testing.server import (
-    ScriptedOpenAIServer,
+    ScriptedModelServer,
     ScriptItem,
     call,
     error_reply,
@@ -54,7 +54,7 @@ from tests._anthropic import (
 def _sdk_takes_temperature() -> bool:
     """Whether the installed SDK's ``messages.create`` accepts a ``temperature`` (0.x only),
     found by calling it with one: the request the backend must then send it in."""
-    with ScriptedOpenAIServer(["ok"]) as server, client_for(server) as client:
+    with ScriptedModelServer(["ok"]) as server, client_for(server) as client:
         try:
             client.messages.create(
                 model=MODEL,
@@ -71,7 +71,7 @@ def _fail(
     script: Sequence[ScriptItem], retry: RetryPolicy = FAST, **client_kw: Any
 ) -> tuple[LLMError, int]:
     """Run HELLO against ``script``; the LLMError raised and how many requests were sent."""
-    with ScriptedOpenAIServer(script) as server, client_for(server, **client_kw) as client:
+    with ScriptedModelServer(script) as server, client_for(server, **client_kw) as client:
         backend = AnthropicBackend(client, model=MODEL, retry=retry)
         with pytest.raises(LLMError) as info:
             backend.complete(HELLO)
@@ -93,7 +93,7 @@ def test_tool_call_round_trips_with_matching_tool_use_id() -> None:
         ),
         text_reply("Greeted."),
     ]
-    with ScriptedOpenAIServer(script) as server, client_for(server) as client:
+    with ScriptedModelServer(script) as server, client_for(server) as client:
         backend = AnthropicBackend(client, model=MODEL)
         reply = backend.complete(HELLO)
         [greet] = reply.tool_calls
@@ -137,7 +137,7 @@ def test_tool_call_round_trips_with_matching_tool_use_id() -> None:
 
 def test_conversation_is_sent_in_anthropic_format_and_accepted() -> None:
     request = LLMRequest(conversation(), tools=[GREET_SCHEMA], max_tokens=77, temperature=0.3)
-    with ScriptedOpenAIServer(["ok"]) as server, client_for(server) as client:
+    with ScriptedModelServer(["ok"]) as server, client_for(server) as client:
         reply = AnthropicBackend(client, model=MODEL, metadata={"user_id": "u1"}).complete(request)
 
     body = server.requests[-1].body
@@ -152,7 +152,7 @@ def test_conversation_is_sent_in_anthropic_format_and_accepted() -> None:
 
 def test_malformed_input_comes_back_as_a_call_with_parse_error() -> None:
     script = [tool_reply(call("greet", '{"name": "Al'))]
-    with ScriptedOpenAIServer(script) as server, client_for(server) as client:
+    with ScriptedModelServer(script) as server, client_for(server) as client:
         reply = AnthropicBackend(client, model=MODEL).complete(HELLO)
 
     [bad] = reply.tool_calls
@@ -163,7 +163,7 @@ def test_malformed_input_comes_back_as_a_call_with_parse_error() -> None:
 def test_rate_limit_is_retried_honouring_retry_after(sleeps: list[float]) -> None:
     slow_policy = RetryPolicy(max_retries=3, base_delay=60.0, max_delay=60.0)
     script: list[ScriptItem] = [error_reply(429, "Rate limited.", retry_after="0"), "Hi!"]
-    with ScriptedOpenAIServer(script) as server, client_for(server) as client:
+    with ScriptedModelServer(script) as server, client_for(server) as client:
         reply = AnthropicBackend(client, model=MODEL, retry=slow_policy).complete(HELLO)
 
     assert (reply.text, len(server.requests), sleeps) == ("Hi!", 2, [0.0])
@@ -171,7 +171,7 @@ def test_rate_limit_is_retried_honouring_retry_after(sleeps: list[float]) -> Non
 
 def test_rate_limit_then_success_with_a_fast_policy() -> None:
     script: list[ScriptItem] = [error_reply(429, "Rate limited."), "Hi!"]
-    with ScriptedOpenAIServer(script) as server, client_for(server) as client:
+    with ScriptedModelServer(script) as server, client_for(server) as client:
         backend = AnthropicBackend(client, model=MODEL, retry=RetryPolicy(base_delay=0.001))
         reply = backend.complete(HELLO)
 
@@ -190,7 +190,7 @@ def test_server_errors_are_retried_then_raised_with_attempts(
 
 
 def test_authentication_error_is_raised_after_exactly_one_request() -> None:
-    with ScriptedOpenAIServer(["unused"], api_key="the-right-key") as server:
+    with ScriptedModelServer(["unused"], api_key="the-right-key") as server:
         with client_for(server) as client:
             backend = AnthropicBackend(client, model=MODEL, retry=FAST)
             with pytest.raises(LLMError) as info:
@@ -218,7 +218,7 @@ def test_timeout_becomes_llm_error_of_kind_timeout() -> None:
 
 
 def test_legacy_generate_sends_the_system_prompt_top_level() -> None:
-    with ScriptedOpenAIServer(["Hello, Alice!"]) as server, client_for(server) as client:
+    with ScriptedModelServer(["Hello, Alice!"]) as server, client_for(server) as client:
         text = AnthropicBackend(client, model=MODEL).generate(
             "Greet Alice.", system_prompt="Be brief.", max_tokens=9
         )
@@ -235,12 +235,12 @@ def test_legacy_generate_sends_the_system_prompt_top_level() -> None:
 
 
 def test_async_backend_gives_the_same_response_and_requests_as_the_sync_one() -> None:
-    with ScriptedOpenAIServer(two_calls()) as server, client_for(server) as client:
+    with ScriptedModelServer(two_calls()) as server, client_for(server) as client:
         expected = AnthropicBackend(client, model=MODEL, retry=FAST).complete(HELLO)
         sync_bodies = [r.body for r in server.requests]
 
     async def run() -> tuple[LLMResponse, list[Any]]:
-        with ScriptedOpenAIServer(two_calls()) as server:
+        with ScriptedModelServer(two_calls()) as server:
             async with async_client_for(server) as client:
                 backend = AsyncAnthropicBackend(client, model=MODEL, retry=FAST)
                 reply = await backend.acomplete(HELLO)
@@ -254,7 +254,7 @@ def test_async_backend_gives_the_same_response_and_requests_as_the_sync_one() ->
 
 def test_async_backend_raises_the_same_errors() -> None:
     async def run() -> tuple[LLMError, int]:
-        with ScriptedOpenAIServer([error_reply(500, "Boom.")] * 3) as server:
+        with ScriptedModelServer([error_reply(500, "Boom.")] * 3) as server:
             async with async_client_for(server) as client:
                 backend = AsyncAnthropicBackend(client, model=MODEL, retry=FAST)
                 with pytest.raises(LLMError) as info:
@@ -277,7 +277,7 @@ def test_from_env_without_api_key_says_what_to_set(
 
 
 def test_from_env_reads_key_base_url_and_model(monkeypatch: pytest.MonkeyPatch) -> None:
-    with ScriptedOpenAIServer(["Hi!"], api_key=API_KEY) as server:
+    with ScriptedModelServer(["Hi!"], api_key=API_KEY) as server:
         monkeypatch.setenv("ANTHROPIC_API_KEY", API_KEY)
         monkeypatch.setenv("ANTHROPIC_BASE_URL", server.url)
         monkeypatch.setenv("ANTHROPIC_MODEL", "claude-env")
@@ -293,7 +293,7 @@ def test_from_env_defaults_to_a_current_model(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.delenv("ANTHROPIC_MODEL", raising=False)
 
     async def ask() -> str:
-        with ScriptedOpenAIServer(["Hi!"], api_key=API_KEY) as server:
+        with ScriptedModelServer(["Hi!"], api_key=API_KEY) as server:
             monkeypatch.setenv("ANTHROPIC_BASE_URL", server.url)
             async with AsyncAnthropicBackend.from_env() as backend:
                 await backend.acomplete(HELLO)

@@ -8,14 +8,15 @@ from typing import Any
 
 import openai
 
-from looplet import StopReason, StreamingHook, async_composable_loop, composable_loop
+from looplet import StopReason, async_composable_loop, composable_loop
 from looplet.backends.anthropic import (
     AnthropicBackend,
     AsyncAnthropicBackend,
 )
 from looplet.backends.openai import AsyncOpenAIBackend, OpenAIBackend
+from looplet.observe import StreamingHook
 from looplet.testing.server import (
-    ScriptedOpenAIServer,
+    ScriptedModelServer,
     ScriptItem,
     call,
     tool_reply,
@@ -51,7 +52,7 @@ class _Reminder:
 
 
 def test_loop_gives_the_same_steps_as_with_the_openai_backend() -> None:
-    with ScriptedOpenAIServer(list(LOOP_SCRIPT)) as server, client_for(server) as client:
+    with ScriptedModelServer(list(LOOP_SCRIPT)) as server, client_for(server) as client:
         loop = composable_loop(
             llm=AnthropicBackend(client, model=MODEL, retry=FAST),
             tools=make_tools(),
@@ -61,7 +62,7 @@ def test_loop_gives_the_same_steps_as_with_the_openai_backend() -> None:
         claude_steps = list(loop)
         bodies = [r.body for r in server.requests]
     with (
-        ScriptedOpenAIServer(list(LOOP_SCRIPT)) as server,
+        ScriptedModelServer(list(LOOP_SCRIPT)) as server,
         openai.OpenAI(base_url=server.base_url, api_key=API_KEY) as oa,
     ):
         openai_loop = composable_loop(
@@ -87,7 +88,7 @@ def test_loop_gives_the_same_steps_as_with_the_openai_backend() -> None:
 
 
 def test_async_loop_gives_the_same_steps_and_requests_as_the_sync_loop() -> None:
-    with ScriptedOpenAIServer(list(LOOP_SCRIPT)) as server, client_for(server) as client:
+    with ScriptedModelServer(list(LOOP_SCRIPT)) as server, client_for(server) as client:
         sync_loop = composable_loop(
             llm=AnthropicBackend(client, model=MODEL), tools=make_tools(), task="Greet Alice."
         )
@@ -95,7 +96,7 @@ def test_async_loop_gives_the_same_steps_and_requests_as_the_sync_loop() -> None
         sync_bodies = [r.body for r in server.requests]
 
     async def go() -> tuple[Any, list[Any], list[Any]]:
-        with ScriptedOpenAIServer(list(LOOP_SCRIPT)) as server:
+        with ScriptedModelServer(list(LOOP_SCRIPT)) as server:
             async with async_client_for(server) as client:
                 llm = AsyncAnthropicBackend(client, model=MODEL)
                 loop = async_composable_loop(llm=llm, tools=make_tools(), task="Greet Alice.")
@@ -110,7 +111,7 @@ def test_async_loop_gives_the_same_steps_and_requests_as_the_sync_loop() -> None
 
 def test_async_loop_matches_the_async_openai_loop() -> None:
     async def run(use_claude: bool) -> list[Any]:
-        with ScriptedOpenAIServer(list(LOOP_SCRIPT)) as server:
+        with ScriptedModelServer(list(LOOP_SCRIPT)) as server:
             if use_claude:
                 async with async_client_for(server) as client:
                     llm: Any = AsyncAnthropicBackend(client, model=MODEL)
@@ -130,7 +131,7 @@ def test_streaming_loop_forwards_chunks_to_a_streaming_hook() -> None:
         tool_reply(call("greet", {"name": "Alice"}), text="Greeting Alice."),
         *LOOP_SCRIPT[2:],
     ]
-    with ScriptedOpenAIServer(script) as server, client_for(server) as client:
+    with ScriptedModelServer(script) as server, client_for(server) as client:
         llm = AnthropicBackend(client, model=MODEL, stream=True)
         steps = list(composable_loop(llm=llm, tools=make_tools(), task="T", hooks=[hook]))
 
@@ -141,7 +142,7 @@ def test_streaming_loop_forwards_chunks_to_a_streaming_hook() -> None:
 
 def test_malformed_input_from_the_provider_becomes_a_parse_step_and_is_echoed_as_empty() -> None:
     script = [tool_reply(call("greet", '{"name": "Al')), *LOOP_SCRIPT]
-    with ScriptedOpenAIServer(script) as server, client_for(server) as client:
+    with ScriptedModelServer(script) as server, client_for(server) as client:
         loop = composable_loop(llm=AnthropicBackend(client, model=MODEL), tools=make_tools())
         steps = list(loop)
 

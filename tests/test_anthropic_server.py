@@ -19,7 +19,7 @@ import pytest
 import looplet
 from looplet.testing import (
     RecordedRequest,
-    ScriptedOpenAIServer,
+    ScriptedModelServer,
     call,
     cut_stream,
     error_reply,
@@ -53,7 +53,7 @@ def _sse_events(raw: bytes) -> list[tuple[str, Any]]:
 
 def test_tool_reply_is_a_message_with_tool_use_blocks() -> None:
     script = [tool_reply(call("greet", {"name": "Alice"}), call("done", {}, id="fixed"), text="Hi")]
-    with ScriptedOpenAIServer(script) as server, client_for(server, max_retries=0) as client:
+    with ScriptedModelServer(script) as server, client_for(server, max_retries=0) as client:
         message = create(client, tools=[GREET_TOOL])
 
     assert (message.id, message.type, message.role) == ("msg_scripted_1", "message", "assistant")
@@ -73,7 +73,7 @@ def test_tool_reply_is_a_message_with_tool_use_blocks() -> None:
 
 def test_text_reply_ends_the_turn_and_reports_scripted_usage() -> None:
     script = [text_reply("Hello, Alice!", usage=Usage(123, 45))]
-    with ScriptedOpenAIServer(script) as server, client_for(server, max_retries=0) as client:
+    with ScriptedModelServer(script) as server, client_for(server, max_retries=0) as client:
         message = create(client)
 
     [block] = message.content
@@ -83,7 +83,7 @@ def test_text_reply_ends_the_turn_and_reports_scripted_usage() -> None:
 
 
 def test_request_is_recorded_with_path_headers_and_body() -> None:
-    with ScriptedOpenAIServer(["ok"]) as server, client_for(server, max_retries=0) as client:
+    with ScriptedModelServer(["ok"]) as server, client_for(server, max_retries=0) as client:
         create(client, system="Be brief.")
         (recorded,) = server.requests
 
@@ -102,7 +102,7 @@ def test_callable_item_sees_the_anthropic_request() -> None:
     def echo(request: RecordedRequest) -> Any:
         return text_reply(f"system was {request.body['system']!r}")
 
-    with ScriptedOpenAIServer([echo]) as server, client_for(server, max_retries=0) as client:
+    with ScriptedModelServer([echo]) as server, client_for(server, max_retries=0) as client:
         message = create(client, system="Be kind.")
 
     assert message.content[0].text == "system was 'Be kind.'"
@@ -110,7 +110,7 @@ def test_callable_item_sees_the_anthropic_request() -> None:
 
 def test_one_script_serves_the_openai_and_the_anthropic_sdk_in_turn() -> None:
     script = [tool_reply(call("greet", {"name": "Bo"})), tool_reply(call("greet", {"name": "Bo"}))]
-    with ScriptedOpenAIServer(script) as server:
+    with ScriptedModelServer(script) as server:
         with openai.OpenAI(base_url=server.base_url, api_key=API_KEY, max_retries=0) as oa:
             completion = oa.chat.completions.create(
                 model="m", messages=[{"role": "user", "content": "hi"}]
@@ -129,7 +129,7 @@ def test_one_script_serves_the_openai_and_the_anthropic_sdk_in_turn() -> None:
 def test_raw_stream_has_the_real_event_sequence_and_splits_the_tool_input() -> None:
     arguments = {"name": "Alice", "greeting": "Good morning!"}
     script = [tool_reply(call("greet", arguments), text="Let me greet her.")]
-    with ScriptedOpenAIServer(script) as server:
+    with ScriptedModelServer(script) as server:
         body = {"model": MODEL, "max_tokens": 50, "messages": HELLO_PARAMS, "stream": True}
         status, headers, raw = raw_post(server, body)
 
@@ -169,7 +169,7 @@ def test_raw_stream_has_the_real_event_sequence_and_splits_the_tool_input() -> N
 
 def test_sdk_stream_accumulates_to_the_same_message_as_a_plain_reply() -> None:
     item = tool_reply(call("greet", {"name": "Alice"}, id="toolu_x"), text="Greeting Alice.")
-    with ScriptedOpenAIServer([item, item]) as server, client_for(server, max_retries=0) as client:
+    with ScriptedModelServer([item, item]) as server, client_for(server, max_retries=0) as client:
         plain = create(client, tools=[GREET_TOOL])
         with client.messages.stream(
             model=MODEL,
@@ -193,7 +193,7 @@ LONG = tool_reply(call("greet", {"name": "Alice"}), text="Greeting Alice now, th
 STREAMED = {"model": MODEL, "max_tokens": 50, "messages": HELLO_PARAMS, "stream": True}
 
 
-def _raw_stream(server: ScriptedOpenAIServer) -> tuple[list[tuple[str, Any]], bool]:
+def _raw_stream(server: ScriptedModelServer) -> tuple[list[tuple[str, Any]], bool]:
     """POST STREAMED without the SDK; its events, and whether the body was whole."""
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
     try:
@@ -210,7 +210,7 @@ def _raw_stream(server: ScriptedOpenAIServer) -> tuple[list[tuple[str, Any]], bo
 
 
 def _whole_events() -> list[tuple[str, Any]]:
-    with ScriptedOpenAIServer([LONG]) as server:
+    with ScriptedModelServer([LONG]) as server:
         events, whole = _raw_stream(server)
     assert whole
     return events
@@ -218,7 +218,7 @@ def _whole_events() -> list[tuple[str, Any]]:
 
 @pytest.mark.parametrize(("after", "ending"), [(4, "cut"), (6, "error"), (1000, "no_finish")])
 def test_cut_stream_sends_the_first_events_then_its_ending(after: int, ending: str) -> None:
-    with ScriptedOpenAIServer([cut_stream(after, LONG, ending=ending)]) as server:
+    with ScriptedModelServer([cut_stream(after, LONG, ending=ending)]) as server:
         events, whole = _raw_stream(server)
 
     full = _whole_events()
@@ -237,7 +237,7 @@ def test_cut_stream_sends_the_first_events_then_its_ending(after: int, ending: s
 
 def test_cut_stream_through_the_sdk_fails_after_the_events_it_sent() -> None:
     script = [cut_stream(4, LONG, ending="error"), cut_stream(4, LONG, ending="no_finish")]
-    with ScriptedOpenAIServer(script) as server, client_for(server, max_retries=0) as client:
+    with ScriptedModelServer(script) as server, client_for(server, max_retries=0) as client:
         seen: list[str] = []
         with pytest.raises(anthropic.APIStatusError, match="overloaded_error"):
             for event in create(client, stream=True):
@@ -250,7 +250,7 @@ def test_cut_stream_through_the_sdk_fails_after_the_events_it_sent() -> None:
 
 def test_cut_stream_answers_a_request_that_does_not_stream_whole() -> None:
     with (
-        ScriptedOpenAIServer([cut_stream(1, LONG)]) as server,
+        ScriptedModelServer([cut_stream(1, LONG)]) as server,
         client_for(server, max_retries=0) as client,
     ):
         message = create(client)
@@ -274,7 +274,7 @@ def test_cut_stream_answers_a_request_that_does_not_stream_whole() -> None:
 def test_error_reply_has_anthropics_shape_and_sdk_exception(status: int, error_type: str) -> None:
     script = [error_reply(status, f"scripted {status}", retry_after=7)]
     with (
-        ScriptedOpenAIServer(script) as server,
+        ScriptedModelServer(script) as server,
         client_for(server, max_retries=0) as client,
         # The SDK's status error (which subclass it picks for a status is the SDK's business).
         pytest.raises(anthropic.APIStatusError, match=f"scripted {status}") as info,
@@ -294,7 +294,7 @@ def test_error_reply_has_anthropics_shape_and_sdk_exception(status: int, error_t
 
 def test_explicit_error_type_is_kept() -> None:
     script = [error_reply(400, "too long", type="invalid_request_error")]
-    with ScriptedOpenAIServer(script) as server:
+    with ScriptedModelServer(script) as server:
         status, _, raw = raw_post(
             server, {"model": MODEL, "max_tokens": 5, "messages": HELLO_PARAMS}
         )
@@ -305,7 +305,7 @@ def test_explicit_error_type_is_kept() -> None:
 
 def test_api_key_is_accepted_as_bearer_or_x_api_key_and_enforced() -> None:
     body = {"model": MODEL, "max_tokens": 5, "messages": HELLO_PARAMS}
-    with ScriptedOpenAIServer(["sdk", "bearer", "header"], api_key=API_KEY) as server:
+    with ScriptedModelServer(["sdk", "bearer", "header"], api_key=API_KEY) as server:
         with client_for(server, max_retries=0) as client:
             first = create(client)  # in the header of the SDK's choice (its versions differ)
         answers = [
@@ -328,7 +328,7 @@ def test_api_key_is_accepted_as_bearer_or_x_api_key_and_enforced() -> None:
 
 
 def test_exhausted_script_answers_500_api_error() -> None:
-    with ScriptedOpenAIServer(["one"]) as server, client_for(server, max_retries=0) as client:
+    with ScriptedModelServer(["one"]) as server, client_for(server, max_retries=0) as client:
         create(client)
         with pytest.raises(anthropic.InternalServerError, match="used up") as info:
             create(client)

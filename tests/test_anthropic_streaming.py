@@ -9,17 +9,16 @@ from typing import Any
 
 import pytest
 
-from looplet import StreamChunk
 from looplet.backends.anthropic import (
     AnthropicBackend,
     AnthropicStreamAssembler,
     AsyncAnthropicBackend,
 )
-from looplet.backends.base import LLMRequest, LLMResponse
+from looplet.backends.base import LLMRequest, LLMResponse, StreamChunk
 from looplet.errors import LLMError
 from looplet.testing import _anthropic_wire
 from looplet.testing.server import (
-    ScriptedOpenAIServer,
+    ScriptedModelServer,
     call,
     cut_stream,
     text_reply,
@@ -72,7 +71,7 @@ def _streamed(chunks: list[StreamChunk], tokens: list[str]) -> tuple[str, dict[i
 def test_streamed_reply_equals_the_plain_one_and_chunks_add_up() -> None:
     chunks: list[StreamChunk] = []
     tokens: list[str] = []
-    with ScriptedOpenAIServer(two_calls() + two_calls()[1:]) as server, client_for(server) as c:
+    with ScriptedModelServer(two_calls() + two_calls()[1:]) as server, client_for(server) as c:
         plain = AnthropicBackend(c, model=MODEL, retry=FAST).complete(HELLO)
         backend = AnthropicBackend(c, model=MODEL, stream=True, on_token=tokens.append)
         streamed = backend.complete(
@@ -94,13 +93,13 @@ def test_streamed_reply_equals_the_plain_one_and_chunks_add_up() -> None:
 def test_async_stream_equals_the_sync_stream() -> None:
     def run_sync() -> tuple[LLMResponse, list[StreamChunk]]:
         chunks: list[StreamChunk] = []
-        with ScriptedOpenAIServer(two_calls()) as server, client_for(server) as client:
+        with ScriptedModelServer(two_calls()) as server, client_for(server) as client:
             backend = AnthropicBackend(client, model=MODEL, retry=FAST, stream=True)
             return backend.complete(LLMRequest(HELLO.messages, on_chunk=chunks.append)), chunks
 
     async def run_async() -> tuple[LLMResponse, list[StreamChunk]]:
         chunks: list[StreamChunk] = []
-        with ScriptedOpenAIServer(two_calls()) as server:
+        with ScriptedModelServer(two_calls()) as server:
             async with async_client_for(server) as client:
                 backend = AsyncAnthropicBackend(client, model=MODEL, retry=FAST, stream=True)
                 request = LLMRequest(HELLO.messages, on_chunk=chunks.append)
@@ -118,7 +117,7 @@ MODES = pytest.mark.parametrize("mode", ["sync", "async"])
 
 
 def _stream(
-    mode: str, server: ScriptedOpenAIServer, on_chunk: Any = None, on_token: Any = None
+    mode: str, server: ScriptedModelServer, on_chunk: Any = None, on_token: Any = None
 ) -> LLMResponse:
     """One streamed ``complete`` (``mode="sync"``) or ``acomplete`` (``"async"``) of HELLO."""
     request = LLMRequest(HELLO.messages, on_chunk=on_chunk)
@@ -151,7 +150,7 @@ def test_stream_failing_after_chunks_is_interrupted_and_not_retried(
     chunks: list[StreamChunk] = []
     tokens: list[str] = []
     cut = cut_stream(CUT_AFTER, GREETING, ending=ending)
-    with ScriptedOpenAIServer([cut, GREETING]) as server, pytest.raises(LLMError) as info:
+    with ScriptedModelServer([cut, GREETING]) as server, pytest.raises(LLMError) as info:
         _stream(mode, server, on_chunk=chunks.append, on_token=tokens.append)
 
     error = info.value
@@ -170,7 +169,7 @@ def test_stream_failing_before_any_chunk_reached_a_callback_is_retried(
     chunks: list[StreamChunk] = []
     # With nobody listening, text already read does not stand in the way of a retry.
     cut = cut_stream(2 if listening else CUT_AFTER, GREETING)
-    with ScriptedOpenAIServer([cut, GREETING]) as server:
+    with ScriptedModelServer([cut, GREETING]) as server:
         reply = _stream(mode, server, on_chunk=chunks.append if listening else None)
 
     assert len(server.requests) == 2
@@ -181,7 +180,7 @@ def test_stream_failing_before_any_chunk_reached_a_callback_is_retried(
 @MODES
 def test_error_event_before_any_chunk_is_retried_as_overloaded(mode: str) -> None:
     tokens: list[str] = []
-    with ScriptedOpenAIServer([cut_stream(2, GREETING, ending="error"), GREETING]) as server:
+    with ScriptedModelServer([cut_stream(2, GREETING, ending="error"), GREETING]) as server:
         reply = _stream(mode, server, on_token=tokens.append)
 
     assert len(server.requests) == 2
@@ -196,7 +195,7 @@ def test_a_raising_callback_propagates_unchanged_without_a_retry(mode: str) -> N
     def explode(text: str) -> None:
         raise Stop(text)
 
-    with ScriptedOpenAIServer([GREETING, GREETING]) as server, pytest.raises(Stop):
+    with ScriptedModelServer([GREETING, GREETING]) as server, pytest.raises(Stop):
         _stream(mode, server, on_token=explode)
 
     assert len(server.requests) == 1

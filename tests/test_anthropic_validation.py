@@ -9,7 +9,7 @@ from typing import Any
 import anthropic
 import pytest
 
-from looplet.testing import ScriptedOpenAIServer
+from looplet.testing import ScriptedModelServer
 from tests._anthropic import API_KEY, HELLO_PARAMS, MODEL, client_for, create, raw_post
 
 
@@ -124,7 +124,7 @@ ASSISTANT_CALLS: dict[str, Any] = {
     ],
 )
 def test_broken_requests_get_anthropic_style_400(body: Any, expected: str) -> None:
-    with ScriptedOpenAIServer(["unused"]) as server:
+    with ScriptedModelServer(["unused"]) as server:
         status, _, raw = raw_post(server, body)
         assert server.served == 0
 
@@ -137,7 +137,7 @@ def test_broken_requests_get_anthropic_style_400(body: Any, expected: str) -> No
 def test_sdk_raises_bad_request_for_an_unanswered_tool_use() -> None:
     messages: list[Any] = [*HELLO_PARAMS, ASSISTANT_CALLS, {"role": "user", "content": "and?"}]
     with (
-        ScriptedOpenAIServer(["unused"]) as server,
+        ScriptedModelServer(["unused"]) as server,
         client_for(server, max_retries=0) as client,
         pytest.raises(anthropic.BadRequestError, match="toolu_a, toolu_b") as info,
     ):
@@ -147,7 +147,7 @@ def test_sdk_raises_bad_request_for_an_unanswered_tool_use() -> None:
 
 
 def test_missing_anthropic_version_header_is_rejected() -> None:
-    with ScriptedOpenAIServer(["unused"]) as server:
+    with ScriptedModelServer(["unused"]) as server:
         conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
         body = json.dumps({"model": MODEL, "max_tokens": 5, "messages": HELLO_PARAMS})
         conn.request("POST", "/v1/messages", body=body)
@@ -172,7 +172,7 @@ def test_well_formed_tool_round_trip_with_context_text_is_accepted() -> None:
             ],
         },
     ]
-    with ScriptedOpenAIServer(["fine"]) as server, client_for(server, max_retries=0) as client:
+    with ScriptedModelServer(["fine"]) as server, client_for(server, max_retries=0) as client:
         message = create(client, messages=messages, system=[{"type": "text", "text": "Sys"}])
 
     assert message.content[0].text == "fine"
@@ -180,7 +180,7 @@ def test_well_formed_tool_round_trip_with_context_text_is_accepted() -> None:
 
 def test_anthropic_base_url_with_v1_gets_a_404_that_says_so() -> None:
     with (
-        ScriptedOpenAIServer(["unused"]) as server,
+        ScriptedModelServer(["unused"]) as server,
         anthropic.Anthropic(base_url=server.base_url, api_key=API_KEY, max_retries=0) as client,
         pytest.raises(anthropic.NotFoundError, match=r"pass server\.url \(no /v1\)"),
     ):

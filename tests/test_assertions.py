@@ -14,7 +14,6 @@ from looplet import (
     ConfigurationError,
     Deny,
     ErrorKind,
-    LLMResponse,
     LoopConfig,
     LoopletError,
     Step,
@@ -24,7 +23,6 @@ from looplet import (
     ToolResult,
     ToolSpec,
     Trajectory,
-    Usage,
     any_outcome,
     failed,
 )
@@ -38,7 +36,9 @@ from looplet.assertions import (
     explain_mismatch,
     trajectory_matches,
 )
+from looplet.backends.base import LLMResponse
 from looplet.testing import MockLLMBackend
+from looplet.types import Usage
 from tests.conftest import make_tools, run_sync
 
 GREET = ToolCall("greet", {"name": "Alice"})

@@ -21,7 +21,7 @@ from looplet.backends.anthropic import AnthropicBackend, AsyncAnthropicBackend
 from looplet.backends.base import LLMRequest, LLMResponse, RetryPolicy
 from looplet.backends.openai import AsyncOpenAIBackend, OpenAIBackend
 from looplet.messages import Message
-from looplet.testing import ScriptedOpenAIServer, call, tool_reply
+from looplet.testing import ScriptedModelServer, call, tool_reply
 
 FAST = RetryPolicy(max_retries=0, base_delay=0.001, max_delay=0.01)
 SCHEMA = {"name": "greet", "description": "Greet.", "parameters": {"type": "object"}}
@@ -65,7 +65,7 @@ MODES = [(s, a) for s in (False, True) for a in (False, True)]
 def test_each_call_carries_the_text_written_with_it(
     kind: str, stream: bool, use_async: bool
 ) -> None:
-    with ScriptedOpenAIServer([REPLY]) as server:
+    with ScriptedModelServer([REPLY]) as server:
         reply = _complete(kind, server.url, stream=stream, use_async=use_async)
     assert [c.args for c in reply.tool_calls] == [{"name": "Alice"}, {"name": "Bob"}]
     assert [c.reasoning for c in reply.tool_calls] == [TEXT, TEXT]

@@ -39,7 +39,7 @@ from looplet.backends import AsyncOpenAIBackend, LLMRequest, LLMResponse, OpenAI
 from looplet.cassettes import CassetteError, use_cassette
 from looplet.checkpoint import FileCheckpointStore
 from looplet.provenance import ProvenanceError, ProvenanceSink
-from looplet.testing import MockLLMBackend, ScriptedOpenAIServer, call, text_reply, tool_reply
+from looplet.testing import MockLLMBackend, ScriptedModelServer, call, text_reply, tool_reply
 from tests._greeter import CONFTEST, recording
 from tests.conftest import make_tools
 
@@ -175,7 +175,7 @@ DEEP_JSON = '{"name": ' + "[" * DEEP + "]" * DEEP + "}"
 def deep_over_http(mode: str) -> Trajectory:
     """The real OpenAI SDK: the server sends the arguments as a JSON string."""
     script = [tool_reply(call("greet", DEEP_JSON)), tool_reply(call("done", {"answer": "ok"}))]
-    with ScriptedOpenAIServer(script) as server:
+    with ScriptedModelServer(script) as server:
         options: dict[str, Any] = {"base_url": server.base_url, "api_key": "sk-test"}
         if mode == "sync":
             with openai.OpenAI(**options) as client:
@@ -221,7 +221,7 @@ def test_lone_surrogates_from_the_model_leave_every_file_whole_and_the_next_requ
         tool_calls=(ToolCall("greet", {"name": "Al\udc00ice"}, reasoning="r\ud800", call_id="c1"),),
     )
     script = [tool_reply(call("done", {"answer": "ok"}))]
-    with ScriptedOpenAIServer(script) as server:
+    with ScriptedModelServer(script) as server:
         with openai.OpenAI(base_url=server.base_url, api_key="sk-test", max_retries=0) as client:
             real = OpenAIBackend(client, model="gpt-4o-mini")
             sink = ProvenanceSink(tmp_path / "prov")
@@ -255,7 +255,7 @@ def test_a_tool_result_with_a_lone_surrogate_is_sent_and_saved_clean(
         tool_reply(call("greet", {"name": "Alice"})),
         tool_reply(call("done", {"answer": "ok"})),
     ]
-    with ScriptedOpenAIServer(script) as server:
+    with ScriptedModelServer(script) as server:
         with openai.OpenAI(base_url=server.base_url, api_key="sk-test", max_retries=0) as client:
             sink = ProvenanceSink(tmp_path / "prov")
             store = FileCheckpointStore(tmp_path / "checkpoints")
@@ -282,7 +282,7 @@ def test_repeated_call_ids_are_made_unique_before_they_are_sent_back() -> None:
         tool_reply(call("greet", {"name": "Carol"}, id="dup")),
         tool_reply(call("done", {"answer": "ok"}, id="dup")),
     ]
-    with ScriptedOpenAIServer(script) as server:
+    with ScriptedModelServer(script) as server:
         with openai.OpenAI(base_url=server.base_url, api_key="sk-test", max_retries=0) as client:
             traj = run("sync", OpenAIBackend(client, model="gpt-4o-mini"))
         bodies = [r.body for r in server.requests]
@@ -383,7 +383,7 @@ def test_a_cassette_that_cannot_be_written_is_one_clear_error(tmp_path: Path, bl
     else:
         path = tmp_path / "greet.yaml"
         (tmp_path / f".greet.yaml.{os.getpid()}.tmp").mkdir()
-    with ScriptedOpenAIServer([text_reply("hi")]) as server:
+    with ScriptedModelServer([text_reply("hi")]) as server:
         cassette = use_cassette(path, "once")
         with pytest.raises(CassetteError) as info, cassette:
             ask(server.base_url)

@@ -12,14 +12,16 @@ import vcr.patch
 
 from looplet.cassettes import recorded_base_url, use_cassette
 from looplet.cassettes.cassette import absent_patchers
-from looplet.testing import ScriptedOpenAIServer, text_reply
+from looplet.cassettes.loopback import without_loopback_port
+from looplet.testing import ScriptedModelServer, text_reply
 
 
 @pytest.fixture
 def recorded(tmp_path: Path) -> tuple[Path, str]:
-    """A one-exchange cassette, and the base URL of the (stopped) server it came from."""
+    """A one-exchange cassette, and the base URL of the (stopped) server it came from, as
+    the file keeps it: a loopback server's port is not written."""
     path = tmp_path / "one.yaml"
-    with ScriptedOpenAIServer([text_reply("Hello!")]) as server:
+    with ScriptedModelServer([text_reply("Hello!")]) as server:
         with (
             use_cassette(path, "once"),
             openai.OpenAI(base_url=server.base_url, api_key="sk-test", max_retries=0) as client,
@@ -27,7 +29,7 @@ def recorded(tmp_path: Path) -> tuple[Path, str]:
             client.chat.completions.create(
                 model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}]
             )
-        return path, server.base_url
+        return path, without_loopback_port(server.base_url)
 
 
 def test_the_base_url_comes_from_the_exchanges_already_loaded(recorded: tuple[Path, str]) -> None:

@@ -14,7 +14,7 @@ import yaml
 
 from looplet.cassettes import CassetteCorruptError, serializer, use_cassette
 from looplet.errors import MissingExtraError
-from looplet.testing import ScriptedOpenAIServer, call, error_reply, text_reply, tool_reply
+from looplet.testing import ScriptedModelServer, call, error_reply, text_reply, tool_reply
 
 
 def ask(base_url: str, question: str) -> str:
@@ -30,7 +30,7 @@ def cassette(tmp_path: Path) -> tuple[Path, str]:
     """A cassette of two exchanges (a tool call, then text), and the stopped server's URL."""
     path = tmp_path / "two.yaml"
     script = [tool_reply(call("greet", {"name": "Alice"})), text_reply("Hello!")]
-    with ScriptedOpenAIServer(script) as server:
+    with ScriptedModelServer(script) as server:
         with use_cassette(path, "once"):
             ask(server.base_url, "one")
             ask(server.base_url, "two")
@@ -59,7 +59,7 @@ def test_the_file_is_valid_yaml_too(cassette: tuple[Path, str]) -> None:
 def test_recording_the_same_run_again_writes_the_same_file(tmp_path: Path) -> None:
     path = tmp_path / "stable.yaml"
     texts = []
-    with ScriptedOpenAIServer() as server:
+    with ScriptedModelServer() as server:
         for _ in range(2):
             server.reset([tool_reply(call("greet", {"name": "Alice"})), text_reply("Hi")])
             with use_cassette(path, "all"):
@@ -106,7 +106,7 @@ def test_the_serializer_works_as_a_vcrpy_serializer(tmp_path: Path) -> None:
     my_vcr = vcr.VCR(record_mode="once", serializer="looplet")
     my_vcr.register_serializer("looplet", serializer)
     path = tmp_path / "vcrpy.yaml"
-    with ScriptedOpenAIServer([text_reply("via vcrpy")]) as server:
+    with ScriptedModelServer([text_reply("via vcrpy")]) as server:
         url = server.base_url
         with my_vcr.use_cassette(str(path)):
             ask(url, "Q")
@@ -117,7 +117,7 @@ def test_the_serializer_works_as_a_vcrpy_serializer(tmp_path: Path) -> None:
 
 def test_an_error_response_body_replays_with_its_status(tmp_path: Path) -> None:
     path = tmp_path / "429.yaml"
-    with ScriptedOpenAIServer([error_reply(429, "Slow down.", type="rate_limit_error")]) as s:
+    with ScriptedModelServer([error_reply(429, "Slow down.", type="rate_limit_error")]) as s:
         url = s.base_url
         with use_cassette(path, "once"), pytest.raises(openai.RateLimitError):
             ask(url, "Q")

@@ -16,7 +16,7 @@ from looplet.cassettes import (
 )
 from looplet.cassettes.diff import diff_json, render_changes, shorten_pair
 from looplet.errors import ConfigurationError
-from looplet.testing import ScriptedOpenAIServer, text_reply
+from looplet.testing import ScriptedModelServer, text_reply
 
 RECORDED = (
     b'{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}],'
@@ -35,7 +35,7 @@ def post(url: str, body: bytes) -> Any:
 @pytest.fixture
 def recorded(tmp_path: Path) -> tuple[Path, str]:
     path = tmp_path / "body.yaml"
-    with ScriptedOpenAIServer([text_reply("recorded")]) as server:
+    with ScriptedModelServer([text_reply("recorded")]) as server:
         with use_cassette(path, "once"):
             post(server.base_url, RECORDED)
         return path, server.base_url

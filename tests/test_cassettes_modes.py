@@ -21,7 +21,7 @@ from looplet.cassettes import (
     use_cassette,
 )
 from looplet.errors import ConfigurationError
-from looplet.testing import ScriptedOpenAIServer, text_reply
+from looplet.testing import ScriptedModelServer, text_reply
 
 
 def ask(base_url: str, question: str, **extra: Any) -> str:
@@ -33,7 +33,7 @@ def ask(base_url: str, question: str, **extra: Any) -> str:
     return completion.choices[0].message.content or ""
 
 
-def questions(server: ScriptedOpenAIServer) -> list[str]:
+def questions(server: ScriptedModelServer) -> list[str]:
     """The questions that reached the server, in order."""
     return [r.body["messages"][0]["content"] for r in server.requests]
 
@@ -50,7 +50,7 @@ def recorded_questions(path: Path) -> list[str]:
 def cassette_ab(tmp_path: Path) -> tuple[Path, str]:
     """A cassette holding questions A then B; returns it and the (stopped) server's URL."""
     path = tmp_path / "ab.yaml"
-    with ScriptedOpenAIServer([text_reply("answer A"), text_reply("answer B")]) as server:
+    with ScriptedModelServer([text_reply("answer A"), text_reply("answer B")]) as server:
         with use_cassette(path, "once"):
             assert ask(server.base_url, "A") == "answer A"
             assert ask(server.base_url, "B") == "answer B"
@@ -86,7 +86,7 @@ def test_none_replays_in_recorded_order(cassette_ab: tuple[Path, str]) -> None:
 
 def test_identical_requests_replay_their_own_recorded_answers_in_order(tmp_path: Path) -> None:
     path = tmp_path / "same.yaml"
-    with ScriptedOpenAIServer([text_reply("first"), text_reply("second")]) as server:
+    with ScriptedModelServer([text_reply("first"), text_reply("second")]) as server:
         url = server.base_url
         with use_cassette(path, "once"):
             live = [ask(url, "Q"), ask(url, "Q")]
@@ -137,7 +137,7 @@ def test_allow_repeats_replays_an_exchange_again(cassette_ab: tuple[Path, str]) 
 
 def test_once_records_when_missing_then_only_replays(tmp_path: Path) -> None:
     path = tmp_path / "sub" / "once.yaml"
-    with ScriptedOpenAIServer([text_reply("live")]) as server:
+    with ScriptedModelServer([text_reply("live")]) as server:
         with use_cassette(path, "once") as cassette:
             assert ask(server.base_url, "Q") == "live"
         assert cassette.new == 1 and path.is_file()
@@ -154,7 +154,7 @@ def test_new_episodes_replays_what_matches_and_appends_the_rest(
     cassette_ab: tuple[Path, str],
 ) -> None:
     path, _ = cassette_ab
-    with ScriptedOpenAIServer([text_reply("answer C")]) as server:
+    with ScriptedModelServer([text_reply("answer C")]) as server:
         with use_cassette(path, "new_episodes") as cassette:
             answers = [ask(server.base_url, q) for q in ("A", "C", "B")]
         url = server.base_url
@@ -170,7 +170,7 @@ def test_all_sends_every_request_and_replaces_the_cassette(
     cassette_ab: tuple[Path, str],
 ) -> None:
     path, _ = cassette_ab
-    with ScriptedOpenAIServer([text_reply("new answer A")]) as server:
+    with ScriptedModelServer([text_reply("new answer A")]) as server:
         url = server.base_url
         with use_cassette(path, "all") as cassette:
             assert ask(url, "A") == "new answer A"
@@ -184,7 +184,7 @@ def test_all_sends_every_request_and_replaces_the_cassette(
 def test_all_overwrites_a_corrupt_cassette(tmp_path: Path) -> None:
     path = tmp_path / "broken.yaml"
     path.write_text('{"format": "looplet-cassette/1", "interactions": [')
-    with ScriptedOpenAIServer([text_reply("fresh")]) as server, use_cassette(path, "all"):
+    with ScriptedModelServer([text_reply("fresh")]) as server, use_cassette(path, "all"):
         ask(server.base_url, "Q")
     assert recorded_questions(path) == ["Q"]
 
@@ -222,7 +222,7 @@ def test_a_cassette_is_not_reentrant_but_can_be_used_again(
 
 def test_a_vcrpy_yaml_cassette_replays_matched_on_method_and_path(tmp_path: Path) -> None:
     path = tmp_path / "pytest_recording.yaml"
-    with ScriptedOpenAIServer([text_reply("recorded by vcrpy")]) as server:
+    with ScriptedModelServer([text_reply("recorded by vcrpy")]) as server:
         url = server.base_url
         with vcr.VCR(record_mode="once").use_cassette(str(path)):
             ask(url, "the question vcrpy saw")

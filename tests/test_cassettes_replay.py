@@ -20,7 +20,7 @@ import pytest
 from looplet import LLMError, LoopConfig, async_composable_loop, composable_loop
 from looplet.backends import AsyncOpenAIBackend, OpenAIBackend, RetryPolicy
 from looplet.cassettes import CassetteMismatchError, use_cassette
-from looplet.testing import ScriptedOpenAIServer, call, error_reply, text_reply, tool_reply
+from looplet.testing import ScriptedModelServer, call, error_reply, text_reply, tool_reply
 from looplet.types import Step
 from tests.conftest import make_tools
 
@@ -78,7 +78,7 @@ def recorded(
     """A greet -> greet -> done run recorded with the sync loop; the server is stopped after."""
     path = tmp_path / "cassettes" / "greet.yaml"
     monkeypatch.setenv("OPENAI_API_KEY", "sk-recording-key-0001")
-    with ScriptedOpenAIServer(SCRIPT) as server:
+    with ScriptedModelServer(SCRIPT) as server:
         with use_cassette(path, "once") as cassette:
             steps = run_sync(server.base_url)
         base_url = server.base_url
@@ -106,7 +106,7 @@ def test_a_recorded_async_run_replays_identically_with_the_server_stopped(
 ) -> None:
     path = tmp_path / "greet_async.yaml"
     monkeypatch.setenv("OPENAI_API_KEY", "sk-recording-key-0002")
-    with ScriptedOpenAIServer(SCRIPT) as server:
+    with ScriptedModelServer(SCRIPT) as server:
         steps = run_async_in_cassette(path, server.base_url, "once")
         base_url = server.base_url
     monkeypatch.delenv("OPENAI_API_KEY")
@@ -210,7 +210,7 @@ def test_a_provider_error_is_recorded_and_replayed_as_the_same_llm_error(
             run_sync(base_url, api_key="sk-test")
         return info.value
 
-    with ScriptedOpenAIServer([SCRIPT[0], failure, failure, failure]) as server:
+    with ScriptedModelServer([SCRIPT[0], failure, failure, failure]) as server:
         with use_cassette(path, "once"):
             live = run(server.base_url)
         base_url = server.base_url
@@ -240,7 +240,7 @@ def test_a_streamed_response_is_stored_as_text_and_replays_the_same_chunks(
             )
             return [chunk.model_dump() for chunk in stream]
 
-    with ScriptedOpenAIServer([text_reply("Hello there, friend!")]) as server:
+    with ScriptedModelServer([text_reply("Hello there, friend!")]) as server:
         with use_cassette(path, "once"):
             live = chunks(server.base_url)
         base_url = server.base_url
@@ -281,7 +281,7 @@ async def ask_anthropic_async(url: str) -> str:
 
 def test_the_anthropic_sdk_records_and_replays_sync(tmp_path: Path) -> None:
     path = tmp_path / "anthropic.yaml"
-    with ScriptedOpenAIServer([text_reply(HELLO)]) as server:
+    with ScriptedModelServer([text_reply(HELLO)]) as server:
         url = server.url
         with use_cassette(path, "once"):
             assert ask_anthropic(url) == HELLO
@@ -300,7 +300,7 @@ def test_the_anthropic_sdk_records_and_replays_async(tmp_path: Path) -> None:
         async with use_cassette(path, mode):
             return await ask_anthropic_async(url)
 
-    with ScriptedOpenAIServer([text_reply(HELLO)]) as server:
+    with ScriptedModelServer([text_reply(HELLO)]) as server:
         url = server.url
         assert asyncio.run(ask(url, "once")) == HELLO
     assert asyncio.run(ask(url, "none")) == HELLO
@@ -308,7 +308,7 @@ def test_the_anthropic_sdk_records_and_replays_async(tmp_path: Path) -> None:
 
 def test_the_anthropic_sdk_raises_the_mismatch_and_the_cassette_raises_it(tmp_path: Path) -> None:
     path = tmp_path / "anthropic.yaml"
-    with ScriptedOpenAIServer([text_reply(HELLO)]) as server:
+    with ScriptedModelServer([text_reply(HELLO)]) as server:
         url = server.url
         with use_cassette(path, "once"):
             ask_anthropic(url)
@@ -345,7 +345,7 @@ def test_a_mismatch_under_the_anthropic_backend_is_raised_at_once_not_retried(
             for _ in composable_loop(llm=llm, tools=make_tools(), task="Greet.", config=config):
                 pass
 
-    with ScriptedOpenAIServer(script) as server:
+    with ScriptedModelServer(script) as server:
         url = server.url
         run(url, None, "once")
     with pytest.raises(CassetteMismatchError, match=r"system") as info:

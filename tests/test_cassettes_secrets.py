@@ -10,7 +10,7 @@ import pytest
 
 from looplet.cassettes import use_cassette
 from looplet.cassettes.scrub import Scrubber
-from looplet.testing import ScriptedOpenAIServer, error_reply, text_reply
+from looplet.testing import ScriptedModelServer, error_reply, text_reply
 
 API_KEY = "sk-looplet-FAKE-7f3a9c0d1e2b4a68"
 ORGANIZATION = "org-FAKEORG0123456789"
@@ -29,7 +29,7 @@ def test_no_secret_byte_reaches_the_file(tmp_path: Path, monkeypatch: pytest.Mon
         # A provider that echoes the key in an error message.
         error_reply(401, f"Incorrect API key provided: {API_KEY}.", type="invalid_request_error"),
     ]
-    with ScriptedOpenAIServer(script, api_key=API_KEY) as server:
+    with ScriptedModelServer(script, api_key=API_KEY) as server:
         client = openai.OpenAI(
             base_url=server.base_url,
             organization=ORGANIZATION,
@@ -67,7 +67,7 @@ def test_no_secret_byte_reaches_the_file(tmp_path: Path, monkeypatch: pytest.Mon
 def test_a_scrubbed_cassette_still_replays(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "replay.yaml"
     monkeypatch.setenv("OPENAI_API_KEY", API_KEY)
-    with ScriptedOpenAIServer([text_reply("Hi.")]) as server:
+    with ScriptedModelServer([text_reply("Hi.")]) as server:
         url = server.base_url
 
         def run() -> list[Any]:
@@ -99,7 +99,7 @@ def test_before_record_rewrites_what_is_stored_and_matched(tmp_path: Path) -> No
             )
         return completion.choices[0].message.content or ""
 
-    with ScriptedOpenAIServer([text_reply("Sent.")]) as server:
+    with ScriptedModelServer([text_reply("Sent.")]) as server:
         url = server.base_url
         with use_cassette(path, "once", before_record=hide_email):
             ask(url, "alice@example.com")

@@ -9,10 +9,12 @@ from typing import Any
 import openai
 import pytest
 
-from looplet import StreamChunk, StreamingHook, async_composable_loop, composable_loop
+from looplet import async_composable_loop, composable_loop
 from looplet.backends import AsyncOpenAIBackend, OpenAIBackend
+from looplet.backends.base import StreamChunk
 from looplet.cassettes import use_cassette
-from looplet.testing import ScriptedOpenAIServer, call, tool_reply
+from looplet.observe import StreamingHook
+from looplet.testing import ScriptedModelServer, call, tool_reply
 from tests.conftest import make_tools
 
 SCRIPT = [
@@ -72,7 +74,7 @@ def test_a_streamed_run_replays_with_identical_steps_and_chunks(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, runner: Any
 ) -> None:
     path = tmp_path / "streamed.yaml"
-    with ScriptedOpenAIServer(list(SCRIPT)) as server:
+    with ScriptedModelServer(list(SCRIPT)) as server:
         base_url = server.base_url
         recorded, recorded_chunks = runner(path, "once", base_url)
         assert all(r.body["stream"] is True for r in server.requests)

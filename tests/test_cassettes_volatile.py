@@ -22,7 +22,7 @@ import pytest
 
 from looplet.cassettes import DEFAULT_VOLATILE_HEADERS, serializer, use_cassette
 from looplet.errors import ConfigurationError
-from looplet.testing import ScriptedOpenAIServer, error_reply, text_reply
+from looplet.testing import ScriptedModelServer, error_reply, text_reply
 from looplet.testing._handler import Handler
 
 # Sent by the noisy server on every reply, each with a new value; dropped by default.
@@ -46,7 +46,7 @@ KEPT_RESPONSE = ("content-length", "content-type", "server")
 
 
 @pytest.fixture
-def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[ScriptedOpenAIServer]:
+def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[ScriptedModelServer]:
     """A scripted server whose replies carry new volatile header values every time."""
     seconds = itertools.count(1_700_000_000, 97)
     original = Handler.end_headers
@@ -63,12 +63,12 @@ def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[ScriptedOpenAIServer]:
         Handler, "date_time_string", lambda self, *_: formatdate(next(seconds), usegmt=True)
     )
     monkeypatch.setattr(Handler, "end_headers", end_headers)
-    with ScriptedOpenAIServer() as scripted:
+    with ScriptedModelServer() as scripted:
         yield scripted
 
 
 def record(
-    path: Path, server: ScriptedOpenAIServer, *, os_name: str = "Linux", **options: Any
+    path: Path, server: ScriptedModelServer, *, os_name: str = "Linux", **options: Any
 ) -> str:
     """Record one OpenAI and one Anthropic call in a new cassette; the file's text."""
     server.reset([text_reply("Hello from OpenAI."), text_reply("Hello from Claude.")])
@@ -110,7 +110,7 @@ def header_names(text: str) -> tuple[set[str], set[str]]:
 
 
 def test_re_recording_an_unchanged_run_writes_the_same_bytes(
-    tmp_path: Path, server: ScriptedOpenAIServer
+    tmp_path: Path, server: ScriptedModelServer
 ) -> None:
     path = tmp_path / "stable.yaml"
     first = record(path, server)
@@ -123,7 +123,7 @@ def test_re_recording_an_unchanged_run_writes_the_same_bytes(
 
 
 def test_volatile_headers_are_left_out_and_what_matters_is_kept(
-    tmp_path: Path, server: ScriptedOpenAIServer
+    tmp_path: Path, server: ScriptedModelServer
 ) -> None:
     requests, responses = header_names(record(tmp_path / "c.yaml", server))
     assert requests.isdisjoint(NOISY_REQUEST_HEADERS) and "x-stainless-retry-count" not in requests
@@ -132,7 +132,7 @@ def test_volatile_headers_are_left_out_and_what_matters_is_kept(
 
 
 def test_a_re_recorded_cassette_replays_with_the_server_stopped(
-    tmp_path: Path, server: ScriptedOpenAIServer
+    tmp_path: Path, server: ScriptedModelServer
 ) -> None:
     path = tmp_path / "replay.yaml"
     record(path, server)
@@ -159,7 +159,7 @@ def test_a_re_recorded_cassette_replays_with_the_server_stopped(
 
 
 def test_an_old_cassette_holding_volatile_headers_replays_and_is_cleaned_when_extended(
-    tmp_path: Path, server: ScriptedOpenAIServer
+    tmp_path: Path, server: ScriptedModelServer
 ) -> None:
     path = tmp_path / "old.yaml"
     old = record(path, server, volatile_headers=())  # written as before this change
@@ -178,7 +178,7 @@ def test_an_old_cassette_holding_volatile_headers_replays_and_is_cleaned_when_ex
     assert path.read_text(encoding="utf-8") == old  # replaying never rewrites the file
     # Recording one more exchange rewrites the file: the old exchanges lose their noise.
     with (
-        ScriptedOpenAIServer([text_reply("New.")]) as another,
+        ScriptedModelServer([text_reply("New.")]) as another,
         use_cassette(path, "new_episodes") as cassette,
         openai.OpenAI(base_url=another.base_url, api_key="k", max_retries=0) as client,
     ):
@@ -204,7 +204,7 @@ def test_an_old_cassette_holding_volatile_headers_replays_and_is_cleaned_when_ex
 
 
 def test_a_header_the_user_adds_is_left_out_too(
-    tmp_path: Path, server: ScriptedOpenAIServer
+    tmp_path: Path, server: ScriptedModelServer
 ) -> None:
     path = tmp_path / "extra.yaml"
     server.reset([text_reply("Hi.")])
@@ -229,7 +229,7 @@ def test_a_header_the_user_adds_is_left_out_too(
 
 
 def test_headers_replay_needs_are_written_even_when_named(
-    tmp_path: Path, server: ScriptedOpenAIServer
+    tmp_path: Path, server: ScriptedModelServer
 ) -> None:
     path = tmp_path / "429.yaml"
     server.reset([error_reply(429, "Slow down.", type="rate_limit_error", retry_after=7)])

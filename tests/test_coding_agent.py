@@ -20,7 +20,7 @@ from looplet.examples import coding_agent
 from looplet.permissions import PermissionHook, PermissionRule
 from looplet.provenance import replay_loop
 from looplet.sandbox import BwrapSandbox
-from looplet.testing import MockLLMBackend, ScriptedOpenAIServer, call, tool_reply
+from looplet.testing import MockLLMBackend, ScriptedModelServer, call, tool_reply
 
 ROOT = Path(__file__).resolve().parent.parent
 CASSETTE = ROOT / "looplet" / "examples" / "cassettes" / "coding_agent.yaml"
@@ -345,7 +345,7 @@ def test_the_cli_denies_a_destructive_command_when_there_is_no_terminal(tmp_path
         tool_reply(call("bash", {"command": "rm -rf notes.txt"})),
         tool_reply(call("done", {"summary": "could not delete it"})),
     ]
-    with ScriptedOpenAIServer(script) as server:
+    with ScriptedModelServer(script) as server:
         env = {"OPENAI_API_KEY": "sk-test", "OPENAI_BASE_URL": server.base_url}
         out = run_example("delete notes.txt", "--workspace", str(tmp_path / "ws"), env_extra=env)
         told = server.requests[1].body["messages"][-1]["content"]

@@ -30,7 +30,7 @@ from looplet import PermissionDecision, ToolCall
 from looplet.examples import coding_agent
 from looplet.permissions import PermissionRule
 from looplet.sandbox import BwrapSandbox, SandboxUnavailableError
-from looplet.testing import MockLLMBackend, ScriptedOpenAIServer, call, tool_reply
+from looplet.testing import MockLLMBackend, ScriptedModelServer, call, tool_reply
 
 ROOT = Path(__file__).resolve().parent.parent
 SANDBOX = BwrapSandbox()
@@ -57,7 +57,7 @@ def run_cli(
     script.append(tool_reply(call("done", {"summary": "done"})))
     env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    with ScriptedOpenAIServer(script) as server:
+    with ScriptedModelServer(script) as server:
         env.update(OPENAI_API_KEY=key, OPENAI_BASE_URL=server.base_url)
         out = subprocess.run(
             [*CLI, "go", "--workspace", str(workspace), *args],

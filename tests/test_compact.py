@@ -19,7 +19,7 @@ from looplet.compact import (
     CompactionRecord,
     CompactOutcome,
     ContextBudget,
-    PruneToolResults,
+    PruneCompact,
     SummarizeCompact,
     TruncateCompact,
     check_turns,
@@ -33,7 +33,7 @@ from looplet.messages import Message
 from looplet.testing import (
     MockLLMBackend,
     RecordedRequest,
-    ScriptedOpenAIServer,
+    ScriptedModelServer,
     call,
     error_reply,
     text_reply,
@@ -132,7 +132,7 @@ def test_a_second_truncation_folds_the_earlier_note_into_one() -> None:
 
 def test_prune_clears_old_results_naming_the_tool_and_size() -> None:
     messages = conversation(8, result="z" * 800)
-    outcome = PruneToolResults(keep_recent=2).compact(messages, budget=ContextBudget(1600))
+    outcome = PruneCompact(keep_recent=2).compact(messages, budget=ContextBudget(1600))
     out = outcome.messages
     assert [(m.role, m.tool_call_id) for m in out] == [(m.role, m.tool_call_id) for m in messages]
     cleared = [m for m in out if m.role == "tool" and m.content.startswith(NOTE_PREFIX)]
@@ -151,9 +151,7 @@ def test_prune_only_touches_the_tools_named() -> None:
         "", (*messages[2].tool_calls, ToolCall("search", {}, "", "c0_1"))
     )
     check_turns(messages, None)
-    out = PruneToolResults(keep_recent=0, tools=["search"]).compact(
-        messages, budget=ContextBudget(10)
-    )
+    out = PruneCompact(keep_recent=0, tools=["search"]).compact(messages, budget=ContextBudget(10))
     changed = [m.name for m, old in zip(out.messages, messages, strict=True) if m != old]
     assert changed == ["search"]
 
@@ -255,7 +253,7 @@ def test_configuration_errors_say_what_to_pass() -> None:
     with pytest.raises(ConfigurationError, match="keep_recent must be an int >= 1"):
         TruncateCompact(keep_recent=0)
     with pytest.raises(ConfigurationError, match="collection of tool names"):
-        PruneToolResults(tools="search")
+        PruneCompact(tools="search")
     with pytest.raises(ConfigurationError, match="context_budget must be a ContextBudget"):
         LoopConfig(context_budget=8000)  # type: ignore[arg-type]
 
@@ -424,7 +422,7 @@ def test_a_service_that_splits_a_turn_is_a_configuration_error() -> None:
 def run_over_http(script: list[Any], budget: ContextBudget, max_steps: int = 30) -> Any:
     """Run the lookup agent against the loopback server; (trajectory or error, bodies, events)."""
     events = Events()
-    with ScriptedOpenAIServer(script) as server:
+    with ScriptedModelServer(script) as server:
         client = openai.OpenAI(base_url=server.base_url, api_key="sk-test")
         try:
             llm = OpenAIBackend(client, model="gpt-4o-mini", retry=FAST_RETRY)
@@ -486,7 +484,7 @@ def test_a_second_context_length_error_ends_the_run_as_llm_error() -> None:
 
 def test_without_a_budget_a_context_length_error_is_not_retried() -> None:
     script = [lookup(0), OVERFLOW, DONE]
-    with ScriptedOpenAIServer(script) as server:
+    with ScriptedModelServer(script) as server:
         client = openai.OpenAI(base_url=server.base_url, api_key="sk-test")
         llm = OpenAIBackend(client, model="gpt-4o-mini", retry=FAST_RETRY)
         loop = composable_loop(llm=llm, tools=lookup_tools(), task="Read records.")
@@ -522,7 +520,7 @@ def test_compacted_turns_with_hook_context_are_valid_for_anthropic_too() -> None
 
     events = Events()
     budget = ContextBudget(max_tokens=1800, strategy=SummarizeCompact(max_summary_tokens=80))
-    with ScriptedOpenAIServer([reply] * 40) as server, client_for(server) as client:
+    with ScriptedModelServer([reply] * 40) as server, client_for(server) as client:
         loop = composable_loop(
             llm=AnthropicBackend(client, model=MODEL, retry=FAST),
             tools=lookup_tools(),

@@ -13,14 +13,14 @@ from looplet.backends import OpenAIBackend
 from looplet.compact import (
     NOTE_PREFIX,
     ContextBudget,
-    PruneToolResults,
+    PruneCompact,
     SummarizeCompact,
     TruncateCompact,
     compact_chain,
     estimate_tokens,
 )
 from looplet.messages import Message, render_tool_result
-from looplet.testing import RecordedRequest, ScriptedOpenAIServer, call, text_reply, tool_reply
+from looplet.testing import RecordedRequest, ScriptedModelServer, call, text_reply, tool_reply
 from looplet.types import Step, ToolCall
 from tests.conftest import make_tools
 from tests.test_compact import Events
@@ -80,14 +80,14 @@ def wire_messages(body: dict[str, Any]) -> list[Message]:
     [
         None,
         TruncateCompact(keep_recent=3),
-        compact_chain(PruneToolResults(keep_recent=4), SummarizeCompact(max_summary_tokens=200)),
+        compact_chain(PruneCompact(keep_recent=4), SummarizeCompact(max_summary_tokens=200)),
     ],
     ids=["default", "truncate", "prune-then-summarize"],
 )
 def test_200_steps_stay_within_the_budget_in_every_request_and_finish(strategy: Any) -> None:
     budget = ContextBudget(max_tokens=MAX_TOKENS, strategy=strategy)
     events = Events()
-    with ScriptedOpenAIServer([agent_script()] * (3 * STEPS)) as server:
+    with ScriptedModelServer([agent_script()] * (3 * STEPS)) as server:
         client = openai.OpenAI(base_url=server.base_url, api_key="sk-test")
         try:
             llm = OpenAIBackend(client, model="gpt-4o-mini")

@@ -8,16 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from looplet import (
-    Case,
-    DatasetError,
-    ExpectedStep,
-    LoopletError,
-    ToolCall,
-    composable_loop,
-    load_dataset,
-    trajectory_matches,
-)
+from looplet import LoopletError, ToolCall, composable_loop
+from looplet.assertions import ExpectedStep, trajectory_matches
+from looplet.datasets import Case, DatasetError, load_dataset
 from looplet.testing import MockLLMBackend
 from tests.conftest import make_tools
 

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from looplet.testing import ScriptedOpenAIServer, call, tool_reply
+from looplet.testing import ScriptedModelServer, call, tool_reply
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = [tool_reply(call("greet", {"name": "Alice"})), tool_reply(call("done", {"answer": "hi"}))]
@@ -43,7 +43,7 @@ def test_without_a_key_it_replays_the_packaged_run_and_says_so() -> None:
 
 def test_with_a_key_it_runs_live_and_records(tmp_path: Path) -> None:
     cassette = tmp_path / "run.yaml"
-    with ScriptedOpenAIServer(SCRIPT) as server:
+    with ScriptedModelServer(SCRIPT) as server:
         env = {"OPENAI_API_KEY": "sk-live-secret", "OPENAI_BASE_URL": server.base_url}
         out = run_example({**env, "OPENAI_MODEL": "m-1"}, "--record", str(cassette))
         models = [r.body["model"] for r in server.requests]

@@ -6,9 +6,10 @@ from typing import Any
 
 import pytest
 
-from looplet import ConfigurationError, Step, ToolCall, ToolResult, Trajectory, weighted_mean
+from looplet import ConfigurationError, Step, ToolCall, ToolResult, Trajectory
 from looplet.evals.judge import RUBRICS, Judge, JudgeError, rubric
-from looplet.testing import MockLLMBackend, ScriptedOpenAIServer, call, text_reply, tool_reply
+from looplet.scorers import weighted_mean
+from looplet.testing import MockLLMBackend, ScriptedModelServer, call, text_reply, tool_reply
 from tests.conftest import make_tools, run_sync
 
 pytest_plugins = ["pytester"]
@@ -136,7 +137,7 @@ def judged_run(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, verdi
         tool_reply(call("done", {"answer": "Greeted Alice."})),
         text_reply(verdict),
     ]
-    with ScriptedOpenAIServer(script) as server:
+    with ScriptedModelServer(script) as server:
         monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
         monkeypatch.setenv("OPENAI_API_KEY", "sk-judge-test")
         recorded = pytester.runpytest_subprocess(*args, "--looplet-record-mode=all")

@@ -14,7 +14,7 @@ import openai
 from looplet import LLMError, StopReason, async_composable_loop, composable_loop
 from looplet.backends import AsyncOpenAIBackend, OpenAIBackend, RetryPolicy
 from looplet.testing import (
-    ScriptedOpenAIServer,
+    ScriptedModelServer,
     call,
     error_reply,
     slow_reply,
@@ -28,9 +28,9 @@ GREET = tool_reply(call("greet", {"name": "Alice"}))
 DONE = tool_reply(call("done", {"answer": "Greeted Alice."}))
 
 
-def run_over_http(script: list[Any], **client_options: Any) -> tuple[Any, ScriptedOpenAIServer]:
+def run_over_http(script: list[Any], **client_options: Any) -> tuple[Any, ScriptedModelServer]:
     """Run the greet agent against a scripted server; return (trajectory or error, server)."""
-    with ScriptedOpenAIServer(script) as server:
+    with ScriptedModelServer(script) as server:
         client = openai.OpenAI(base_url=server.base_url, api_key="sk-test", **client_options)
         try:
             llm = OpenAIBackend(client, model="gpt-4o-mini", retry=FAST_RETRY)
@@ -92,7 +92,7 @@ def test_async_loop_over_http_matches_the_sync_loop() -> None:
     sync_traj, sync_server = run_over_http(list(script))
 
     async def go() -> tuple[Any, list[Any]]:
-        with ScriptedOpenAIServer(list(script)) as server:
+        with ScriptedModelServer(list(script)) as server:
             client = openai.AsyncOpenAI(base_url=server.base_url, api_key="sk-test")
             try:
                 llm = AsyncOpenAIBackend(client, model="gpt-4o-mini", retry=FAST_RETRY)

@@ -9,23 +9,15 @@ from typing import Any
 
 import pytest
 
-from looplet import (
-    LLMError,
-    LLMRequest,
-    LLMResponse,
-    StreamChunk,
-    ToolCall,
-    ToolSpec,
-    Trajectory,
-    Usage,
-    composable_loop,
-)
+from looplet import LLMError, ToolCall, ToolSpec, Trajectory, composable_loop
+from looplet.backends.base import LLMRequest, LLMResponse, StreamChunk
 from looplet.errors import ConfigurationError, MissingExtraError
 from looplet.observe import MetricsCollector, MetricsHook, StreamingHook, TracingHook
 from looplet.pricing import PRICES, cost_usd, price_of
 from looplet.subagent import subagent_tool
 from looplet.testing import MockLLMBackend
 from looplet.tracing import Span, Tracer
+from looplet.types import Usage
 from tests.conftest import make_tools, run_sync
 
 GREET = ToolCall("greet", {"name": "Alice"})

@@ -28,7 +28,7 @@ from looplet.backends.openai import (
 from looplet.errors import ConfigurationError, LLMError, MissingExtraError
 from looplet.messages import Message
 from looplet.testing.server import (
-    ScriptedOpenAIServer,
+    ScriptedModelServer,
     ScriptItem,
     call,
     error_reply,
@@ -286,11 +286,11 @@ FAST = RetryPolicy(max_retries=2, base_delay=0.001, max_delay=0.01)
 HELLO = LLMRequest([Message.user("Greet Alice.")], tools=[GREET_SCHEMA], max_tokens=100)
 
 
-def _client(server: ScriptedOpenAIServer, **kwargs: Any) -> openai.OpenAI:
+def _client(server: ScriptedModelServer, **kwargs: Any) -> openai.OpenAI:
     return openai.OpenAI(base_url=server.base_url, api_key=API_KEY, **kwargs)
 
 
-def _async_client(server: ScriptedOpenAIServer, **kwargs: Any) -> openai.AsyncOpenAI:
+def _async_client(server: ScriptedModelServer, **kwargs: Any) -> openai.AsyncOpenAI:
     return openai.AsyncOpenAI(base_url=server.base_url, api_key=API_KEY, **kwargs)
 
 
@@ -298,7 +298,7 @@ def _fail(
     script: Sequence[ScriptItem], retry: RetryPolicy = FAST, **client_kw: Any
 ) -> tuple[LLMError, int]:
     """Run HELLO against ``script``; the LLMError raised and how many requests were sent."""
-    with ScriptedOpenAIServer(script) as server, _client(server, **client_kw) as client:
+    with ScriptedModelServer(script) as server, _client(server, **client_kw) as client:
         backend = OpenAIBackend(client, model="gpt-test", retry=retry)
         with pytest.raises(LLMError) as info:
             backend.complete(HELLO)
@@ -312,7 +312,7 @@ def test_tool_call_round_trips_with_name_args_id_and_usage() -> None:
         ),
         text_reply("Greeted."),
     ]
-    with ScriptedOpenAIServer(script) as server, _client(server) as client:
+    with ScriptedModelServer(script) as server, _client(server) as client:
         backend = OpenAIBackend(client, model="gpt-test")
         reply = backend.complete(HELLO)
         [greet] = reply.tool_calls
@@ -349,7 +349,7 @@ def test_tool_call_round_trips_with_name_args_id_and_usage() -> None:
 def test_conversation_and_tools_are_sent_in_openai_format() -> None:
     conversation = _conversation()[:-1]  # ends on the tool messages, as a real turn does
     request = LLMRequest(conversation, tools=[GREET_SCHEMA], max_tokens=77)
-    with ScriptedOpenAIServer(["ok"]) as server, _client(server) as client:
+    with ScriptedModelServer(["ok"]) as server, _client(server) as client:
         OpenAIBackend(client, model="gpt-test", top_p=0.5).complete(request)
 
     body = server.requests[-1].body
@@ -361,7 +361,7 @@ def test_conversation_and_tools_are_sent_in_openai_format() -> None:
 
 def test_malformed_arguments_come_back_as_a_call_with_parse_error() -> None:
     script = [tool_reply(call("greet", '{"name": "Al'))]
-    with ScriptedOpenAIServer(script) as server, _client(server) as client:
+    with ScriptedModelServer(script) as server, _client(server) as client:
         reply = OpenAIBackend(client, model="gpt-test").complete(HELLO)
 
     [bad] = reply.tool_calls
@@ -384,7 +384,7 @@ def test_rate_limit_is_retried_once_honouring_retry_after(sleeps: list[float]) -
         error_reply(429, "Rate limit reached.", type="rate_limit_error", retry_after="0"),
         "Hi!",
     ]
-    with ScriptedOpenAIServer(script) as server, _client(server) as client:
+    with ScriptedModelServer(script) as server, _client(server) as client:
         reply = OpenAIBackend(client, model="gpt-test", retry=slow_policy).complete(HELLO)
 
     assert reply.text == "Hi!"
@@ -408,7 +408,7 @@ def test_server_errors_are_retried_then_raised_with_attempts_and_message(
 
 
 def test_authentication_error_is_raised_after_exactly_one_request() -> None:
-    with ScriptedOpenAIServer(["unused"], api_key="the-right-key") as server:
+    with ScriptedModelServer(["unused"], api_key="the-right-key") as server:
         with _client(server) as client:
             backend = OpenAIBackend(client, model="gpt-test", retry=FAST, provider="ollama")
             with pytest.raises(LLMError) as info:
@@ -458,7 +458,7 @@ def test_refused_connection_is_retried_then_raised() -> None:
 
 
 def test_legacy_generate_sends_one_user_message_and_returns_the_text() -> None:
-    with ScriptedOpenAIServer(["Hello, Alice!"]) as server, _client(server) as client:
+    with ScriptedModelServer(["Hello, Alice!"]) as server, _client(server) as client:
         text = OpenAIBackend(client, model="gpt-test").generate(
             "Greet Alice.", system_prompt="Be brief.", max_tokens=9
         )
@@ -481,12 +481,12 @@ def _script() -> list[ScriptItem]:
 
 
 def test_async_backend_gives_the_same_response_as_the_sync_one() -> None:
-    with ScriptedOpenAIServer(_script()) as server, _client(server) as client:
+    with ScriptedModelServer(_script()) as server, _client(server) as client:
         expected = OpenAIBackend(client, model="gpt-test", retry=FAST).complete(HELLO)
         sync_bodies = [r.body for r in server.requests]
 
     async def run() -> tuple[LLMResponse, list[Any]]:
-        with ScriptedOpenAIServer(_script()) as server:
+        with ScriptedModelServer(_script()) as server:
             async with _async_client(server) as client:
                 backend = AsyncOpenAIBackend(client, model="gpt-test", retry=FAST)
                 reply = await backend.acomplete(HELLO)
@@ -500,7 +500,7 @@ def test_async_backend_gives_the_same_response_as_the_sync_one() -> None:
 
 def test_async_backend_raises_the_same_errors() -> None:
     async def run() -> tuple[LLMError, int]:
-        with ScriptedOpenAIServer([error_reply(500, "Boom.")] * 3) as server:
+        with ScriptedModelServer([error_reply(500, "Boom.")] * 3) as server:
             async with _async_client(server) as client:
                 backend = AsyncOpenAIBackend(client, model="gpt-test", retry=FAST)
                 with pytest.raises(LLMError) as info:
@@ -525,7 +525,7 @@ def test_from_env_without_api_key_says_what_to_set(
 
 
 def test_from_env_reads_key_base_url_and_model(monkeypatch: pytest.MonkeyPatch) -> None:
-    with ScriptedOpenAIServer(["Hi!"], api_key=API_KEY) as server:
+    with ScriptedModelServer(["Hi!"], api_key=API_KEY) as server:
         monkeypatch.setenv("OPENAI_API_KEY", API_KEY)
         monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
         monkeypatch.setenv("OPENAI_MODEL", "llama-test")

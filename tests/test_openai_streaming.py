@@ -16,14 +16,15 @@ import openai
 import pytest
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
-from looplet import StopReason, StreamingHook, async_composable_loop, composable_loop
+from looplet import StopReason, async_composable_loop, composable_loop
 from looplet.backends._openai_stream import StreamAssembler
 from looplet.backends.base import LLMRequest, LLMResponse, RetryPolicy, StreamChunk
 from looplet.backends.openai import AsyncOpenAIBackend, OpenAIBackend, from_openai_completion
 from looplet.errors import ConfigurationError, LLMError
 from looplet.messages import Message
+from looplet.observe import StreamingHook
 from looplet.testing import (
-    ScriptedOpenAIServer,
+    ScriptedModelServer,
     call,
     cut_stream,
     error_reply,
@@ -125,7 +126,7 @@ def stream(mode: str, base_url: str, **kw: Any) -> Seen:
 
 def _not_streamed(item: ScriptedReply) -> LLMResponse:
     with (
-        ScriptedOpenAIServer([item]) as server,
+        ScriptedModelServer([item]) as server,
         openai.OpenAI(base_url=server.base_url, api_key=API_KEY) as client,
     ):
         return OpenAIBackend(client, model="gpt-test").complete(HELLO)
@@ -140,7 +141,7 @@ MODES = pytest.mark.parametrize("mode", ["sync", "async"])
 @MODES
 @pytest.mark.parametrize("item", [TEXT, CALLS], ids=["text", "tool_calls"])
 def test_streamed_reply_equals_the_non_streamed_reply(mode: str, item: ScriptedReply) -> None:
-    with ScriptedOpenAIServer([item]) as server:
+    with ScriptedModelServer([item]) as server:
         seen = stream(mode, server.base_url)
 
     body = server.requests[0].body
@@ -150,7 +151,7 @@ def test_streamed_reply_equals_the_non_streamed_reply(mode: str, item: ScriptedR
 
 
 def test_tool_calls_keep_ids_names_and_a_malformed_call_stays_malformed() -> None:
-    with ScriptedOpenAIServer([CALLS]) as server:
+    with ScriptedModelServer([CALLS]) as server:
         reply = stream("sync", server.base_url).reply
 
     greet, done = reply.tool_calls
@@ -170,7 +171,7 @@ def test_tool_calls_keep_ids_names_and_a_malformed_call_stays_malformed() -> Non
 
 @MODES
 def test_callbacks_get_every_piece_and_they_add_up_to_the_reply(mode: str) -> None:
-    with ScriptedOpenAIServer([CALLS]) as server:
+    with ScriptedModelServer([CALLS]) as server:
         seen = stream(mode, server.base_url)
 
     reply = seen.reply
@@ -190,17 +191,17 @@ def test_callbacks_get_every_piece_and_they_add_up_to_the_reply(mode: str) -> No
 
 @MODES
 def test_usage_comes_from_the_usage_chunk(mode: str) -> None:
-    with ScriptedOpenAIServer([text_reply("Hi!", usage=Usage(321, 7))]) as server:
+    with ScriptedModelServer([text_reply("Hi!", usage=Usage(321, 7))]) as server:
         seen = stream(mode, server.base_url)
 
     assert seen.reply.usage == Usage(321, 7)
 
 
 def test_async_stream_gives_the_same_reply_chunks_and_requests_as_sync() -> None:
-    with ScriptedOpenAIServer([CALLS]) as server:
+    with ScriptedModelServer([CALLS]) as server:
         sync_seen = stream("sync", server.base_url)
         sync_bodies = [r.body for r in server.requests]
-    with ScriptedOpenAIServer([CALLS]) as server:
+    with ScriptedModelServer([CALLS]) as server:
         async_seen = stream("async", server.base_url)
         async_bodies = [r.body for r in server.requests]
 
@@ -212,7 +213,7 @@ def test_async_stream_gives_the_same_reply_chunks_and_requests_as_sync() -> None
 
 def test_last_usage_is_set_by_a_streamed_call() -> None:
     with (
-        ScriptedOpenAIServer([CALLS]) as server,
+        ScriptedModelServer([CALLS]) as server,
         openai.OpenAI(base_url=server.base_url, api_key=API_KEY) as client,
     ):
         backend = OpenAIBackend(client, model="gpt-test", stream=True)
@@ -225,7 +226,7 @@ def test_last_usage_is_set_by_a_streamed_call() -> None:
 @MODES
 def test_rate_limit_before_the_first_chunk_is_retried(mode: str) -> None:
     limited = error_reply(429, "Rate limit reached.", type="rate_limit_error")
-    with ScriptedOpenAIServer([limited, CALLS]) as server:
+    with ScriptedModelServer([limited, CALLS]) as server:
         seen = stream(mode, server.base_url)
 
     assert len(server.requests) == 2
@@ -242,7 +243,7 @@ def test_loop_streams_text_and_tool_calls_to_a_streaming_hook(mode: str) -> None
     chunks: list[StreamChunk] = []
     texts: list[str] = []
     hook = StreamingHook(on_chunk=chunks.append, on_text=texts.append)
-    with ScriptedOpenAIServer(script) as server:
+    with ScriptedModelServer(script) as server:
         if mode == "sync":
             with openai.OpenAI(base_url=server.base_url, api_key=API_KEY) as client:
                 llm = OpenAIBackend(client, model="gpt-test", stream=True)
@@ -280,7 +281,7 @@ def test_a_raising_callback_propagates_unchanged_without_a_retry(mode: str) -> N
     def explode(text: str) -> None:
         raise Stop(text)
 
-    with ScriptedOpenAIServer([TEXT, TEXT]) as server, pytest.raises(Stop):
+    with ScriptedModelServer([TEXT, TEXT]) as server, pytest.raises(Stop):
         stream(mode, server.base_url, on_token=explode)
 
     assert len(server.requests) == 1
@@ -296,7 +297,7 @@ CUT_AFTER = 5
 
 @MODES
 def test_stream_cut_after_pieces_were_delivered_is_not_retried(mode: str) -> None:
-    with ScriptedOpenAIServer([cut_stream(CUT_AFTER, CALLS), CALLS]) as server:
+    with ScriptedModelServer([cut_stream(CUT_AFTER, CALLS), CALLS]) as server:
         seen = stream(mode, server.base_url)
 
     error = seen.error
@@ -316,7 +317,7 @@ def test_stream_cut_after_pieces_were_delivered_is_not_retried(mode: str) -> Non
 
 @MODES
 def test_error_event_mid_stream_keeps_the_providers_message(mode: str) -> None:
-    with ScriptedOpenAIServer([cut_stream(CUT_AFTER, CALLS, ending="error"), CALLS]) as server:
+    with ScriptedModelServer([cut_stream(CUT_AFTER, CALLS, ending="error"), CALLS]) as server:
         seen = stream(mode, server.base_url)
 
     assert len(server.requests) == 1
@@ -328,7 +329,7 @@ def test_error_event_mid_stream_keeps_the_providers_message(mode: str) -> None:
 @MODES
 def test_stream_ending_without_a_finish_reason_is_interrupted(mode: str) -> None:
     no_finish = cut_stream(CUT_AFTER, CALLS, ending="no_finish")
-    with ScriptedOpenAIServer([no_finish, CALLS]) as server:
+    with ScriptedModelServer([no_finish, CALLS]) as server:
         seen = stream(mode, server.base_url)
 
     assert len(server.requests) == 1
@@ -339,7 +340,7 @@ def test_stream_ending_without_a_finish_reason_is_interrupted(mode: str) -> None
 @MODES
 def test_cut_before_any_piece_reached_a_callback_is_retried(mode: str) -> None:
     # The first chunk only carries the role: nothing for the callbacks yet.
-    with ScriptedOpenAIServer([cut_stream(1, CALLS), CALLS]) as server:
+    with ScriptedModelServer([cut_stream(1, CALLS), CALLS]) as server:
         seen = stream(mode, server.base_url)
 
     assert len(server.requests) == 2
@@ -348,7 +349,7 @@ def test_cut_before_any_piece_reached_a_callback_is_retried(mode: str) -> None:
 
 
 def test_cut_is_retried_when_no_callback_listens() -> None:
-    with ScriptedOpenAIServer([cut_stream(CUT_AFTER, CALLS), CALLS]) as server:
+    with ScriptedModelServer([cut_stream(CUT_AFTER, CALLS), CALLS]) as server:
         seen = stream("sync", server.base_url, callbacks=False)
 
     assert len(server.requests) == 2
@@ -368,7 +369,7 @@ def unwrapped_transport_errors(monkeypatch: pytest.MonkeyPatch) -> None:
 @MODES
 @pytest.mark.usefixtures("unwrapped_transport_errors")
 def test_raw_transport_error_mid_stream_becomes_an_llm_error(mode: str) -> None:
-    with ScriptedOpenAIServer([cut_stream(CUT_AFTER, CALLS), CALLS]) as server:
+    with ScriptedModelServer([cut_stream(CUT_AFTER, CALLS), CALLS]) as server:
         seen = stream(mode, server.base_url)
 
     error = seen.error
@@ -382,7 +383,7 @@ def test_raw_transport_error_mid_stream_becomes_an_llm_error(mode: str) -> None:
 @MODES
 @pytest.mark.usefixtures("unwrapped_transport_errors")
 def test_raw_transport_error_before_any_piece_is_retried(mode: str) -> None:
-    with ScriptedOpenAIServer([cut_stream(1, CALLS), CALLS]) as server:
+    with ScriptedModelServer([cut_stream(1, CALLS), CALLS]) as server:
         seen = stream(mode, server.base_url)
 
     assert len(server.requests) == 2

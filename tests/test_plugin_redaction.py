@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from looplet._redact import REDACTED, Redactor, redact, redact_text, remember_credential
-from looplet.testing import RecordedRequest, ScriptedOpenAIServer, error_reply
+from looplet.testing import RecordedRequest, ScriptedModelServer, error_reply
 
 pytest_plugins = ["pytester"]
 
@@ -92,7 +92,7 @@ def run(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> Run:
 
     def run(key: str, *args: str) -> pytest.RunResult:
         monkeypatch.setenv("OPENAI_API_KEY", key)
-        with ScriptedOpenAIServer([echo_the_key] * 20) as server:
+        with ScriptedModelServer([echo_the_key] * 20) as server:
             monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
             result = pytester.runpytest_subprocess(
                 *("-p", "pytest_looplet.plugin", "-p", "no:cacheprovider", "--looplet-evals"),
@@ -263,7 +263,7 @@ def test_a_cassette_keeps_no_credential_from_a_body_and_still_replays(
             )
         return completion.choices[0].message.content or ""
 
-    with ScriptedOpenAIServer([text_reply(f"Done with {shaped}.")]) as server:
+    with ScriptedModelServer([text_reply(f"Done with {shaped}.")]) as server:
         url = server.base_url
         with use_cassette(path, "once"):
             assert ask(url) == f"Done with {shaped}."  # the live run sees the real reply

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import pytest
 
 from looplet.evals.stats import fisher_exact, pass_at_k, pass_hat_k, wilson_interval
-from looplet.testing import ScriptedOpenAIServer, call, tool_reply
+from looplet.testing import ScriptedModelServer, call, tool_reply
 
 pytest_plugins = ["pytester"]
 
@@ -225,7 +225,7 @@ def test_each_run_records_and_replays_its_own_cassette(
         "no:cacheprovider",
     )
     script = [tool_reply(call("done", {"answer": f"run {i}"})) for i in (1, 2, 3)]
-    with ScriptedOpenAIServer(script) as server:
+    with ScriptedModelServer(script) as server:
         monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
         monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
         pytester.runpytest_subprocess(*argv, "--looplet-record-mode=all").assert_outcomes(passed=3)

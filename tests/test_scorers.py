@@ -26,11 +26,12 @@ from looplet import (
     ToolCall,
     ToolResult,
     Trajectory,
-    Usage,
+    failed,
+)
+from looplet.scorers import (
     all_of,
     contains,
     exact_match,
-    failed,
     json_schema_valid,
     normalize_text,
     regex_match,
@@ -39,6 +40,7 @@ from looplet import (
     weighted_mean,
     within_budget,
 )
+from looplet.types import Usage
 
 pytest_plugins = ["pytester"]
 

@@ -23,7 +23,7 @@ from looplet.errors import ConfigurationError
 from looplet.parse import tool_call_from_openai
 from looplet.testing import (
     RecordedRequest,
-    ScriptedOpenAIServer,
+    ScriptedModelServer,
     call,
     cut_stream,
     error_reply,
@@ -38,11 +38,11 @@ API_KEY = "test-key"
 HELLO: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Greet Alice"}]
 
 
-def _client(server: ScriptedOpenAIServer, **kwargs: Any) -> openai.OpenAI:
+def _client(server: ScriptedModelServer, **kwargs: Any) -> openai.OpenAI:
     return openai.OpenAI(base_url=server.base_url, api_key=API_KEY, max_retries=0, **kwargs)
 
 
-def _raw_post(server: ScriptedOpenAIServer, body: Any) -> tuple[int, dict[str, str], bytes]:
+def _raw_post(server: ScriptedModelServer, body: Any) -> tuple[int, dict[str, str], bytes]:
     """POST ``body`` (JSON) to the chat endpoint without the SDK; status, headers, body."""
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
     try:
@@ -58,7 +58,7 @@ def _raw_post(server: ScriptedOpenAIServer, body: Any) -> tuple[int, dict[str, s
         conn.close()
 
 
-def _raw_stream(server: ScriptedOpenAIServer, body: Any) -> tuple[bytes, bool]:
+def _raw_stream(server: ScriptedModelServer, body: Any) -> tuple[bytes, bool]:
     """POST a streamed chat request without the SDK; the body read, and whether it was whole."""
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
     try:
@@ -84,7 +84,7 @@ def _sse_chunks(raw: bytes) -> list[Any]:
 
 def test_tool_reply_decodes_to_sdk_tool_calls() -> None:
     script = [tool_reply(call("greet", {"name": "Alice"}), call("done", {}, id="fixed"))]
-    with ScriptedOpenAIServer(script) as server, _client(server) as client:
+    with ScriptedModelServer(script) as server, _client(server) as client:
         reply = client.chat.completions.create(model="gpt-test", messages=HELLO)
 
     choice = reply.choices[0]
@@ -101,7 +101,7 @@ def test_tool_reply_decodes_to_sdk_tool_calls() -> None:
 
 
 def test_text_reply_has_stop_finish_and_content() -> None:
-    with ScriptedOpenAIServer(["Hello, Alice!"]) as server, _client(server) as client:
+    with ScriptedModelServer(["Hello, Alice!"]) as server, _client(server) as client:
         reply = client.chat.completions.create(model="m", messages=HELLO)
 
     assert reply.choices[0].message.content == "Hello, Alice!"
@@ -110,7 +110,7 @@ def test_text_reply_has_stop_finish_and_content() -> None:
 
 
 def test_default_usage_is_a_deterministic_estimate() -> None:
-    with ScriptedOpenAIServer(["abcdefgh", "abcdefgh"]) as server, _client(server) as client:
+    with ScriptedModelServer(["abcdefgh", "abcdefgh"]) as server, _client(server) as client:
         first = client.chat.completions.create(model="m", messages=HELLO)
         second = client.chat.completions.create(model="other", messages=HELLO)
 
@@ -123,7 +123,7 @@ def test_default_usage_is_a_deterministic_estimate() -> None:
 
 def test_scripted_usage_is_reported_as_given() -> None:
     script = [text_reply("hi", usage=Usage(123, 45))]
-    with ScriptedOpenAIServer(script) as server, _client(server) as client:
+    with ScriptedModelServer(script) as server, _client(server) as client:
         reply = client.chat.completions.create(model="m", messages=HELLO)
 
     assert reply.usage is not None
@@ -133,7 +133,7 @@ def test_scripted_usage_is_reported_as_given() -> None:
 
 def test_malformed_arguments_arrive_verbatim_and_parse_with_an_error() -> None:
     script = [tool_reply(call("greet", '{"name": "Al'))]
-    with ScriptedOpenAIServer(script) as server, _client(server) as client:
+    with ScriptedModelServer(script) as server, _client(server) as client:
         reply = client.chat.completions.create(model="m", messages=HELLO)
 
     sdk_call = (reply.choices[0].message.tool_calls or [])[0]
@@ -145,7 +145,7 @@ def test_malformed_arguments_arrive_verbatim_and_parse_with_an_error() -> None:
 
 
 def test_request_log_records_method_path_headers_and_body() -> None:
-    with ScriptedOpenAIServer(["ok"]) as server, _client(server) as client:
+    with ScriptedModelServer(["ok"]) as server, _client(server) as client:
         client.chat.completions.create(model="m", messages=HELLO, temperature=0.5)
         requests = server.requests
 
@@ -161,7 +161,7 @@ def test_callable_item_sees_the_request() -> None:
     def echo(request: RecordedRequest) -> Any:
         return text_reply("you said: " + request.body["messages"][-1]["content"])
 
-    with ScriptedOpenAIServer([echo]) as server, _client(server) as client:
+    with ScriptedModelServer([echo]) as server, _client(server) as client:
         reply = client.chat.completions.create(model="m", messages=HELLO)
 
     assert reply.choices[0].message.content == "you said: Greet Alice"
@@ -172,7 +172,7 @@ def test_json_form_dict_items_are_served() -> None:
         {"tool_calls": [{"name": "greet", "arguments": {"name": "Bo"}}], "text": "calling"},
         {"error": {"status": 429, "message": "slow down", "retry_after": 3}},
     ]
-    with ScriptedOpenAIServer(script) as server, _client(server) as client:
+    with ScriptedModelServer(script) as server, _client(server) as client:
         first = client.chat.completions.create(model="m", messages=HELLO)
         with pytest.raises(openai.RateLimitError, match="slow down"):
             client.chat.completions.create(model="m", messages=HELLO)
@@ -183,7 +183,7 @@ def test_json_form_dict_items_are_served() -> None:
 
 
 def test_models_endpoint_lists_one_model() -> None:
-    with ScriptedOpenAIServer() as server, _client(server) as client:
+    with ScriptedModelServer() as server, _client(server) as client:
         models = client.models.list()
 
     assert [m.id for m in models.data] == ["looplet-scripted"]
@@ -192,7 +192,7 @@ def test_models_endpoint_lists_one_model() -> None:
 def test_concurrent_async_requests_each_get_one_item() -> None:
     script = [text_reply(f"reply {i}") for i in range(6)]
 
-    async def run(server: ScriptedOpenAIServer) -> set[str]:
+    async def run(server: ScriptedModelServer) -> set[str]:
         async with openai.AsyncOpenAI(
             base_url=server.base_url, api_key=API_KEY, max_retries=0
         ) as client:
@@ -201,7 +201,7 @@ def test_concurrent_async_requests_each_get_one_item() -> None:
             )
         return {r.choices[0].message.content or "" for r in replies}
 
-    with ScriptedOpenAIServer(script) as server:
+    with ScriptedModelServer(script) as server:
         texts = asyncio.run(run(server))
         assert server.served == 6
 
@@ -209,7 +209,7 @@ def test_concurrent_async_requests_each_get_one_item() -> None:
 
 
 def test_reset_serves_a_new_script_and_clears_the_log() -> None:
-    with ScriptedOpenAIServer(["first"]) as server, _client(server) as client:
+    with ScriptedModelServer(["first"]) as server, _client(server) as client:
         client.chat.completions.create(model="m", messages=HELLO)
         server.reset(["second"])
         assert server.requests == []
@@ -224,7 +224,7 @@ def test_reset_serves_a_new_script_and_clears_the_log() -> None:
 def test_stream_reassembles_the_same_arguments_and_reports_usage() -> None:
     arguments = {"name": "Alice", "greeting": "Good morning, and welcome back!"}
     script = [tool_reply(call("greet", arguments), call("done", {"answer": "x"}))] * 2
-    with ScriptedOpenAIServer(script) as server, _client(server) as client:
+    with ScriptedModelServer(script) as server, _client(server) as client:
         plain = client.chat.completions.create(model="m", messages=HELLO)
         pieces: dict[int, dict[str, str]] = {}
         finish, usage = None, None
@@ -254,7 +254,7 @@ def test_stream_reassembles_the_same_arguments_and_reports_usage() -> None:
 
 def test_raw_stream_splits_each_calls_arguments_over_several_chunks() -> None:
     script = [tool_reply(call("greet", {"name": "Alice"}), call("done", {"answer": "ok"}))]
-    with ScriptedOpenAIServer(script) as server:
+    with ScriptedModelServer(script) as server:
         body = {"model": "m", "messages": HELLO, "stream": True}
         status, headers, raw = _raw_post(
             server, {**body, "stream_options": {"include_usage": True}}
@@ -282,7 +282,7 @@ def test_raw_stream_splits_each_calls_arguments_over_several_chunks() -> None:
 
 def test_stream_splits_text_into_several_chunks() -> None:
     text = "Hello Alice, it is nice to meet you today."
-    with ScriptedOpenAIServer([text, text]) as server, _client(server) as client:
+    with ScriptedModelServer([text, text]) as server, _client(server) as client:
         with client.chat.completions.create(model="m", messages=HELLO, stream=True) as stream:
             parts = [c.choices[0].delta.content or "" for c in stream if c.choices]
         _, _, raw = _raw_post(server, {"model": "m", "messages": HELLO, "stream": True})
@@ -299,14 +299,14 @@ STREAMED = {"model": "m", "messages": HELLO, "stream": True}
 
 
 def _whole_stream(item: Any, body: Any = STREAMED) -> list[Any]:
-    with ScriptedOpenAIServer([item]) as server:
+    with ScriptedModelServer([item]) as server:
         raw, whole = _raw_stream(server, body)
     assert whole
     return _sse_chunks(raw)
 
 
 def test_cut_stream_sends_its_first_chunks_then_closes_the_connection_mid_body() -> None:
-    with ScriptedOpenAIServer([cut_stream(3, LONG)]) as server:
+    with ScriptedModelServer([cut_stream(3, LONG)]) as server:
         raw, whole = _raw_stream(server, STREAMED)
 
     assert not whole, "the chunked body should stop short"
@@ -315,7 +315,7 @@ def test_cut_stream_sends_its_first_chunks_then_closes_the_connection_mid_body()
 
 
 def test_cut_stream_error_ending_sends_an_error_object_after_the_chunks() -> None:
-    with ScriptedOpenAIServer([cut_stream(2, LONG, ending="error")]) as server:
+    with ScriptedModelServer([cut_stream(2, LONG, ending="error")]) as server:
         raw, whole = _raw_stream(server, STREAMED)
 
     assert whole
@@ -327,7 +327,7 @@ def test_cut_stream_error_ending_sends_an_error_object_after_the_chunks() -> Non
 
 def test_cut_stream_no_finish_ends_with_done_but_no_finish_reason() -> None:
     body = {**STREAMED, "stream_options": {"include_usage": True}}
-    with ScriptedOpenAIServer([cut_stream(1000, LONG, ending="no_finish")]) as server:
+    with ScriptedModelServer([cut_stream(1000, LONG, ending="no_finish")]) as server:
         raw, whole = _raw_stream(server, body)
 
     assert whole
@@ -353,7 +353,7 @@ def _read_until_it_fails(client: openai.OpenAI) -> tuple[str, Exception]:
 
 def test_cut_stream_through_the_sdk_fails_after_the_chunks_it_sent() -> None:
     script = [cut_stream(3, LONG), cut_stream(3, LONG, ending="error")]
-    with ScriptedOpenAIServer(script) as server, _client(server) as client:
+    with ScriptedModelServer(script) as server, _client(server) as client:
         cut_text, cut = _read_until_it_fails(client)
         error_text, error = _read_until_it_fails(client)
 
@@ -367,7 +367,7 @@ def test_cut_stream_through_the_sdk_fails_after_the_chunks_it_sent() -> None:
 
 
 def test_cut_stream_answers_a_request_that_does_not_stream_whole() -> None:
-    with ScriptedOpenAIServer([cut_stream(1, LONG)]) as server, _client(server) as client:
+    with ScriptedModelServer([cut_stream(1, LONG)]) as server, _client(server) as client:
         reply = client.chat.completions.create(model="m", messages=HELLO)
 
     message = reply.choices[0].message
@@ -385,7 +385,7 @@ def test_cut_stream_json_form_is_served_and_read_from_a_script_file(tmp_path: Pa
         cut_stream(2, text_reply("Hello Alice, nice to meet you."), ending="error"),
         cut_stream(2, text_reply("plain text")),
     ]
-    with ScriptedOpenAIServer(script) as server:
+    with ScriptedModelServer(script) as server:
         raw, whole = _raw_stream(server, STREAMED)
     assert whole and "error" in _sse_chunks(raw)[-1]
 
@@ -396,9 +396,9 @@ def test_cut_stream_json_form_is_served_and_read_from_a_script_file(tmp_path: Pa
         (lambda: cut_stream(-1, "hi"), r"an int >= 0, got -1"),
         (lambda: cut_stream(2, "hi", ending="hang"), r"ending='hang'.*'cut', 'error', 'no_finish'"),
         (lambda: cut_stream(2, error_reply(500, "x")), r"must be a reply .*got ScriptedError"),
-        (lambda: ScriptedOpenAIServer([{"cut_after": 2}]), r'item 0: "cut_after" needs a "then"'),
+        (lambda: ScriptedModelServer([{"cut_after": 2}]), r'item 0: "cut_after" needs a "then"'),
         (
-            lambda: ScriptedOpenAIServer([{"cut_after": 2, "then": "x", "ending": "late"}]),
+            lambda: ScriptedModelServer([{"cut_after": 2, "then": "x", "ending": "late"}]),
             r"script item 0: cut_stream\(ending='late'\)",
         ),
     ],
@@ -424,7 +424,7 @@ def test_error_reply_surfaces_as_the_sdk_exception(
 ) -> None:
     script = [error_reply(status, f"scripted {status}", type=error_type, retry_after=7)]
     with (
-        ScriptedOpenAIServer(script) as server,
+        ScriptedModelServer(script) as server,
         _client(server) as client,
         pytest.raises(exception, match=f"scripted {status}") as info,
     ):
@@ -442,7 +442,7 @@ def test_error_reply_surfaces_as_the_sdk_exception(
 
 
 def test_api_key_is_enforced_without_using_a_script_item() -> None:
-    with ScriptedOpenAIServer(["ok"], api_key=API_KEY) as server:
+    with ScriptedModelServer(["ok"], api_key=API_KEY) as server:
         with (
             openai.OpenAI(base_url=server.base_url, api_key="wrong", max_retries=0) as bad,
             pytest.raises(openai.AuthenticationError, match="Incorrect API key"),
@@ -456,7 +456,7 @@ def test_api_key_is_enforced_without_using_a_script_item() -> None:
 
 
 def test_exhausted_script_answers_500_saying_so() -> None:
-    with ScriptedOpenAIServer(["one"]) as server, _client(server) as client:
+    with ScriptedModelServer(["one"]) as server, _client(server) as client:
         client.chat.completions.create(model="m", messages=HELLO)
         with pytest.raises(openai.InternalServerError, match="used up") as info:
             client.chat.completions.create(model="m", messages=HELLO)
@@ -480,7 +480,7 @@ def test_tool_message_answering_no_pending_call_is_rejected_with_400() -> None:
         },
         {"role": "tool", "tool_call_id": "call_zzz", "content": "Hello"},
     ]
-    with ScriptedOpenAIServer(["unused"]) as server, _client(server) as client:
+    with ScriptedModelServer(["unused"]) as server, _client(server) as client:
         with pytest.raises(openai.BadRequestError) as info:
             client.chat.completions.create(model="m", messages=messages)
         assert server.served == 0
@@ -507,7 +507,7 @@ def test_unanswered_tool_calls_before_a_user_message_are_rejected_with_400() -> 
         {"role": "user", "content": "and?"},
     ]
     with (
-        ScriptedOpenAIServer(["unused"]) as server,
+        ScriptedModelServer(["unused"]) as server,
         _client(server) as client,
         pytest.raises(openai.BadRequestError) as info,
     ):
@@ -533,7 +533,7 @@ def test_well_formed_tool_round_trip_is_accepted() -> None:
         {"role": "tool", "tool_call_id": "c2", "content": "two"},
         {"role": "tool", "tool_call_id": "c1", "content": "one"},
     ]
-    with ScriptedOpenAIServer(["fine"]) as server, _client(server) as client:
+    with ScriptedModelServer(["fine"]) as server, _client(server) as client:
         reply = client.chat.completions.create(model="m", messages=messages)
 
     assert reply.choices[0].message.content == "fine"
@@ -556,7 +556,7 @@ def test_well_formed_tool_round_trip_is_accepted() -> None:
     ],
 )
 def test_invalid_request_bodies_get_openai_style_400(body: Any, expected: str) -> None:
-    with ScriptedOpenAIServer(["unused"]) as server:
+    with ScriptedModelServer(["unused"]) as server:
         status, _, raw = _raw_post(server, body)
 
     error = json.loads(raw)["error"]
@@ -566,7 +566,7 @@ def test_invalid_request_bodies_get_openai_style_400(body: Any, expected: str) -
 
 
 def test_slow_reply_times_out_the_client_and_stop_is_prompt() -> None:
-    server = ScriptedOpenAIServer([slow_reply(30, text_reply("too late"))]).start()
+    server = ScriptedModelServer([slow_reply(30, text_reply("too late"))]).start()
     try:
         with _client(server, timeout=0.2) as client, pytest.raises(openai.APITimeoutError):
             client.chat.completions.create(model="m", messages=HELLO)
@@ -581,14 +581,14 @@ def test_slow_reply_times_out_the_client_and_stop_is_prompt() -> None:
 
 def test_bad_script_item_is_rejected_at_construction_with_its_index() -> None:
     with pytest.raises(ConfigurationError, match=r"script item 1 is int 42"):
-        ScriptedOpenAIServer(["ok", 42])  # type: ignore[list-item]
+        ScriptedModelServer(["ok", 42])  # type: ignore[list-item]
     with pytest.raises(ConfigurationError, match="unknown key"):
-        ScriptedOpenAIServer([{"text": "hi", "tools": []}])
+        ScriptedModelServer([{"text": "hi", "tools": []}])
 
 
 def test_base_url_before_start_explains_how_to_start() -> None:
     with pytest.raises(ConfigurationError, match="not running"):
-        _ = ScriptedOpenAIServer().base_url
+        _ = ScriptedModelServer().base_url
 
 
 # -- the command line -------------------------------------------------------------------------

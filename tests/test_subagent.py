@@ -15,7 +15,6 @@ from looplet import (
     ErrorKind,
     LLMError,
     LoopConfig,
-    LoopRun,
     StopReason,
     ToolCall,
     ToolContext,
@@ -24,6 +23,7 @@ from looplet import (
     async_composable_loop,
     composable_loop,
 )
+from looplet.loop import LoopRun
 from looplet.provenance import ProvenanceSink, TrajectoryRecorder
 from looplet.subagent import run_sub_loop, subagent_tool
 from looplet.testing import AsyncMockLLMBackend, MockLLMBackend

@@ -44,8 +44,10 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import parse_qsl, urlparse
 
+from looplet.cassettes.loopback import without_loopback_port
 from looplet.cassettes.matching import NOT_JSON, parse_json_body
 from looplet.cassettes.volatile import DEFAULT_VOLATILE_HEADERS, VolatileHeaders
+from looplet.errors import LoopletError
 
 __all__ = [
     "FORMAT",
@@ -62,7 +64,7 @@ __all__ = [
 FORMAT = "looplet-cassette/1"
 
 
-class CassetteFormatError(ValueError):
+class CassetteFormatError(LoopletError, ValueError):
     """The text is not a cassette; ``line``/``column`` (1-based) locate a syntax error.
 
     ``unsupported`` is ``(format, advice)`` when the text is a cassette of a format looplet
@@ -90,13 +92,17 @@ class CassetteFormatError(ValueError):
 def dump_interactions(
     interactions: Iterable[tuple[Mapping[str, Any], Mapping[str, Any]]],
     volatile_headers: Iterable[str] | VolatileHeaders = DEFAULT_VOLATILE_HEADERS,
+    *,
+    loopback_ports: bool = False,
 ) -> str:
     """The file text for ``(request, response)`` pairs in vcrpy's dict form.
 
     The same exchanges always give the same text: headers named by ``volatile_headers``
     (see :data:`~looplet.cassettes.volatile.DEFAULT_VOLATILE_HEADERS`) are left out, the
     rest and JSON bodies are sorted by name, and nothing about the recording itself (no
-    time, no host name) is added.
+    time, no host name) is added. A loopback server's port is left out of the URI and the
+    ``Host`` header (see :mod:`looplet.cassettes.loopback`) unless ``loopback_ports``: vcrpy's
+    own matchers, when this module serves vcrpy, compare ports.
     """
     volatile = (
         volatile_headers
@@ -106,18 +112,30 @@ def dump_interactions(
     document = {
         "format": FORMAT,
         "interactions": [
-            {"request": _request_node(req, volatile), "response": _response_node(resp, volatile)}
+            {
+                "request": _request_node(req, volatile, loopback_ports),
+                "response": _response_node(resp, volatile),
+            }
             for req, resp in interactions
         ],
     }
     return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
 
 
-def _request_node(request: Mapping[str, Any], volatile: VolatileHeaders) -> dict[str, Any]:
+def _request_node(
+    request: Mapping[str, Any], volatile: VolatileHeaders, loopback_ports: bool
+) -> dict[str, Any]:
+    headers = _headers_node(request.get("headers") or {}, volatile)
+    uri = request["uri"]
+    if not loopback_ports:
+        uri = without_loopback_port(uri)
+        for name, value in headers.items():
+            if name.lower() == "host" and isinstance(value, str):  # "127.0.0.1:52731"
+                headers[name] = without_loopback_port(f"//{value}")[2:]
     return {
         "method": request["method"],
-        "uri": request["uri"],
-        "headers": _headers_node(request.get("headers") or {}, volatile),
+        "uri": uri,
+        "headers": headers,
         "body": _body_node(request.get("body")),
     }
 
@@ -465,10 +483,12 @@ def serialize(cassette_dict: Mapping[str, Any]) -> str:
     """vcrpy's interface: the file text for ``{"interactions": [{"request", "response"}]}``.
 
     Volatile headers (:data:`~looplet.cassettes.volatile.DEFAULT_VOLATILE_HEADERS`) are left
-    out here too; vcrpy's own ``filter_headers`` removes more.
+    out here too; vcrpy's own ``filter_headers`` removes more. Ports are kept: vcrpy's
+    default matchers compare them.
     """
     return dump_interactions(
-        (item["request"], item["response"]) for item in cassette_dict["interactions"]
+        ((item["request"], item["response"]) for item in cassette_dict["interactions"]),
+        loopback_ports=True,
     )
 
 

@@ -13,47 +13,35 @@ first use: the plugin's end-of-run report (:mod:`.report`) needs none of the oth
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from looplet._exports import lazy_exports as _lazy_exports
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing for it
 if TYPE_CHECKING:
-    from looplet.evals.context import EvalContext, TrajectoryLoadError
-    from looplet.evals.discover import EvalImportError, eval_discover
-    from looplet.evals.hook import EvalHook
-    from looplet.evals.result import DEFAULT_THRESHOLD, EvalResult
-    from looplet.evals.runner import eval_mark, eval_run, eval_run_batch
+    # The table below, for type checkers; tests/test_exports.py keeps the two the same.
+    from looplet.evals.context import EvalContext as EvalContext
+    from looplet.evals.context import TrajectoryLoadError as TrajectoryLoadError
+    from looplet.evals.discover import EvalImportError as EvalImportError
+    from looplet.evals.discover import eval_discover as eval_discover
+    from looplet.evals.hook import EvalHook as EvalHook
+    from looplet.evals.result import DEFAULT_THRESHOLD as DEFAULT_THRESHOLD
+    from looplet.evals.result import EvalResult as EvalResult
+    from looplet.evals.runner import eval_mark as eval_mark
+    from looplet.evals.runner import eval_run as eval_run
+    from looplet.evals.runner import eval_run_batch as eval_run_batch
 
-__all__ = [
-    "DEFAULT_THRESHOLD",
-    "EvalContext",
-    "EvalHook",
-    "EvalImportError",
-    "EvalResult",
-    "TrajectoryLoadError",
-    "eval_discover",
-    "eval_mark",
-    "eval_run",
-    "eval_run_batch",
-]
-
-_LAZY = {
-    **dict.fromkeys(("EvalContext", "TrajectoryLoadError"), "looplet.evals.context"),
-    **dict.fromkeys(("EvalImportError", "eval_discover"), "looplet.evals.discover"),
+# The one table of the public names: name -> the module it loads from.
+_EXPORTS = {
+    "EvalResult": "looplet.evals.result",
+    "DEFAULT_THRESHOLD": "looplet.evals.result",
+    "EvalContext": "looplet.evals.context",
+    "TrajectoryLoadError": "looplet.evals.context",
+    "eval_discover": "looplet.evals.discover",
+    "EvalImportError": "looplet.evals.discover",
+    "eval_mark": "looplet.evals.runner",
+    "eval_run": "looplet.evals.runner",
+    "eval_run_batch": "looplet.evals.runner",
     "EvalHook": "looplet.evals.hook",
-    **dict.fromkeys(("DEFAULT_THRESHOLD", "EvalResult"), "looplet.evals.result"),
-    **dict.fromkeys(("eval_mark", "eval_run", "eval_run_batch"), "looplet.evals.runner"),
 }
 
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'looplet.evals' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # the next access is a plain attribute read
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = _lazy_exports(__name__, globals(), _EXPORTS)

@@ -20,7 +20,7 @@ import subprocess
 import sys
 from typing import Any
 
-from looplet.testing import RecordedRequest, ScriptedOpenAIServer, call, text_reply, tool_reply
+from looplet.testing import RecordedRequest, ScriptedModelServer, call, text_reply, tool_reply
 
 __all__ = ["delete_folder", "implement_fizzbuzz", "main", "read_outside", "reply"]
 
@@ -135,7 +135,7 @@ def main() -> int:
     """Record the packaged cassette: the example, live, against :func:`reply` on loopback."""
     from looplet.examples.coding_agent import RECORDED
 
-    with ScriptedOpenAIServer([reply] * 100) as server:
+    with ScriptedModelServer([reply] * 100) as server:
         env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")}
         env.update(OPENAI_BASE_URL=server.base_url, OPENAI_API_KEY="sk-recording")
         command = [sys.executable, "-m", "looplet.examples.coding_agent", "--record"]

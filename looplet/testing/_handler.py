@@ -28,7 +28,7 @@ from looplet.testing._script import (
 )
 
 if TYPE_CHECKING:
-    from looplet.testing._server import ScriptedOpenAIServer
+    from looplet.testing._server import ScriptedModelServer
 
 __all__ = ["Handler", "Item"]
 
@@ -44,7 +44,7 @@ _KNOWN_PATHS = (_CHAT_PATH, _MODELS_PATH, _MESSAGES_PATH)
 
 
 class Handler(BaseHTTPRequestHandler):
-    """Answers one connection's requests for the :class:`ScriptedOpenAIServer` that owns it."""
+    """Answers one connection's requests for the :class:`ScriptedModelServer` that owns it."""
 
     protocol_version = "HTTP/1.1"
     server_version = "looplet-scripted-openai"
@@ -69,8 +69,8 @@ class Handler(BaseHTTPRequestHandler):
         """Silence the per-request log on stderr: tests read :attr:`requests` instead."""
 
     @property
-    def _owner(self) -> ScriptedOpenAIServer:
-        return cast("ScriptedOpenAIServer", cast(Any, self.server).owner)
+    def _owner(self) -> ScriptedModelServer:
+        return cast("ScriptedModelServer", cast(Any, self.server).owner)
 
     def _handle(self) -> None:
         raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
@@ -133,7 +133,7 @@ class Handler(BaseHTTPRequestHandler):
         self._send_error(
             401,
             f"Incorrect API key provided: expected 'Authorization: Bearer <the api_key given "
-            f"to ScriptedOpenAIServer>', {detail}.",
+            f"to ScriptedModelServer>', {detail}.",
             type="invalid_request_error",
             code="invalid_api_key",
         )

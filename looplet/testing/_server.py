@@ -1,6 +1,6 @@
 """The loopback model server: a thread serving a script over real HTTP.
 
-:class:`ScriptedOpenAIServer` binds ``127.0.0.1`` on a free port and answers
+:class:`ScriptedModelServer` binds ``127.0.0.1`` on a free port and answers
 ``POST /v1/chat/completions`` (plain and streamed) and ``GET /v1/models`` the way the OpenAI
 API does, and ``POST /v1/messages`` the way Anthropic's Messages API does, taking one script
 item per completion, and records every request. It exists so that provider code is tested
@@ -26,7 +26,7 @@ from looplet.errors import ConfigurationError
 from looplet.testing._handler import Handler, Item
 from looplet.testing._script import RecordedRequest, ScriptItem, normalize_item
 
-__all__ = ["ScriptedOpenAIServer"]
+__all__ = ["ScriptedModelServer"]
 
 # serve_forever checks for shutdown this often; it bounds how long stop() takes.
 _POLL_SECONDS = 0.05
@@ -35,9 +35,9 @@ _STOP_GRACE_SECONDS = 5.0
 
 
 @final
-class ScriptedOpenAIServer:
-    """A loopback OpenAI-compatible (and Anthropic-compatible) server that answers from a
-    script, for tests.
+class ScriptedModelServer:
+    """A loopback model server for tests: it speaks OpenAI's Chat Completions and Anthropic's
+    Messages API and answers from a script (the old name ``ScriptedOpenAIServer`` still works).
 
     Each ``POST /v1/chat/completions`` or ``POST /v1/messages`` takes the next script item,
     answered in that API's format; requests rejected before that (wrong API key, a malformed
@@ -63,7 +63,7 @@ class ScriptedOpenAIServer:
 
     Example::
 
-        with ScriptedOpenAIServer([tool_reply(call("greet", {"name": "Alice"}))]) as server:
+        with ScriptedModelServer([tool_reply(call("greet", {"name": "Alice"}))]) as server:
             client = openai.OpenAI(base_url=server.base_url, api_key="test-key")
             claude = anthropic.Anthropic(base_url=server.url, api_key="test-key")
     """
@@ -88,11 +88,11 @@ class ScriptedOpenAIServer:
 
     # -- lifecycle ---------------------------------------------------------------------------
 
-    def start(self) -> ScriptedOpenAIServer:
+    def start(self) -> ScriptedModelServer:
         """Bind the port and start serving in a background thread; returns ``self``."""
         if self._httpd is not None or self._stopping.is_set():
             raise ConfigurationError(
-                "this ScriptedOpenAIServer was already started; create a new one (a stopped "
+                "this ScriptedModelServer was already started; create a new one (a stopped "
                 "server cannot be restarted), or call reset(script) to serve a new script"
             )
         self._httpd = _HTTPServer(self._address, Handler, self)
@@ -122,14 +122,14 @@ class ScriptedOpenAIServer:
         thread.join()
         if not httpd.wait_idle(_STOP_GRACE_SECONDS):
             warnings.warn(
-                f"ScriptedOpenAIServer.stop(): a request was still being handled "
+                f"ScriptedModelServer.stop(): a request was still being handled "
                 f"{_STOP_GRACE_SECONDS:g}s after the server stopped; is a script callable "
                 "blocking? Its thread was left running.",
                 RuntimeWarning,
                 stacklevel=2,
             )
 
-    def __enter__(self) -> ScriptedOpenAIServer:
+    def __enter__(self) -> ScriptedModelServer:
         return self.start()
 
     def __exit__(
@@ -186,8 +186,8 @@ class ScriptedOpenAIServer:
     def _running(self) -> _HTTPServer:
         if self._httpd is None:
             raise ConfigurationError(
-                "the ScriptedOpenAIServer is not running: use it as a context manager "
-                "(with ScriptedOpenAIServer(script) as server: ...) or call start() first"
+                "the ScriptedModelServer is not running: use it as a context manager "
+                "(with ScriptedModelServer(script) as server: ...) or call start() first"
             )
         return self._httpd
 
@@ -213,7 +213,7 @@ class _HTTPServer(ThreadingHTTPServer):
         self,
         address: tuple[str, int],
         handler: type[BaseHTTPRequestHandler],
-        owner: ScriptedOpenAIServer,
+        owner: ScriptedModelServer,
     ) -> None:
         self.owner = owner
         self._connections: set[socket.socket] = set()
@@ -258,6 +258,6 @@ def _normalise_script(script: Iterable[ScriptItem]) -> list[Item]:
     if isinstance(script, str | bytes) or not isinstance(script, Iterable):
         raise ConfigurationError(
             f"the script must be a list of items, got {type(script).__name__} {script!r}; "
-            "wrap a single reply in a list: ScriptedOpenAIServer([text_reply('hi')])"
+            "wrap a single reply in a list: ScriptedModelServer([text_reply('hi')])"
         )
     return [normalize_item(item, f"script item {i}") for i, item in enumerate(script)]

@@ -4,10 +4,10 @@ Start it in a test, point the real ``openai`` SDK (or any OpenAI-compatible clie
 ``server.base_url``, or the real ``anthropic`` SDK at ``server.url``, and assert on what the
 client did and on ``server.requests``::
 
-    from looplet.testing import ScriptedOpenAIServer, call, text_reply, tool_reply
+    from looplet.testing import ScriptedModelServer, call, text_reply, tool_reply
 
     script = [tool_reply(call("greet", {"name": "Alice"})), text_reply("Done.")]
-    with ScriptedOpenAIServer(script, api_key="test-key") as server:
+    with ScriptedModelServer(script, api_key="test-key") as server:
         client = openai.OpenAI(base_url=server.base_url, api_key="test-key")
         ...
         assert server.requests[0].body["model"] == "gpt-4o-mini"
@@ -42,6 +42,7 @@ import sys
 import threading
 from collections.abc import Sequence
 from types import FrameType
+from typing import Any
 
 from looplet.errors import ConfigurationError
 from looplet.testing._script import (
@@ -55,12 +56,12 @@ from looplet.testing._script import (
     text_reply,
     tool_reply,
 )
-from looplet.testing._server import ScriptedOpenAIServer
+from looplet.testing._server import ScriptedModelServer
 
 __all__ = [
     "RecordedRequest",
     "ScriptItem",
-    "ScriptedOpenAIServer",
+    "ScriptedModelServer",
     "call",
     "cut_stream",
     "error_reply",
@@ -136,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     def on_signal(signum: int, frame: FrameType | None) -> None:
         stop.set()
 
-    server = ScriptedOpenAIServer(script, api_key=args.api_key, host=args.host, port=args.port)
+    server = ScriptedModelServer(script, api_key=args.api_key, host=args.host, port=args.port)
     try:
         server.start()
     except OSError as exc:
@@ -159,6 +160,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         file=sys.stderr,
     )
     return 0
+
+
+def __getattr__(name: str) -> Any:
+    # The name this class had while it spoke only OpenAI's API, kept for code that used it.
+    if name == "ScriptedOpenAIServer":
+        from looplet._exports import deprecated_alias
+
+        return deprecated_alias(__name__, name, "looplet.testing.ScriptedModelServer")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 if __name__ == "__main__":
