@@ -36,8 +36,20 @@ __all__ = [
     "ask_should_stop",
     "end_with_hooks",
     "record_step_with_hooks",
+    "start_with_hooks",
     "tell_reply",
 ]
+
+
+def start_with_hooks(run: RunState) -> Generator[AwaitHook, Any, None]:
+    """Tell the ``on_event`` hooks the run starts, then run the ``pre_loop`` hooks (their
+    text joins the first model call)."""
+    if run.hooks.on_event:
+        yield from emit(run.hooks, "loop_start", 0, task=run.trajectory.task)
+    if run.hooks.pre_loop:
+        for decision in (yield from observe(run.hooks.pre_loop, run.hook_values, 0)):
+            if decision.additional_context:
+                run.pending_context.append(decision.additional_context)
 
 
 def ask_pre_prompt(run: RunState) -> Generator[AwaitHook, Any, LLMRequest]:

@@ -119,9 +119,9 @@ def guard_reply(
                     if not (
                         type(key) is str
                         and key.isascii()
-                        and (
-                            type(value) in _ATOMS
-                            or (type(value) is str and (value.isascii() or _encodes(value)))
+                        and (  # a str first: the most common value
+                            (type(value) is str and (value.isascii() or _encodes(value)))
+                            or type(value) in _ATOMS
                         )
                     ):
                         break

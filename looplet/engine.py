@@ -32,7 +32,7 @@ from collections.abc import Generator, Sequence
 from types import GeneratorType
 from typing import TYPE_CHECKING, Any, cast
 
-from looplet._hook_calls import AwaitHook, emit, observe, run_now
+from looplet._hook_calls import AwaitHook, emit, run_now
 from looplet._reply_guard import clean_text, guard_reply
 from looplet.backends.base import LLMRequest, LLMResponse
 from looplet.errors import (
@@ -126,7 +126,8 @@ def run_engine(run: RunState) -> Generator[Effect, Any, Trajectory]:
     if prompt_hooks or event_hooks:
         from looplet._engine_hooks import ask_pre_prompt, tell_reply  # runs with hooks only
     try:
-        yield from start_run(run)
+        if type(started := start_run(run)) is GeneratorType:  # loop_start, pre_loop hooks
+            yield from started
         calls: Sequence[ToolCall] = ()
         if run.trajectory.steps or run.pending_calls:  # restored from a checkpoint
             calls = yield from resumed_calls(run)
@@ -137,50 +138,49 @@ def run_engine(run: RunState) -> Generator[Effect, Any, Trajectory]:
             # order, so a caller that stops iterating stops the later groups from running;
             # once the run has stopped, the remaining calls are recorded as not run. A turn's
             # only call (the common case) is yielded as its PreparedCall, with no grouping
-            # or batch. The turn is inline rather than a nested generator: delegating to one
-            # cost every step about 1 µs (bench/step_overhead.py).
-            index, count = 0, len(calls)
-            while index < count:
-                if count == 1:
-                    index = 1
-                    outcome = screen_call(run, calls[0])
-                    if type(outcome) is GeneratorType:  # hooks to decide on the call
-                        outcome = yield from outcome
-                    if isinstance(outcome, PreparedCall):
-                        run.ctx.step = len(run.trajectory.steps) + 1
-                        step = record_step(run, outcome.call, (yield outcome))
-                    else:
-                        step = record_unrun(run, calls[0], outcome)
-                    if type(step) is GeneratorType:  # post_dispatch or on_event hooks
-                        step = yield from step
-                    if run.checkpoint is not None:
-                        take_save_outcome(run, (yield SaveCheckpoint(final=False)))
-                    yield step
-                    if (pending := after_step(run, step)) is not None:  # should_stop hooks
-                        yield from pending
-                    continue
-                group = next_group(run, calls, index)
-                index += len(group)
-                outcomes, charges = yield from screen_group(run, group)
-                to_run = tuple(o for o in outcomes if type(o) is PreparedCall)
-                ran: Sequence[ToolResult] = ()
-                if to_run:
+            # or batch, outside the grouping loop. The turn is inline rather than a nested
+            # generator: delegating to one cost every step about 1 µs (bench/step_overhead.py).
+            if len(calls) == 1:
+                outcome = screen_call(run, calls[0])
+                if type(outcome) is GeneratorType:  # hooks to decide on the call
+                    outcome = yield from outcome
+                if isinstance(outcome, PreparedCall):
                     run.ctx.step = len(run.trajectory.steps) + 1
-                    ran = yield RunTools(to_run)
-                results = iter(ran)
-                for call, outcome, charge in zip(group, outcomes, charges, strict=True):
-                    run.charged_pending -= charge
-                    if isinstance(outcome, PreparedCall):
-                        step = record_step(run, outcome.call, next(results))
-                    else:
-                        step = record_unrun(run, call, outcome)
-                    if type(step) is GeneratorType:
-                        step = yield from step
-                    if run.checkpoint is not None:
-                        take_save_outcome(run, (yield SaveCheckpoint(final=False)))
-                    yield step
-                    if (pending := after_step(run, step)) is not None:
-                        yield from pending
+                    step = record_step(run, outcome.call, (yield outcome))
+                else:
+                    step = record_unrun(run, calls[0], outcome)
+                if type(step) is GeneratorType:  # post_dispatch or on_event hooks
+                    step = yield from step
+                if run.checkpoint is not None:
+                    take_save_outcome(run, (yield SaveCheckpoint(final=False)))
+                yield step
+                if (pending := after_step(run, step)) is not None:  # should_stop hooks
+                    yield from pending
+            else:
+                index, count = 0, len(calls)
+                while index < count:
+                    group = next_group(run, calls, index)
+                    index += len(group)
+                    outcomes, charges = yield from screen_group(run, group)
+                    to_run = tuple(o for o in outcomes if type(o) is PreparedCall)
+                    ran: Sequence[ToolResult] = ()
+                    if to_run:
+                        run.ctx.step = len(run.trajectory.steps) + 1
+                        ran = yield RunTools(to_run)
+                    results = iter(ran)
+                    for call, outcome, charge in zip(group, outcomes, charges, strict=True):
+                        run.charged_pending -= charge
+                        if isinstance(outcome, PreparedCall):
+                            step = record_step(run, outcome.call, next(results))
+                        else:
+                            step = record_unrun(run, call, outcome)
+                        if type(step) is GeneratorType:
+                            step = yield from step
+                        if run.checkpoint is not None:
+                            take_save_outcome(run, (yield SaveCheckpoint(final=False)))
+                        yield step
+                        if (pending := after_step(run, step)) is not None:
+                            yield from pending
             if not may_call_model(run):
                 break
             request = (yield from ask_pre_prompt(run)) if prompt_hooks else build_request(run)
@@ -194,9 +194,11 @@ def run_engine(run: RunState) -> Generator[Effect, Any, Trajectory]:
                 reply = yield from call_within_budget(run, run.meter, request)
                 if reply is None:
                     break
-            calls = record_reply(run, reply, request if event_hooks else None)
             if event_hooks:
+                calls = record_reply(run, reply, request)
                 yield from tell_reply(run, request)
+            else:
+                calls = record_reply(run, reply)
     except HookError as err:
         fail(run, StopReason.HOOK_ERROR, err)
     except GeneratorExit:
@@ -222,21 +224,23 @@ def run_engine(run: RunState) -> Generator[Effect, Any, Trajectory]:
 # -- the steps of a run, in the order they happen ----------------------------------------------
 
 
-def start_run(run: RunState) -> Generator[AwaitHook, Any, None]:
-    """Lay down the system prompt and the task (unless resumed), then run ``pre_loop`` hooks
-    (their text joins the first model call)."""
-    config = run.config
+def start_run(run: RunState) -> Pending | None:
+    """Lay down the system prompt and the task (unless resumed); with ``on_event`` or
+    ``pre_loop`` hooks, the work that runs them (``_engine_hooks.start_with_hooks``: their
+    text joins the first model call)."""
     if not run.messages:
+        config = run.config
         task_text = (config.render_task or render_task)(run.trajectory.task)
-        run.messages.append(Message.system(config.render_system_prompt()))
-        run.messages.append(Message.user(task_text))
+        run.messages += (
+            Message("system", config.render_system_prompt()),
+            Message("user", task_text),
+        )
         run.call_ids = set()  # a new run has used no call id (a resumed one: record_reply)
-    if run.hooks.on_event:
-        yield from emit(run.hooks, "loop_start", 0, task=run.trajectory.task)
-    if run.hooks.pre_loop:
-        for decision in (yield from observe(run.hooks.pre_loop, run.hook_values, 0)):
-            if decision.additional_context:
-                run.pending_context.append(decision.additional_context)
+    if run.hooks.on_event or run.hooks.pre_loop:
+        from looplet._engine_hooks import start_with_hooks
+
+        return later(start_with_hooks(run))
+    return None
 
 
 def resumed_calls(run: RunState) -> Generator[AwaitHook, Any, tuple[ToolCall, ...]]:
@@ -274,17 +278,17 @@ def may_call_model(run: RunState) -> bool:
 def build_request(run: RunState, extra: tuple[Message, ...] = ()) -> LLMRequest:
     """The next model request: the conversation plus ``extra``, this call's ``pre_prompt``
     text (see :func:`looplet._engine_hooks.ask_pre_prompt`)."""
+    if run.pending_context:
+        flush_context(run)
     step = len(run.trajectory.steps) + 1
-    flush_context(run)
-    hooks = run.hooks
     config = run.config
     messages = run.messages
     view = ConversationView(messages, len(messages), extra)
     on_chunk = None
-    if hooks.on_event:  # streamed chunks become "llm_chunk" events (see StreamingHook)
+    if run.hooks.on_event:  # streamed chunks become "llm_chunk" events (see StreamingHook)
         from looplet._engine_hooks import CallEvents
 
-        on_chunk = CallEvents(hooks, step)
+        on_chunk = CallEvents(run.hooks, step)
     return LLMRequest(
         view, run.tools.tool_schemas(), config.max_tokens, config.temperature, step, on_chunk
     )
@@ -329,7 +333,7 @@ def record_reply(
     if usage.input_tokens or usage.output_tokens:
         trajectory.usage = trajectory.usage + usage
     calls = reply.tool_calls
-    run.messages.append(Message.assistant(reply.text, calls))
+    run.messages.append(Message("assistant", reply.text, calls))  # (Message.assistant)
     if run.checkpoint is not None:  # only a checkpoint needs the turn's unrecorded calls
         run.pending_calls[:] = calls
     if not calls:
@@ -393,17 +397,16 @@ def screen_call(run: RunState, call: ToolCall) -> PreparedCall | ToolResult | Re
     if run.trajectory.stop_reason is not None:
         return not_run(call, f"the run stopped ({run.trajectory.stop_reason}) before this call")
     is_done = call.tool == run.config.done_tool
-    # A done tool the caller did not register: it succeeds with its arguments as its data.
-    implicit_done = is_done and run.tools.get(call.tool) is None
     prepared: PreparedCall | None = None
-    spec = None
-    if not implicit_done:
+    counts = False
+    # A done tool the caller did not register (the implicit done): it succeeds with its
+    # arguments as its data.
+    if not is_done or run.tools.get(call.tool) is not None:
         checked = run.tools.prepare(call, run.ctx)
         if isinstance(checked, ToolResult):
             return checked
         prepared = checked
-        spec = prepared.spec
-    counts = not is_done and spec is not None and not spec.free
+        counts = not is_done and not prepared.spec.free
     if counts and run.state.queries_used >= run.max_steps:
         set_stop(run, StopReason.MAX_STEPS, f"{run.max_steps} steps used")
         return not_run(call, f"the step budget (max_steps={run.max_steps}) is used up")
@@ -457,7 +460,10 @@ def record_step(
     content = render_tool_result(result, run.config.max_result_chars)
     if not content.isascii():  # a tool's lone surrogate would fail the next request
         content = clean_text(content)
-    run.messages.append(Message.tool_result(result, content))
+    # Message.tool_result, inline: this runs on every step.
+    run.messages.append(
+        Message("tool", content, (), result.call_id, result.tool, result.error is not None)
+    )
     return step
 
 

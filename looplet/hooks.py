@@ -446,9 +446,11 @@ def resolve_hooks(hooks: Iterable[object] | None, *, awaits: bool = False) -> Re
             not provide.
         AsyncHookError: a slot method is ``async def`` and ``awaits`` is false.
     """
+    if hooks is None or (type(hooks) is tuple and not hooks):  # most runs: nothing to do
+        return _NO_HOOKS
     objects = tuple(hooks or ())
     if not objects:
-        return _NO_HOOKS  # most runs: nothing to resolve, and a run never changes its hooks
+        return _NO_HOOKS  # a run never changes its hooks, so all runs without share one
     by_slot: dict[str, list[BoundHook]] = {slot: [] for slot in SLOTS}
     for hook in objects:
         found = [_bind(hook, slot) for slot in SLOTS if callable(getattr(hook, slot, None))]

@@ -86,6 +86,8 @@ class RunState:
         self.max_steps = max_steps
         #: The hard cap on model calls (``LoopConfig.llm_call_cap``).
         self.max_llm_calls = config.llm_call_cap(max_steps)
+        #: The values hook methods are called with, by parameter name (empty for a run
+        #: without hooks: nothing else reads them).
         self.hook_values = hook_values
         #: The conversation: append-only, and the very list that ``trajectory.messages``
         #: is; a compaction replaces it (in both places) with a new list.

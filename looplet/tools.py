@@ -365,8 +365,7 @@ class BaseToolRegistry:
         spec = self._specs.get(call.tool)
         if spec is None:
             return ToolResult.failure(call, self._unknown_tool_error(call.tool))
-        token = ctx.cancel_token if ctx is not None else None
-        if token is not None and token.is_cancelled:
+        if ctx is not None and (token := ctx.cancel_token) is not None and token.is_cancelled:
             return ToolResult.failure(call, _cancelled_error(spec.name, token))
         received: object = call.args
         if type(received) is not dict and not isinstance(received, Mapping):
@@ -375,7 +374,7 @@ class BaseToolRegistry:
         args: Mapping[str, Any] = received
         for key in received:
             # ``__``-prefixed arguments are loop bookkeeping, never the tool's.
-            if key[:2] == "__" if type(key) is str else str(key).startswith("__"):
+            if (key[:1] == "_" and key[:2] == "__") if type(key) is str else str(key)[:2] == "__":
                 args = {k: v for k, v in received.items() if not str(k).startswith("__")}
                 break
         if validate and (problems := spec.validate(args)):

@@ -233,6 +233,9 @@ class StopReason(enum.StrEnum):
     """A hook raised; the :class:`~looplet.errors.HookError` was raised."""
 
 
+_NO_USAGE = Usage()
+
+
 @dataclass(slots=True, eq=False)
 class Trajectory:
     """The record of one run: what ``composable_loop`` returns and what evals assert on.
@@ -265,7 +268,7 @@ class Trajectory:
     stop_reason: StopReason | None = None
     stop_detail: str = ""
     llm_calls: int = 0
-    usage: Usage = field(default_factory=Usage)
+    usage: Usage = _NO_USAGE  # shared: a Usage is a value, never changed in place
     messages: list[Message] = field(default_factory=list)
     elapsed_ms: float = 0.0
     final_text: str = ""
