@@ -1,13 +1,18 @@
 """The ``looplet`` command: ``looplet eval`` grades saved runs, ``looplet show`` summarises one.
 
 ``looplet eval TRACES --evals DIR`` runs every ``eval_*`` grader found under ``DIR`` on every
-saved run under ``TRACES`` and prints a table. Exit status: 0 only when every grader passed
-on every run; 1 when any scored below ``--threshold`` (default 0.5), raised, or was skipped
-(``looplet eval`` has no judge model, so graders that need one are skipped, and a skip is not
-a pass); 2 on a usage error (a missing directory, no runs or no evals found, a broken eval
-file or saved run). ``looplet show DIR`` prints a one-page summary of a saved run.
+saved run under ``TRACES`` and prints a table; the graders run as pytest evals, in a pytest
+subprocess with ``--looplet-evals --looplet-runs TRACES`` (:mod:`looplet._eval_command`), so
+``--report``/``--html``/``--junit-xml`` and any pytest option after ``--`` (``-n 4``,
+``--looplet-repeat 3``, ``--looplet-baseline``) apply. Exit status: 0 only when every grader
+passed on every run; 1 when any scored below ``--threshold`` (default 0.5), raised, or was
+skipped (``looplet eval`` has no judge model, so graders that need one are skipped, and a skip
+is not a pass), or pytest failed the run; 2 on a usage error (a missing directory, no runs or
+no evals found, a broken eval file or saved run, pytest stopped before grading).
+``looplet show DIR`` prints a one-page summary of a saved run.
 ``looplet merge OUT REPORT...`` joins the JSON reports of ``--looplet-shard`` runs; it needs
-no pytest.
+no pytest. ``looplet compare BASE NEW`` and ``looplet history REPORT...`` read JSON reports
+(:mod:`looplet._cli_reports`, where their exit statuses are told).
 
 The work lives in :mod:`looplet.evals`; this module parses arguments and prints.
 """
@@ -17,16 +22,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from looplet._eval_command import RunFileError, UsageError
 from looplet.evals.context import EvalContext, TrajectoryLoadError, is_run_dir
-from looplet.evals.discover import EvalImportError, eval_discover
-from looplet.evals.result import DEFAULT_THRESHOLD, ERROR, SKIPPED, EvalResult
-from looplet.evals.runner import eval_run_batch, eval_tags, result_status
+from looplet.evals.result import DEFAULT_THRESHOLD
 
 __all__ = ["eval_cli", "main"]
 
@@ -36,14 +39,6 @@ _TASK_LINES = 8
 _LINE_CHARS = 160
 
 
-class UsageError(Exception):
-    """A problem with the command line or its inputs: reported, exit status 2."""
-
-
-class RunFileError(UsageError):
-    """A saved run's file cannot be read: reported in one line, without the usage."""
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``looplet`` command with ``argv`` (default: ``sys.argv[1:]``); the exit status.
 
@@ -51,7 +46,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     0
     """
     parser = _parser()
-    args = parser.parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    # `looplet eval ... -- -n 4`: what follows `--` goes to pytest unread (argparse would
+    # take its options for looplet's).
+    cut = words.index("--") if "--" in words else len(words)
+    args = parser.parse_args(words[:cut])
+    args.pytest_args = words[cut + 1 :]
+    if args.pytest_args and args.command != "eval":
+        parser.error(f"only `looplet eval` passes options after -- to pytest, not {args.command}")
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2
@@ -91,7 +93,9 @@ def _parser() -> argparse.ArgumentParser:
         help="run eval_* graders on saved runs",
         description="Run the eval_* graders in --evals on each saved run under TRACES. "
         "Exit 0 only when every grader passed on every run; 1 when any failed, raised or "
-        "was skipped (no judge model here); 2 on a usage error.",
+        "was skipped (no judge model here); 2 on a usage error. The graders run as pytest "
+        "evals (pytest --looplet-evals DIR --looplet-runs TRACES); pytest options go after "
+        "--, e.g. looplet eval runs --evals evals -- -n 4 --looplet-repeat 3.",
     )
     grade.add_argument(
         "traces", metavar="TRACES", type=Path, help="a run directory, or a folder of them"
@@ -124,8 +128,17 @@ def _parser() -> argparse.ArgumentParser:
         help="leave out graders with this tag (repeatable)",
     )
     grade.add_argument(
-        "-v", "--verbose", action="store_true", help="show every result, not only the failing ones"
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="show pytest's output and every result, not only the failing ones",
     )
+    for flag, text in (
+        ("--report", "write the JSON report (docs/reports.md) to PATH"),
+        ("--html", "write the HTML report to PATH"),
+        ("--junit-xml", "write JUnit XML to PATH"),
+    ):
+        grade.add_argument(flag, type=Path, metavar="PATH", default=None, help=text)
     grade.set_defaults(command="eval", run=_run_eval, usage=grade.format_usage())
 
     show = commands.add_parser(
@@ -150,6 +163,9 @@ def _parser() -> argparse.ArgumentParser:
         "the merged report is marked partial",
     )
     merge.set_defaults(command="merge", run=_run_merge, usage=merge.format_usage())
+    from looplet._cli_reports import add_report_commands  # compare, history
+
+    add_report_commands(commands, RunFileError)
     return parser
 
 
@@ -184,54 +200,9 @@ def _threshold(text: str) -> float:
 
 
 def _run_eval(args: argparse.Namespace) -> int:
-    traces: Path = args.traces
-    if not traces.is_dir():
-        raise UsageError(f"TRACES {str(traces)!r} is not a directory")
-    if not args.evals.exists():
-        raise UsageError(f"--evals {str(args.evals)!r} does not exist")
-    runs = _run_dirs(traces)
-    if not runs:
-        raise UsageError(
-            f"no saved runs under {str(traces)!r}: a run directory holds trajectory.json "
-            "or steps/*.json"
-        )
-    try:
-        evals = eval_discover(args.evals)
-    except EvalImportError as exc:
-        raise UsageError(str(exc)) from exc
-    if not evals:
-        raise UsageError(
-            f"no evals found in {str(args.evals)!r}: no file matching eval_*.py defines a "
-            "function named eval_*"
-        )
-    contexts = [_load(run) for run in runs]
-    rows = eval_run_batch(
-        evals, contexts, None, args.include, args.exclude, threshold=args.threshold
-    )
-    if not rows:
-        tags = sorted(set().union(*(eval_tags(fn) for fn in evals)))
-        raise UsageError(
-            f"none of the {len(evals)} evals matches --include {args.include} / --exclude "
-            f"{args.exclude}; their tags: {', '.join(tags) or '(none)'}"
-        )
-    names = [_run_name(run, traces) for run in runs]
-    _print_report(rows, names, args.threshold, args.verbose)
-    return 0 if all(row["ok"] for row in rows) else 1
+    from looplet._eval_command import run_eval_command  # imports pytest's runner only now
 
-
-def _run_dirs(root: Path) -> list[Path]:
-    """``root`` if it is a saved run, else every saved run below it (not inside another)."""
-    if is_run_dir(root):
-        return [root]
-    found: list[Path] = []
-    for here, dirs, _files in os.walk(root):
-        path = Path(here)
-        if path != root and is_run_dir(path):
-            found.append(path)
-            dirs.clear()
-            continue
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-    return sorted(found)
+    return run_eval_command(args)
 
 
 def _load(run: Path) -> EvalContext:
@@ -239,94 +210,6 @@ def _load(run: Path) -> EvalContext:
         return EvalContext.from_trajectory_dir(run)
     except TrajectoryLoadError as exc:
         raise RunFileError(str(exc)) from exc
-
-
-def _run_name(run: Path, traces: Path) -> str:
-    return run.name if run == traces else run.relative_to(traces).as_posix()
-
-
-def _print_report(
-    rows: list[dict[str, Any]], runs: list[str], threshold: float, verbose: bool
-) -> None:
-    print(
-        f"looplet eval: {_count(len(rows), 'eval')} × {_count(len(runs), 'run')}, "
-        f"threshold {threshold:g}\n"
-    )
-    table = [["status", "eval", "passed", "avg", "min", "max"]]
-    for row in rows:
-        table.append(
-            [
-                _row_status(row),
-                row["name"],
-                f"{row['passed']}/{row['runs']}",
-                *(_num(row[key]) for key in ("avg", "min", "max")),
-            ]
-        )
-    widths = [max(len(line[i]) for line in table) for i in range(len(table[0]))]
-    for line in table:
-        print(
-            "  " + "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip()
-        )
-    shown = [
-        (result, run)
-        for row in rows
-        for result, run in zip(row["per_run"], runs, strict=True)
-        if verbose or not result.passed(threshold)
-    ]
-    if shown:
-        print("\nresults:" if verbose else "\nproblems:")
-        for result, run in shown:
-            print(_result_line(result, run, threshold, verbose))
-    print("\n" + _verdict(rows))
-
-
-def _row_status(row: dict[str, Any]) -> str:
-    if row["errors"]:
-        return "ERROR"
-    if row["failed"]:
-        return "FAIL"
-    if row["skipped"]:
-        return "SKIP"
-    return "PASS"
-
-
-def _result_line(result: EvalResult, run: str, threshold: float, verbose: bool) -> str:
-    status = result_status(result, threshold)
-    score = "-" if result.score is None else f"{result.score:.2f}"
-    line = f"  {status:5} {score:>4}  {result.name} on {run}"
-    if result.label and result.label not in (ERROR, SKIPPED):
-        line += f" [{result.label}]"
-    if result.explanation:
-        line += f": {_clip(result.explanation)}"
-    if status == "FAIL":
-        line += f" (below {threshold:g})"
-    if result.label == SKIPPED:
-        line += " (looplet eval has no judge model: use eval_run(..., judge_llm=...))"
-    if verbose and result.label == ERROR and result.details.get("traceback"):
-        body = str(result.details["traceback"]).splitlines()
-        line += "\n" + "\n".join("      " + text for text in body)
-    return line
-
-
-def _verdict(rows: list[dict[str, Any]]) -> str:
-    bad = [row for row in rows if not row["ok"]]
-    if not bad:
-        return f"all {len(rows)} evals passed on every run"
-    failed, errors, skipped = (
-        sum(row[key] for row in rows) for key in ("failed", "errors", "skipped")
-    )
-    parts = [f"{failed} failed" if failed else "", _count(errors, "error") if errors else ""]
-    parts.append(f"{skipped} skipped" if skipped else "")
-    detail = ", ".join(part for part in parts if part)
-    return f"{len(bad)} of {_count(len(rows), 'eval')} did not pass ({detail})"
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
-
-
-def _num(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}"
 
 
 # -- looplet show -------------------------------------------------------------------------------

@@ -56,9 +56,10 @@ __all__ = [
 
 _MARKER = (
     f"looplet(threshold={DEFAULT_THRESHOLD:g}, repeat=1, max_steps=None, max_tokens=None, "
-    "max_cost=None): the "
+    "max_cost=None, models=None): the "
     "score an eval must reach (default: --looplet-threshold), how many times it runs "
-    "(default: --looplet-repeat), and the agent's step, token and dollar budgets"
+    "(default: --looplet-repeat), the agent's step, token and dollar budgets, and the "
+    "models it runs on, one item each (default: --looplet-model)"
 )
 _DATASET_MARKER = (
     "looplet_dataset(path): parametrize the function's `case` argument with the cases of a "
@@ -86,8 +87,16 @@ def pytest_configure(config: pytest.Config) -> None:
         from pytest_looplet.crash import CrashRecovery
 
         config.pluginmanager.register(CrashRecovery(settings), "looplet-crash-recovery")
+    if settings.runs is not None and not settings.evals:
+        raise pytest.UsageError(
+            "looplet: --looplet-runs / looplet_runs grades saved runs with eval files: "
+            "add --looplet-evals"
+        )
     if settings.evals:
         _rewrite_asserts_in(config, settings.eval_files)
+        from pytest_looplet.runs import SavedRuns  # pytest only at import: cheap
+
+        config.pluginmanager.register(SavedRuns(settings), "looplet-runs")
         plugin = EvalPlugin(config, settings)
         config.stash[evals_key] = plugin
         config.pluginmanager.register(plugin, "looplet-evals")
@@ -136,6 +145,9 @@ def pytest_itemcollected(item: pytest.Item) -> None:
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     """Unregister the eval plugin, if one was registered."""
+    saved_runs = config.pluginmanager.get_plugin("looplet-runs")
+    if saved_runs is not None:
+        config.pluginmanager.unregister(saved_runs)
     plugin = config.stash.get(evals_key, None)
     if plugin is not None:
         del config.stash[evals_key]
@@ -255,7 +267,9 @@ class EvalPlugin:
 
     @pytest.hookimpl(trylast=True)
     def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
-        """Parametrize repeated evals with their runs, after their own parametrization."""
+        """Parametrize evals with their models (:mod:`pytest_looplet.matrix`), then repeated
+        ones with their runs, after their own parametrization."""
+        self._collect.parametrize_models(metafunc, self.settings)
         self._collect.parametrize_repeats(metafunc, self.settings.repeat)
 
     @pytest.hookimpl(trylast=True)  # after -k, -m and --deselect: split what would run

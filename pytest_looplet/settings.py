@@ -13,9 +13,12 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import pytest
+
+if TYPE_CHECKING:
+    from pytest_looplet.matrix import ModelChoice
 
 __all__ = [
     "CASSETTE_INI_KEYS",
@@ -72,7 +75,8 @@ class LoopletSettings:
         record_mode: the resolved cassette record mode (``none`` under ``CI=true`` unless
             ``--looplet-record-mode`` was given).
         record_mode_source: where ``record_mode`` came from, for the report header.
-        model: the model evals should use, or ``None`` for each agent's own.
+        model: the model evals should use, or ``None`` for each agent's own (and for a
+            matrix).
         provider: ``openai`` or ``anthropic``, the backend ``looplet_llm`` builds.
         threshold: the score an eval must reach when its marker sets none.
         eval_files: glob patterns of eval files.
@@ -86,6 +90,10 @@ class LoopletSettings:
         fail_on_regression: fail the run when the baseline comparison finds a regression.
         shard: ``(index, total)`` of the shard to run (1-based), or ``None`` for all.
         prices: JSON files of model prices added to the built-in table.
+        runs: a saved run, or a folder of them, that ``looplet_run`` (and ``ctx``) is
+            parametrized over (:mod:`pytest_looplet.runs`), or ``None``.
+        models: every model of ``--looplet-model`` (one for a plain model name, two or more
+            for a matrix: :mod:`pytest_looplet.matrix`).
     """
 
     evals: bool
@@ -105,6 +113,8 @@ class LoopletSettings:
     fail_on_regression: bool = False
     shard: tuple[int, int] | None = None
     prices: tuple[Path, ...] = ()
+    runs: Path | None = None
+    models: tuple[ModelChoice, ...] = ()
 
     @property
     def records_trajectories(self) -> bool:
@@ -151,7 +161,9 @@ def add_options(parser: pytest.Parser) -> None:
          f"Cassette record mode: {', '.join(RECORD_MODES)}. Default: none (replay only); "
          "with CI=true it stays none unless given on the command line.", {"metavar": "MODE"}),
         ("--looplet-model", "looplet_model", "string", "",
-         "Model name evals run against. Default: each agent's own.", {"metavar": "NAME"}),
+         "Model evals run against, or provider:model; a comma-separated list (the ini: "
+         "commas or lines) runs each eval that uses the model once per model, and compares "
+         "them. Default: each agent's own.", {"metavar": "NAMES"}),
         ("--looplet-provider", "looplet_provider", "string", "openai",
          f"Provider looplet_llm talks to: {', '.join(PROVIDERS)}. Default: openai.",
          {"metavar": "NAME"}),
@@ -182,6 +194,10 @@ def add_options(parser: pytest.Parser) -> None:
         ("--looplet-shard", "looplet_shard", "string", "",
          "Run only shard I of N of the eval items: N shards of equal size (within one "
          "item), the same split on every machine. Default: all.", {"metavar": "I/N"}),
+        ("--looplet-runs", "looplet_runs", "string", "",
+         "Grade saved runs: each run directory under DIR (trajectory.json or steps/*.json) "
+         "is one item of every eval that takes looplet_run or ctx. Needs --looplet-evals. "
+         "Default: none.", {"metavar": "DIR"}),
     ]  # fmt: skip
     for option, dest, ini_type, default, text, kw in flags:
         parser.addini(dest, help=f"Default for {option}. {text}", type=ini_type, default=default)
@@ -226,11 +242,14 @@ def resolve(config: pytest.Config) -> LoopletSettings:
     if not prefix:
         raise pytest.UsageError("looplet: looplet_eval_prefix must not be empty")
     pass_k = _option_or_ini(config, "looplet_pass_k")
+    models = _models(config, provider)
+    if len(models) == 1:  # one model: today's items and cassettes, on its provider
+        provider = models[0].provider
     return LoopletSettings(
         evals=bool(evals),
         record_mode=mode,
         record_mode_source=source,
-        model=_option_or_ini(config, "looplet_model") or None,
+        model=models[0].model if len(models) == 1 else None,
         provider=provider,
         threshold=_rate(config, "looplet_threshold"),
         eval_files=tuple(config.getini("looplet_eval_files")),
@@ -247,7 +266,21 @@ def resolve(config: pytest.Config) -> LoopletSettings:
         ),
         shard=_shard(config),
         prices=tuple(config.getini("looplet_prices")),
+        runs=_path(config, "looplet_runs"),
+        models=models,
     )
+
+
+def _models(config: pytest.Config, provider: str) -> tuple[ModelChoice, ...]:
+    raw = _option_or_ini(config, "looplet_model")
+    if not raw:
+        return ()
+    from pytest_looplet.matrix import parse_models  # only a run that names models loads it
+
+    try:
+        return parse_models(raw, provider, PROVIDERS, _where("looplet_model"))
+    except ValueError as exc:
+        raise pytest.UsageError(f"looplet: {exc}") from None
 
 
 def _where(name: str) -> str:

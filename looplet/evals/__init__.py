@@ -6,9 +6,12 @@
 * :func:`eval_mark`, :func:`eval_run`, :func:`eval_run_batch` tag and run them
   (:mod:`.runner`); :class:`EvalHook` runs them when a loop ends (:mod:`.hook`).
 
-The ``looplet eval`` command is :mod:`looplet.cli`; running evals under pytest is the
-``pytest_looplet`` plugin. Only the standard library is imported here, and each name loads on
-first use: the plugin's end-of-run report (:mod:`.report`) needs none of the others.
+The engine that runs evals is the ``pytest_looplet`` plugin: ``pytest --looplet-evals DIR
+--looplet-runs RUNS`` grades saved runs with these graders (``ctx`` is a fixture there), and
+``looplet eval`` (:mod:`looplet.cli`) runs that pytest; the functions here are its thin
+in-process form, for scripts and live runs. Only the standard library is imported here, and
+each name loads on first use: the plugin's end-of-run report (:mod:`.report`) needs none of
+the others.
 """
 
 from __future__ import annotations

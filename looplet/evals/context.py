@@ -6,14 +6,17 @@ queries (``ctx.trajectory.called("greet")``) work here as in pytest. A saved run
 directory :class:`~looplet.provenance.ProvenanceSink` writes: ``trajectory.json`` (the whole
 run in the run record's form, :mod:`looplet.record.codec`, or an older
 ``Trajectory.to_dict()``) when present, else ``steps/*.json`` (one ``Step.to_dict()`` each),
-every field checked by that codec.
-Discovering and running graders live in :mod:`looplet.evals.discover` and
+every field checked by that codec; :func:`find_run_dirs` finds the runs under a folder.
+Under pytest, ``--looplet-runs DIR`` makes each saved run the ``looplet_run`` (alias ``ctx``)
+fixture of the evals, one item per run (:mod:`pytest_looplet.runs`).
+Discovering and running graders outside pytest live in :mod:`looplet.evals.discover` and
 :mod:`looplet.evals.runner`.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +33,7 @@ from looplet.record.codec import (
 )
 from looplet.types import Step, StopReason, Trajectory
 
-__all__ = ["EvalContext", "TrajectoryLoadError", "is_run_dir"]
+__all__ = ["EvalContext", "TrajectoryLoadError", "find_run_dirs", "is_run_dir"]
 
 T = TypeVar("T")
 TRAJECTORY_FILE = "trajectory.json"
@@ -166,6 +169,22 @@ def is_run_dir(path: Path) -> bool:
         return True
     steps = path / STEPS_DIR
     return steps.is_dir() and any(steps.glob("*.json"))
+
+
+def find_run_dirs(root: Path) -> list[Path]:
+    """``[root]`` if it is a saved run, else every saved run below it, sorted (a run's own
+    subfolders and folders starting with ``.`` are not searched)."""
+    if is_run_dir(root):
+        return [root]
+    found: list[Path] = []
+    for here, dirs, _files in os.walk(root):
+        path = Path(here)
+        if path != root and is_run_dir(path):
+            found.append(path)
+            dirs.clear()
+            continue
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+    return sorted(found)
 
 
 # -- reading a saved run ------------------------------------------------------------------------

@@ -6,6 +6,11 @@ Each file is imported under a module name derived from its full path, so ``a/eva
 discovery with :class:`EvalImportError`, which names every broken file: a suite that silently
 lost a file would pass for the wrong reason. Tags (``eval_mark``) and running live in
 :mod:`looplet.evals.runner`.
+
+The engine that runs graders is the pytest plugin: ``pytest --looplet-evals DIR --looplet-runs
+RUNS`` collects the same files and functions as pytest items (:mod:`pytest_looplet.runs`), and
+``looplet eval`` runs that; ``eval_discover`` stays for scripts and :class:`EvalHook`, which
+grade in-process without pytest.
 """
 
 from __future__ import annotations

@@ -2,8 +2,11 @@
 
 The hook keeps the task the loop was given (``pre_loop``) and, when the run ends for any
 reason (``on_loop_end``), runs its graders on the trajectory with
-:func:`~looplet.evals.runner.eval_run`. Grading many saved runs at once is the CLI's job
-(``looplet eval``); this is for a live run, in a script or a notebook.
+:func:`~looplet.evals.runner.eval_run`. Grading many saved runs at once is the pytest
+plugin's job (``pytest --looplet-evals DIR --looplet-runs RUNS``, or ``looplet eval``); this is
+for a live run, in a script or a notebook. It stays outside the pytest engine on purpose: it
+grades inside the loop, in the agent's own process, as the run ends, where no pytest session
+exists (the graders and the score of a return value are the same).
 """
 
 from __future__ import annotations

@@ -6,6 +6,12 @@ into a pass: 0.0 is a score; a grader that raises, or returns something unusable
 ``"error"`` result; a grader that needs a judge when none is given is ``"skipped"``; errors
 and skips have no score and never pass. Finding graders is :mod:`looplet.evals.discover`'s
 job, the run's data :mod:`looplet.evals.context`'s.
+
+These are the thin, in-process form of the plugin's engine, kept for scripts, notebooks and
+:class:`~looplet.evals.hook.EvalHook` (no pytest needed): a return value becomes a score
+through the same :meth:`EvalResult.from_return` the plugin's scoring uses, so a grader scores
+the same here as under ``pytest --looplet-evals DIR --looplet-runs RUNS`` or ``looplet eval``,
+which add fixtures, xdist, repeats, baselines and the JSON, HTML and JUnit reports.
 """
 
 from __future__ import annotations
