@@ -3,9 +3,10 @@ report (:class:`~looplet.evals.report_model.Report`) the JSON file is written fr
 
 The page has the run's figures, a table of evals (failures first, then flaky evals) and, per
 eval, an expandable ``<details>`` view of every repetition: its message, reason, metrics,
-and each step's tool call and result preview. CSS and the small script (filter, expand/collapse,
-failures only) are inline; the page loads nothing from the network, so it can be attached to
-a CI run and opened offline. Every value from the run is HTML-escaped.
+and the timeline of its steps (:mod:`pytest_looplet.html_timeline`). CSS and the small
+script (filter, expand/collapse, failures only) are inline; the page loads nothing from the
+network, so it can be attached to a CI run and opened offline. Every value from the run is
+HTML-escaped.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from looplet.evals.report_model import (
     ReportRun,
     Totals,
 )
+from pytest_looplet.html_timeline import TIMELINE_CSS, fold, timeline
+from pytest_looplet.matrix import html_table
 
 __all__ = ["render", "write_html"]
 
@@ -80,7 +83,7 @@ _JS = """
   document.querySelectorAll('button[data-open]').forEach(function(b){
     b.addEventListener('click',function(){
       var open=b.getAttribute('data-open')==='1';
-      document.querySelectorAll('section details').forEach(function(d){d.open=open;});
+      document.querySelectorAll('section details:not(.fold)').forEach(function(d){d.open=open;});
     });
   });
 })();
@@ -112,7 +115,7 @@ def render(report: Report | Mapping[str, Any]) -> str:
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{escape(title)}</title><style>{_CSS}</style></head><body>",
+        f"<title>{escape(title)}</title><style>{_CSS}{TIMELINE_CSS}</style></head><body>",
         _header(report.run, report.totals),
         "<main>",
         '<div class="toolbar"><input type="search" id="filter" placeholder="filter evals">'
@@ -120,6 +123,7 @@ def render(report: Report | Mapping[str, Any]) -> str:
         '<button data-open="1">expand all</button>'
         '<button data-open="0">collapse all</button></div>',
         _table(evals, anchors),
+        html_table(report),  # the model matrix's comparison, when one ran
         "<section>",
         *(_eval_details(e, anchors[e.eval]) for e in evals),
         "</section></main>",
@@ -242,7 +246,8 @@ def _case_facts(case: Mapping[str, Any] | None) -> dict[str, Any]:
 
 # The figures a run's block shows in its own way; any other figure is listed by its name.
 _SHOWN = {"score", "threshold", "metrics", "error", "reason", "step_count", "tokens",
-          "stop_reason", "cost_usd", "budget_exceeded", "trajectory", "case"}  # fmt: skip
+          "stop_reason", "cost_usd", "budget_exceeded", "trajectory", "case",
+          "divergence"}  # fmt: skip
 
 
 def _item_details(item: ReportItem, repeated: bool) -> str:
@@ -284,44 +289,21 @@ def _item_details(item: ReportItem, repeated: bool) -> str:
         if v not in (None, "")
     )
     message = f"<pre>{escape(item.message)}</pre>" if item.message else ""
+    if item.message and item.divergence:  # the diff stands beside its step: fold the message
+        message = f"<div class='mono'>{fold(item.message)}</div>"
     final = (
         f"<p class='fig'>final text</p><pre>{escape(traj['final_text'])}</pre>"
         if traj.get("final_text")
         else ""
     )
-    opened = " open" if item.verdict in _BAD else ""
+    # A lone run opens with its eval: one click shows the timeline.
+    opened = " open" if item.verdict in _BAD or not repeated else ""
     return (
         f"<details class='{escape(item.verdict)}'{opened}><summary>"
         f"<span class='badge'>{escape(item.verdict)}</span> {escape(name)} "
         f"<span class='fig'>{escape(' · '.join(figures))}</span></summary><div class='body'>"
-        f"{message}<dl>{dl}</dl>{_steps(traj)}{final}</div></details>"
+        f"{message}<dl>{dl}</dl>{timeline(traj, item.divergence)}{final}</div></details>"
     )
-
-
-def _steps(traj: Mapping[str, Any]) -> str:
-    steps = traj.get("steps") or []
-    if not steps:
-        return "<p class='fig'>no steps recorded</p>" if traj else ""
-    rows = []
-    omitted = traj.get("steps_omitted") or 0
-    for i, step in enumerate(steps):
-        if omitted and i and step.get("n", 0) - steps[i - 1].get("n", 0) > 1:
-            rows.append(f"<tr><td colspan='5' class='fig'>… {omitted} steps omitted …</td></tr>")
-        ok = step.get("ok", True)
-        outcome = step.get("result") if ok else f"ERROR: {step.get('error')}"
-        reasoning = step.get("reasoning")
-        tool = escape(str(step.get("tool")))
-        if reasoning:
-            tool += f"<div class='fig'>{escape(reasoning)}</div>"
-        rows.append(
-            f"<tr{'' if ok else ' class=err'}><td class='n'>{step.get('n')}</td>"
-            f"<td>{'✓' if ok else '✗'} <code>{tool}</code></td>"
-            f"<td class='mono'>{escape(str(step.get('args') or ''))}</td>"
-            f"<td class='mono'>{escape('' if outcome is None else str(outcome))}</td>"
-            f"<td class='n'>{_num(step.get('ms'), '.0f')} ms</td></tr>"
-        )
-    head = "<tr><th class='n'>#</th><th>tool</th><th>arguments</th><th>result</th><th></th></tr>"
-    return f"<table class='steps'><thead>{head}</thead><tbody>{''.join(rows)}</tbody></table>"
 
 
 def _num(value: Any, spec: str = ".2f") -> str:

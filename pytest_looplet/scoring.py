@@ -20,6 +20,7 @@ import asyncio
 import inspect
 import json
 import math
+import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +31,7 @@ import pytest
 from looplet import pricing
 from looplet.evals.report_model import Figures
 from looplet.evals.result import EvalResult
-from looplet.types import Trajectory
+from looplet.types import Step, Trajectory
 from pytest_looplet.collect import async_return_key
 from pytest_looplet.datasets import case_threshold
 from pytest_looplet.settings import LoopletSettings, check_threshold
@@ -48,7 +49,7 @@ __all__ = [
     "trajectory_key",
 ]
 
-MARKER_KEYS = ("threshold", "repeat", "max_steps", "max_tokens", "max_cost")
+MARKER_KEYS = ("threshold", "repeat", "max_steps", "max_tokens", "max_cost", "models")
 """The keyword arguments ``@pytest.mark.looplet(...)`` accepts."""
 
 Prices = dict[str, tuple[float, float]]
@@ -127,6 +128,7 @@ def _run_eval(
         record(None)
         if isinstance(exc, Exception) and not isinstance(exc, AssertionError):
             figures.error = type(exc).__name__
+        figures.divergence = _divergence(exc)
         raise
     result = _normalise(item, value, record, figures)
     recorded = record(_returned_trajectory(result))
@@ -348,8 +350,8 @@ def trajectory_json(trajectory: Trajectory, model: str | None = None) -> str:
     """The compact JSON of a trajectory that reports show: a view of the run record's form
     (:mod:`looplet.record.codec`) with its keys, previews cut to :data:`PREVIEW_CHARS`, at
     most :data:`MAX_REPORTED_STEPS` steps, each step a row of the report's schema
-    (``n``, ``tool``, ``args``, ``ok``, ``result``, ``error``, ``ms``, ``reasoning``:
-    docs/reports.md)."""
+    (``n``, ``tool``, ``args``, ``ok``, ``result``, ``error``, ``error_kind``, ``ms``,
+    ``reasoning``, ``turn``, ``text``, ``permission``: docs/reports.md)."""
     from looplet.record.codec import encode_step, encode_usage
 
     steps = trajectory.steps
@@ -366,10 +368,45 @@ def trajectory_json(trajectory: Trajectory, model: str | None = None) -> str:
         "stop_detail": _preview(trajectory.stop_detail),
         "final_text": _preview(trajectory.final_text, 5 * PREVIEW_CHARS),
         "elapsed_ms": round(trajectory.elapsed_ms, 1),
-        "steps": [_step_json(encode_step(step)) for step in steps],
+        "steps": _step_rows(trajectory, steps, encode_step),
         "steps_omitted": omitted,
     }
     return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+
+
+def _step_rows(
+    trajectory: Trajectory, steps: list[Step], encode_step: Callable[[Step], dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The report rows of ``steps``, each with the model turn it came from (``turn``, and
+    on a turn's first step the model's ``text``) and its permission decision."""
+    turns: dict[str, tuple[int, str]] = {}  # call id -> (turn, the model's text that turn)
+    turn = 0
+    for message in trajectory.messages:
+        if message.role == "assistant" and message.tool_calls:
+            turn += 1
+            for call in message.tool_calls:
+                turns.setdefault(call.call_id, (turn, message.content))
+    decisions = {(d.step, d.tool): d for d in trajectory.permission_decisions}
+    rows, told = [], set()
+    for step in steps:
+        row = _step_json(encode_step(step))
+        found = turns.get(step.tool_call.call_id) if step.tool_call.call_id else None
+        if found is not None:
+            row["turn"] = found[0]
+            if found[0] not in told and found[1].strip():
+                row["text"] = _preview(found[1], 5 * PREVIEW_CHARS)
+            told.add(found[0])
+        decision = decisions.get((step.number, step.tool_call.tool))
+        if decision is not None:
+            row["permission"] = {
+                "decision": decision.decision.value,
+                "reason": _preview(decision.reason),
+                "by": decision.decided_by,
+            }
+            if decision.asked:
+                row["permission"]["asked"] = True
+        rows.append(row)
+    return rows
 
 
 def _step_json(step: dict[str, Any]) -> dict[str, Any]:
@@ -388,6 +425,8 @@ def _step_json(step: dict[str, Any]) -> dict[str, Any]:
     }
     if call.get("reasoning"):
         out["reasoning"] = _preview(call["reasoning"])
+    if result["error_detail"] is not None:  # after the keys of older reports
+        out["error_kind"] = result["error_detail"]["kind"]
     return out
 
 
@@ -398,6 +437,24 @@ def _dumps(value: object) -> str:
         return json.dumps(value, ensure_ascii=False, default=str, sort_keys=True)
     except (TypeError, ValueError):  # e.g. keys of mixed types
         return repr(value)
+
+
+DIFF_CHARS = 4000
+"""How much of a failed trajectory assertion's step diff a report keeps."""
+
+
+def _divergence(exc: BaseException) -> dict[str, Any] | None:
+    """Where a failed :func:`~looplet.assertions.assert_trajectory` found the run to differ
+    (the ``step`` number, ``None`` when only the stop reason or a budget failed) and its
+    step diff, for the report; ``None`` for any other exception."""
+    assertions = sys.modules.get("looplet.assertions")  # loaded if it raised
+    if assertions is None or not isinstance(exc, assertions.TrajectoryMismatch):
+        return None
+    steps, index = exc.actual.steps, exc.first_divergence
+    step: int | None = None
+    if index is not None:  # past the last step: steps are missing at the end
+        step = steps[index].number if index < len(steps) else (steps[-1].number if steps else 0) + 1
+    return {"step": step, "diff": _preview("\n".join(exc.lines), DIFF_CHARS)}
 
 
 def _preview(text: str | None, limit: int = PREVIEW_CHARS) -> str:
