@@ -6,6 +6,7 @@ looplet's loopback server answering with :func:`reply`: for each request it find
 task below. To record against a real provider instead, see the README ("Re-recording").
 
     python -m example_evals.scripted_model      # re-record every example cassette offline
+    python -m example_evals.scripted_model eval_matrix.py   # only that file's
 """
 
 from __future__ import annotations
@@ -137,17 +138,36 @@ def _convert_as_asked(task: str) -> Scenario | None:
 
 
 def reply(request: RecordedRequest) -> Any:
-    """The next reply for ``request``, from the scenario of its task (or as a judge)."""
+    """The next reply for ``request``, from the scenario of its task (or as a judge).
+
+    Reads OpenAI's Chat Completions and Anthropic's Messages alike (eval_matrix.py runs on
+    both): the task is the first user message's text, the results are the ``tool`` messages
+    (OpenAI) or the ``tool_result`` blocks of user messages (Anthropic).
+    """
     body = request.body or {}
     messages = body.get("messages", [])
-    task = next((m["content"] for m in messages if m.get("role") == "user"), "")
+    task = next((_text(m["content"]) for m in messages if m.get("role") == "user"), "")
     if task.startswith("RUBRIC:"):  # looplet.evals.judge.Judge's request
         return _judge(task)
     scenario = SCENARIOS.get(task) or _convert_as_asked(task)
     if scenario is None:
         return text_reply(f"(no scenario for task {task!r})")
     results = [_decode(m.get("content", "")) for m in messages if m.get("role") == "tool"]
+    results += [
+        _decode(_text(block.get("content", "")))
+        for m in messages
+        if m.get("role") == "user" and isinstance(m.get("content"), list)
+        for block in m["content"]
+        if block.get("type") == "tool_result"
+    ]
     return scenario(results)
+
+
+def _text(content: Any) -> str:
+    """A message's text: a string as it is, Anthropic's content blocks' text joined."""
+    if isinstance(content, list):
+        return "".join(block.get("text", "") for block in content if block.get("type") == "text")
+    return str(content)
 
 
 def _decode(content: str) -> Any:
@@ -157,18 +177,27 @@ def _decode(content: str) -> Any:
         return content
 
 
-def main() -> int:
-    """Serve :func:`reply` on loopback and re-record every example cassette through it."""
+def main(argv: list[str] | None = None) -> int:
+    """Serve :func:`reply` on loopback and re-record the example cassettes through it: every
+    one, or those of the eval files or node ids given (``... scripted_model eval_matrix.py``).
+    """
     here = Path(__file__).resolve().parent
+    targets = [str(here / arg) for arg in (sys.argv[1:] if argv is None else argv)]
     with ScriptedModelServer([reply] * 10_000) as server:
-        env = dict(os.environ, OPENAI_BASE_URL=server.base_url, OPENAI_API_KEY="sk-recording")
+        env = dict(
+            os.environ,
+            OPENAI_BASE_URL=server.base_url,
+            OPENAI_API_KEY="sk-recording",
+            ANTHROPIC_BASE_URL=server.url,  # the Anthropic SDK adds /v1/messages itself
+            ANTHROPIC_API_KEY="sk-recording",
+        )
         return subprocess.call(
             [
                 sys.executable,
                 "-m",
                 "pytest",
                 "--looplet-evals",
-                str(here),
+                *(targets or [str(here)]),
                 "--looplet-record-mode=all",
                 "-p",
                 "no:cacheprovider",

@@ -7,6 +7,8 @@ them, and what users of other recording plugins are told.
   changed the name, a short hash of the item's name is appended (``eval_x[a_b]-1f2e3d4c``),
   so ``a b`` and ``a/b`` get files of their own while plain ids keep their plain names (and
   the cassettes already recorded for them). A repeated eval's runs add ``-rep<N>`` after it.
+  An item of a model matrix (:mod:`pytest_looplet.matrix`) records in its model's folder,
+  ``cassettes/<module>/<provider>/<model>/``, named without the model's part of its id.
   :func:`shared_cassette` finds two items of a module that would still share a file, which
   the eval module turns into a collection error.
 * **Settings.** :func:`ini_cassette_config` reads the ``looplet_cassette_*`` ini keys into
@@ -83,17 +85,40 @@ def cassette_path(item: pytest.Item) -> Path:
         prefix = safe.encode()[:room].decode("utf-8", "ignore")
         stem = f"{prefix}-{_digest(name)}"
     node_path = Path(str(item.path))
-    return node_path.parent / "cassettes" / node_path.stem / f"{stem}{suffix}.yaml"
+    return (
+        node_path.parent
+        / "cassettes"
+        / node_path.stem
+        / _model_folder(item)
+        / (f"{stem}{suffix}.yaml")
+    )
+
+
+def _model_folder(item: pytest.Item) -> str:
+    """``<provider>/<model>`` for an item of a model matrix, else ``""``."""
+    from pytest_looplet.matrix import model_key
+
+    choice = item.stash.get(model_key, None)
+    if choice is None:
+        return ""
+    safe = _UNSAFE.sub("_", choice.model)
+    if safe != choice.model or safe.strip(".") == "":  # "a/b" and "a_b", "..": never one folder
+        safe = f"{safe}-{_digest(choice.model)}"
+    return f"{choice.provider}/{safe}"
 
 
 def _name_of(item: pytest.Item) -> tuple[str, str]:
-    """The name a cassette is named after, and the run's suffix for a repeated eval."""
+    """The name a cassette is named after (without a matrix's model), and the run's suffix
+    for a repeated eval."""
     from pytest_looplet.collect import repetition_key
+    from pytest_looplet.matrix import model_key, name_without_model
 
     repetition = item.stash.get(repetition_key, None)
-    if repetition is None:
-        return item.name, ""
-    return repetition.name, f"-rep{repetition.index}"
+    name, suffix = (
+        (item.name, "") if repetition is None else (repetition.name, f"-rep{repetition.index}")
+    )
+    choice = item.stash.get(model_key, None)
+    return (name if choice is None else name_without_model(name, choice)), suffix
 
 
 def renamed_cassette_hint(item: pytest.Item, path: Path) -> str | None:

@@ -49,6 +49,7 @@ __all__ = [
     "is_eval_file",
     "is_eval_nodeid",
     "make_module",
+    "parametrize_models",
     "parametrize_repeats",
     "repetition_key",
     "repetition_of_nodeid",
@@ -96,6 +97,8 @@ class EvalModule(pytest.Module):
             node.extra_keyword_matches.add(EVAL_KEYWORD)  # what -k matches
             if isinstance(node, pytest.Function) and inspect.iscoroutinefunction(node.obj):
                 node.obj = _keeping_return(node, node.obj)
+            if isinstance(node, pytest.Item):
+                _note_model(node)
             repetition = _repetition_of(node)
             if repetition is not None and isinstance(node, pytest.Item):
                 node.stash[repetition_key] = repetition
@@ -111,6 +114,27 @@ class EvalModule(pytest.Module):
         if clash is not None:
             raise self.CollectError(clash)
         return nodes
+
+
+def _note_model(item: pytest.Item) -> None:
+    """An item of a model matrix: its model in its stash (for its cassette's folder) and on
+    every report, setup errors' too (``looplet_model``: ``provider:model``)."""
+    from pytest_looplet.matrix import choice_of, model_key
+
+    choice = choice_of(item, looplet_settings(item.config))
+    if choice is not None:
+        item.stash[model_key] = choice
+        item.user_properties.append(("looplet_model", choice.label))
+
+
+def parametrize_models(metafunc: pytest.Metafunc, settings: LoopletSettings) -> None:
+    """``pytest_generate_tests`` for evals: an eval that uses the model, once per model of
+    its matrix (:func:`pytest_looplet.matrix.parametrize_models`)."""
+    if not isinstance(metafunc.definition.parent, EvalModule):
+        return
+    from pytest_looplet.matrix import parametrize_models as parametrize
+
+    parametrize(metafunc, settings)
 
 
 async_return_key = pytest.StashKey[object]()

@@ -13,7 +13,8 @@ and an indented one under it with the reason for the score when the eval gave on
 scorer's or judge's ``explanation``; every run's is in the JSON and HTML reports); repeated
 evals get a second table (passes/runs, pass rate with its Wilson interval, mean score,
 pass@k, pass^k, flaky). A repeated eval passes when its pass rate reaches
-``--looplet-min-pass-rate``; :meth:`EvalSummary.finish` makes the exit status agree.
+``--looplet-min-pass-rate``; :meth:`EvalSummary.finish` makes the exit status agree. After
+a model matrix (:mod:`pytest_looplet.matrix`) a table with a row per model follows.
 """
 
 from __future__ import annotations
@@ -257,6 +258,9 @@ class EvalSummary:
                 [_repeated_cells(e) for e in repeated],
                 "<>>>>>>><",
             )
+        from pytest_looplet.matrix import table_lines  # a table only when a matrix ran
+
+        out += table_lines(doc)
         return [*out, _totals(doc)]
 
     def write(self, terminalreporter: pytest.TerminalReporter) -> None:
@@ -293,7 +297,9 @@ def _options(settings: LoopletSettings | None) -> ReportOptions | None:
         min_pass_rate=settings.min_pass_rate,
         pass_k=settings.pass_k,
         record_mode=settings.record_mode,
-        model=settings.model,
+        model=settings.model
+        if len(settings.models) < 2
+        else ",".join(choice.id for choice in settings.models),
         provider=settings.provider,
         shard=None if settings.shard is None else "{}/{}".format(*settings.shard),
         eval_files=list(settings.eval_files),

@@ -45,7 +45,7 @@ def test_help_lists_every_option_and_ini_key_with_its_default(run: Run) -> None:
         "--looplet-evals Collect and run eval files (looplet_eval_files). Default: off.",
         "--looplet-record-mode=MODE Cassette record mode: none, once, new_episodes, all. "
         "Default: none",
-        "--looplet-model=NAME Model name evals run against. Default:",
+        "--looplet-model=NAMES Model evals run against, or provider:model;",
         "--looplet-threshold=FLOAT Score in [0, 1] an eval must reach",
         "looplet_evals (bool): Default for --looplet-evals.",
         "looplet_record_mode (string): Default for --looplet-record-mode.",

@@ -242,7 +242,7 @@ def test_a_bad_looplet_marker_fails_the_eval_before_it_runs(
     result.stdout.fnmatch_lines_random(
         [
             "eval eval_typo: @pytest.mark.looplet got treshold; it accepts threshold, "
-            "repeat, max_steps, max_tokens, max_cost",
+            "repeat, max_steps, max_tokens, max_cost, models",
             "eval eval_out_of_range: @pytest.mark.looplet a threshold is a number in "
             "[[]0, 1[]], not 2",
             "eval eval_bad_budget: @pytest.mark.looplet max_steps is a positive int or None, not 0",

@@ -218,6 +218,11 @@ class Figures:
         budget_exceeded: the budgets it broke (``max_steps``, ``max_tokens``, ``max_cost``).
         trajectory: its trajectory's preview as JSON (an object; ``docs/reports.md``).
         case: for an eval over a dataset, the case's ``name``, ``dataset`` and ``metadata``.
+        divergence: for a run that failed :func:`~looplet.assertions.assert_trajectory`, the
+            ``step`` where its trajectory first differs (``None`` when only the stop reason
+            or a budget failed) and the step ``diff`` (expected vs actual).
+        model: for a run of a model matrix, its model as ``provider:model``
+            (:mod:`looplet.evals.model_table` compares the models).
     """
 
     score: float | None = None
@@ -232,6 +237,8 @@ class Figures:
     budget_exceeded: list[str] = field(default_factory=list)
     trajectory: dict[str, Any] | None = None
     case: dict[str, Any] | None = None
+    divergence: dict[str, Any] | None = None
+    model: str | None = None
 
     def properties(self) -> list[tuple[str, object]]:
         """The ``("looplet_<field>", value)`` pairs of the fields that differ from their
