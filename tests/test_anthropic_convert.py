@@ -103,7 +103,7 @@ def test_message_converts_to_response_with_joined_text_calls_and_cached_usage() 
         "tool_use",
         "claude-test",
     )
-    assert response.usage == Usage(115, 7)
+    assert response.usage == Usage(115, 7, 100, 5)
     assert (greet.tool, greet.args, greet.call_id, greet.parse_error) == (
         "greet",
         {"name": "Alice"},

@@ -49,7 +49,9 @@ def test_defaults_factories_equality_and_replace_still_work() -> None:
     assert a == b and ToolCall("x", {"n": 1}, call_id="c") == ToolCall("x", {"n": 1}, "", "c")
     assert LLMResponse().usage == Usage() and LLMResponse().tool_calls == ()
     assert dataclasses.replace(a, tool="wave") == ToolCall("wave")
-    assert repr(Usage(1, 2)) == "Usage(input_tokens=1, output_tokens=2)"
+    assert repr(Usage(1, 2)) == (
+        "Usage(input_tokens=1, output_tokens=2, cache_read_tokens=0, cache_write_tokens=0)"
+    )
 
 
 def test_equal_values_hash_alike_and_a_missing_field_is_a_type_error() -> None:

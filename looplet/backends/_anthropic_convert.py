@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from looplet.backends._sdk import retry_after, sdk_llm_error
 from looplet.backends._streaming import broken_connection_error
 from looplet.backends.base import LLMRequest, LLMResponse, ToolSchema
-from looplet.errors import LLMError
+from looplet.errors import ConfigurationError, LLMError
 from looplet.parse import tool_call_from_openai
 from looplet.types import ToolCall, Usage
 
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 __all__ = [
     "build_request_kwargs",
     "from_anthropic_message",
+    "place_cache_controls",
     "reasoning_of_turn",
     "retry_after",
     "to_anthropic_messages",
@@ -53,7 +54,12 @@ _STATUS_OF_ERROR_TYPE = {
 }
 
 
-def to_anthropic_messages(messages: Sequence[Message]) -> list[dict[str, Any]]:
+def to_anthropic_messages(
+    messages: Sequence[Message],
+    *,
+    cache_at: int = -1,
+    cache_control: Mapping[str, str] | None = None,
+) -> list[dict[str, Any]]:
     """The conversation (without its system messages) as Anthropic ``messages``.
 
     The Messages API wants user and assistant turns strictly alternating, so consecutive
@@ -65,15 +71,20 @@ def to_anthropic_messages(messages: Sequence[Message]) -> list[dict[str, Any]]:
     call's arguments (``{}`` for a call whose arguments could not be parsed). Empty text is
     left out (the API rejects empty text blocks), and a message left with no content at
     all is dropped. A message of a single text block is sent as a plain string.
+
+    With ``cache_control``, the last block of ``messages[cache_at]`` carries it (a prompt
+    cache breakpoint; see :func:`place_cache_controls`).
     """
     turns: list[dict[str, Any]] = []
-    for message in messages:
+    for i, message in enumerate(messages):
         if message.role == "system":
             continue
         role = "assistant" if message.role == "assistant" else "user"
         blocks = _content_blocks(message)
         if not blocks:
             continue
+        if i == cache_at and cache_control is not None:
+            blocks[-1]["cache_control"] = dict(cache_control)
         if turns and turns[-1]["role"] == role:
             turns[-1]["content"].extend(blocks)
         else:
@@ -82,7 +93,7 @@ def to_anthropic_messages(messages: Sequence[Message]) -> list[dict[str, Any]]:
         content = turn["content"]
         # tool_result blocks must open a user message; sorted() keeps each group's order.
         content.sort(key=lambda block: block["type"] != "tool_result")
-        if len(content) == 1 and content[0]["type"] == "text":
+        if len(content) == 1 and content[0]["type"] == "text" and len(content[0]) == 2:
             turn["content"] = content[0]["text"]
     return turns
 
@@ -141,6 +152,7 @@ def build_request_kwargs(
     as given; the request's own values win over them. The request's ``temperature`` is sent
     only when it sets one and ``send_temperature`` is true: the ``messages.create`` of the
     ``anthropic`` SDK has no such parameter from 1.0 on, and the backends pass ``False`` there.
+    With ``request.cache`` set, :func:`place_cache_controls` marks its breakpoints.
 
     Example::
 
@@ -150,7 +162,8 @@ def build_request_kwargs(
     kwargs: dict[str, Any] = dict(defaults)
     kwargs["model"] = model
     kwargs["max_tokens"] = request.max_tokens or default_max_tokens
-    kwargs["messages"] = to_anthropic_messages(request.messages)
+    if request.cache is None:  # else place_cache_controls converts them, marked
+        kwargs["messages"] = to_anthropic_messages(request.messages)
     system = request.system_prompt
     if system:
         kwargs["system"] = system
@@ -158,7 +171,46 @@ def build_request_kwargs(
         kwargs["temperature"] = request.temperature
     if request.tools:
         kwargs["tools"] = to_anthropic_tools(request.tools)
+    if request.cache is not None:
+        place_cache_controls(kwargs, request)
     return kwargs
+
+
+def place_cache_controls(kwargs: dict[str, Any], request: LLMRequest) -> None:
+    """Mark the breakpoints of ``request.cache`` in ``kwargs`` (from
+    :func:`build_request_kwargs`) with ``cache_control``, and set its ``messages``.
+
+    The system messages are sent as one text block each (instead of one joined string), so
+    that the system prompt and the memory can each end a cached prefix; the tool-schema
+    breakpoint goes on the last tool, and the conversation's on the last block of the
+    message :func:`looplet.cache.breakpoint_positions` picks (the last tool result or
+    assistant message). See :class:`looplet.cache.CachePolicy`.
+    """
+    from looplet.cache import CachePolicy, breakpoint_positions
+
+    policy = request.cache
+    if not isinstance(policy, CachePolicy):
+        raise ConfigurationError(
+            f"LLMRequest.cache (LoopConfig.cache_policy) must be a looplet.cache.CachePolicy "
+            f"or None, got {policy!r}; e.g. LoopConfig(cache_policy=CachePolicy())"
+        )
+    control = policy.control.to_anthropic()
+    marked = dict(breakpoint_positions(request.messages, request.tools, policy))
+    marked_system = {marked.get("system_prompt"), marked.get("memory")}
+    blocks: list[dict[str, Any]] = []
+    for i, message in enumerate(request.messages):
+        if message.role == "system" and message.content:
+            block: dict[str, Any] = {"type": "text", "text": message.content}
+            if i in marked_system:
+                block["cache_control"] = dict(control)
+            blocks.append(block)
+    if blocks:
+        kwargs["system"] = blocks
+    if "tool_schemas" in marked:
+        kwargs["tools"][-1]["cache_control"] = dict(control)
+    kwargs["messages"] = to_anthropic_messages(
+        request.messages, cache_at=marked.get("conversation", -1), cache_control=control
+    )
 
 
 def from_anthropic_message(message: AnthropicMessage) -> LLMResponse:
@@ -240,14 +292,20 @@ def tool_call_from_anthropic(
 
 
 def usage_from_anthropic(usage: Any) -> Usage:
-    """Anthropic ``usage`` as a :class:`Usage`. The input side adds the cached tokens
-    (``cache_creation_input_tokens``, ``cache_read_input_tokens``), which Anthropic counts
-    apart from ``input_tokens``; ``None`` gives zero tokens."""
+    """Anthropic ``usage`` as a :class:`Usage`; ``None`` gives zero tokens.
+
+    Anthropic counts the cached input apart from ``input_tokens``: ``cache_read_input_tokens``
+    (read from the cache) and ``cache_creation_input_tokens`` (written to it). They become
+    ``cache_read_tokens`` and ``cache_write_tokens``, and ``input_tokens`` is the sum of the
+    three, the whole prompt, as OpenAI counts it.
+    """
     if usage is None:
         return Usage()
-    cached = _int(getattr(usage, "cache_creation_input_tokens", 0))
-    cached += _int(getattr(usage, "cache_read_input_tokens", 0))
-    return Usage(_int(usage.input_tokens) + cached, _int(usage.output_tokens))
+    read = _int(getattr(usage, "cache_read_input_tokens", 0))
+    written = _int(getattr(usage, "cache_creation_input_tokens", 0))
+    return Usage(
+        _int(usage.input_tokens) + read + written, _int(usage.output_tokens), read, written
+    )
 
 
 def to_llm_error(exc: Exception, attempts: int, *, provider: str = "anthropic") -> LLMError:

@@ -203,14 +203,22 @@ class AnthropicStreamAssembler(ChunkDelivery):
             block.parts.append(text)
 
     def _update_usage(self, usage: Any) -> None:
-        # message_delta counts are cumulative; input_tokens is there only in newer API versions.
+        # message_delta counts are cumulative; the input and cache counts are there only in
+        # newer API versions, so each one replaces message_start's only when present.
         if usage is None:
             return
-        output = getattr(usage, "output_tokens", None)
-        if getattr(usage, "input_tokens", None) is not None:
-            self._usage = Usage(usage_from_anthropic(usage).input_tokens, self._usage.output_tokens)
-        if isinstance(output, int):
-            self._usage = Usage(self._usage.input_tokens, output)
+        now = self._usage
+        read = _int_or(getattr(usage, "cache_read_input_tokens", None), now.cache_read_tokens)
+        written = _int_or(
+            getattr(usage, "cache_creation_input_tokens", None), now.cache_write_tokens
+        )
+        fresh = _int_or(getattr(usage, "input_tokens", None), now.uncached_input_tokens)
+        output = _int_or(getattr(usage, "output_tokens", None), now.output_tokens)
+        self._usage = Usage(fresh + read + written, output, read, written)
+
+
+def _int_or(value: object, default: int) -> int:
+    return value if isinstance(value, int) else default
 
 
 def _str(value: object) -> str:

@@ -150,11 +150,16 @@ def from_openai_completion(completion: ChatCompletion) -> LLMResponse:
 def usage_from_openai(usage: Any) -> Usage:
     """An OpenAI ``usage`` object (of a completion or of a stream's last chunk) as a Usage.
 
-    ``None`` (a server that reports no usage) gives zero tokens.
+    ``prompt_tokens`` already counts the cached tokens; ``prompt_tokens_details.cached_tokens``
+    (those read from OpenAI's automatic prompt cache) becomes ``cache_read_tokens``. OpenAI
+    reports no cache writes. ``None`` (a server that reports no usage) gives zero tokens.
     """
     if usage is None:
         return Usage()
-    return Usage(_int(usage.prompt_tokens), _int(usage.completion_tokens))
+    details = getattr(usage, "prompt_tokens_details", None)
+    cached = _int(getattr(details, "cached_tokens", 0)) if details is not None else 0
+    prompt = _int(usage.prompt_tokens)
+    return Usage(prompt, _int(usage.completion_tokens), min(cached, prompt))
 
 
 # The SDK builds replies without validating them, so a field an OpenAI-compatible server sends

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import field
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from looplet._value_type import value_type
 from looplet.messages import Message
 from looplet.types import ToolCall, Usage
+
+if TYPE_CHECKING:  # looplet.cache loads only when a run sets a cache policy
+    from looplet.cache import CachePolicy
 
 __all__ = [
     "AsyncLLMBackend",
@@ -68,6 +71,9 @@ class LLMRequest:
         on_chunk: called with each :class:`StreamChunk` by a backend that streams; the loop
             sets it when a hook listens (``StreamingHook``). Backends that do not stream
             ignore it.
+        cache: where the backend should place prompt-cache breakpoints
+            (:class:`~looplet.cache.CachePolicy`); ``None``: none. Backends whose provider
+            caches on its own (OpenAI) ignore it.
     """
 
     messages: Sequence[Message]
@@ -76,6 +82,7 @@ class LLMRequest:
     temperature: float | None = None
     step: int = 0
     on_chunk: ChunkCallback | None = field(default=None, compare=False, repr=False)
+    cache: CachePolicy | None = None
 
     @property
     def system_prompt(self) -> str:
