@@ -127,12 +127,19 @@ def _send(
 
 
 def _extra_messages(run: RunState, request: LLMRequest) -> tuple[Message, ...]:
-    """The messages of ``request`` past the conversation (this turn's ``pre_prompt`` context)."""
+    """The messages of ``request`` that are not in the conversation: the memory
+    (:mod:`looplet.memory`) and this turn's ``pre_prompt`` context. They are counted with
+    every request, and compaction, which sees only the conversation, never drops them."""
     view = request.messages
+    if isinstance(view, ConversationView):
+        return view.added
     return tuple(view[i] for i in range(len(run.messages), len(view)))
 
 
 def _rebased(
     request: LLMRequest, messages: list[Message], extra: tuple[Message, ...]
 ) -> LLMRequest:
+    view = request.messages
+    if isinstance(view, ConversationView):  # the memory stays where it was, after the prompt
+        return dataclasses.replace(request, messages=view.rebased(messages))
     return dataclasses.replace(request, messages=ConversationView(messages, None, extra))

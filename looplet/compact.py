@@ -467,7 +467,6 @@ class ContextMeter:
         "_schemas",
         "_sent_estimate",
         "_sent_list",
-        "_sent_tokens",
         "_tokens",
         "budget",
         "limit",
@@ -479,7 +478,7 @@ class ContextMeter:
         self._counted_list: list[Message] | None = None
         self._counted = self._tokens = 0
         self._sent_list: list[Message] | None = None
-        self._sent_tokens = self._sent_estimate = self._reported = 0
+        self._sent_estimate = self._reported = 0
         self._schemas: object = None
         self._schema_tokens = 0
         # How many tokens the provider counts per estimated token (never below 1).
@@ -529,9 +528,12 @@ class ContextMeter:
         added since.
         """
         conversation = self.conversation_tokens(messages)
-        size = math.ceil((conversation + self.overhead(extra, tools)) * self._scale)
+        overhead = self.overhead(extra, tools)
+        size = math.ceil((conversation + overhead) * self._scale)
         if self._reported and messages is self._sent_list:
-            added = conversation - self._sent_tokens + self.budget.count(extra)
+            # What changed since the counted request; its extras (the memory, which every
+            # request carries) were counted in it, so they are not added a second time.
+            added = conversation + overhead - self._sent_estimate
             size = max(size, self._reported + math.ceil(added * self._scale))
         return size
 
@@ -549,8 +551,7 @@ class ContextMeter:
     ) -> None:
         """Note that a request of ``messages`` + ``extra`` with ``tools`` is being sent."""
         self._sent_list = messages
-        self._sent_tokens = self.conversation_tokens(messages)
-        self._sent_estimate = self._sent_tokens + self.overhead(extra, tools)
+        self._sent_estimate = self.conversation_tokens(messages) + self.overhead(extra, tools)
         self._reported = 0
 
     def replied(self, reply: object) -> None:

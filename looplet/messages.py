@@ -18,7 +18,14 @@ from typing import Any, Literal, overload
 from looplet._value_type import value_type
 from looplet.types import ToolCall, ToolResult, _jsonable
 
-__all__ = ["ConversationView", "Message", "Role", "render_task", "render_tool_result"]
+__all__ = [
+    "ConversationView",
+    "InsertedView",
+    "Message",
+    "Role",
+    "render_task",
+    "render_tool_result",
+]
 
 Role = Literal["system", "user", "assistant", "tool"]
 
@@ -185,6 +192,10 @@ class ConversationView(Sequence[Message]):
             index += n
         if not 0 <= index < n:
             raise IndexError("conversation index out of range")
+        return self._at_index(index)
+
+    def _at_index(self, index: int) -> Message:
+        """The message at ``index``, known to be in range (what a subclass shows differently)."""
         if index < self._end:
             return self._items[index]
         return self._extra[index - self._end]
@@ -201,6 +212,69 @@ class ConversationView(Sequence[Message]):
         return NotImplemented
 
     __hash__ = None  # type: ignore[assignment]
+
+    @property
+    def added(self) -> tuple[Message, ...]:
+        """The messages this view shows that are not in its list (they are sent, not kept)."""
+        return self._extra
+
+    def rebased(self, items: list[Message]) -> ConversationView:
+        """The same view over all of ``items`` (a compacted conversation), with the same
+        added messages in the same places."""
+        return ConversationView(items, None, self._extra)
+
+
+class InsertedView(ConversationView):
+    """A :class:`ConversationView` that also shows ``inserted`` messages right after the
+    list's first ``at`` messages: the run's memory (:mod:`looplet.memory`), placed after the
+    system prompt of every request and never stored in the conversation.
+
+    A subclass, so that a request without inserted messages (every run without memory
+    sources) pays nothing for them.
+    """
+
+    __slots__ = ("_at", "_inserted")
+
+    def __init__(
+        self,
+        items: list[Message],
+        end: int | None,
+        extra: tuple[Message, ...],
+        inserted: tuple[Message, ...],
+        at: int,
+    ) -> None:
+        super().__init__(items, end, extra)
+        self._inserted = inserted
+        self._at = min(at, self._end)
+
+    def __len__(self) -> int:
+        return self._end + len(self._inserted) + len(self._extra)
+
+    def _at_index(self, index: int) -> Message:
+        at, shown = self._at, len(self._inserted)
+        if index < at:
+            return self._items[index]
+        if index < at + shown:
+            return self._inserted[index - at]
+        return super()._at_index(index - shown)
+
+    def __iter__(self) -> Iterator[Message]:
+        items, at = self._items, self._at
+        return itertools.chain(
+            itertools.islice(items, at),
+            self._inserted,
+            itertools.islice(items, at, self._end),
+            self._extra,
+        )
+
+    @property
+    def added(self) -> tuple[Message, ...]:
+        """The inserted messages, then the extra ones: sent, not kept."""
+        return self._inserted + self._extra
+
+    def rebased(self, items: list[Message]) -> ConversationView:
+        """The same view over all of ``items``, the inserted messages after its first ``at``."""
+        return InsertedView(items, None, self._extra, self._inserted, self._at)
 
 
 def render_task(task: Any) -> str:
