@@ -17,7 +17,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from looplet._version import __version__
 from looplet.errors import CheckpointError
@@ -51,6 +51,9 @@ from looplet.record.codec import (
 )
 from looplet.types import Step, StopReason, ToolCall, Trajectory, Usage
 
+if TYPE_CHECKING:
+    from looplet.session import SessionLog
+
 __all__ = [
     "FORMAT",
     "LISTS",
@@ -63,6 +66,7 @@ __all__ = [
     "checkpoint_from_parts",
     "decode_checkpoint",
     "list_decoders",
+    "list_sizes",
     "parse_document",
     "scalar_fields",
 ]
@@ -72,8 +76,13 @@ FORMAT = "looplet-checkpoint/1"
 #: A run id names a folder inside the store: one plain path component, never "." or "..".
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 #: The lists of a checkpoint document, each only ever appended to during a run (but for the
-#: conversation, which a context compaction replaces): a journal record adds to them.
-LISTS = ("messages", "steps", "permission_decisions", "children", "compactions")
+#: conversation, which a context compaction replaces, and the session log, which its
+#: ``compact()`` replaces): a journal record adds to them. The last, the session log's
+#: entries, is left out of documents and record sizes while it is empty, so a run without a
+#: session log writes what looplet wrote before it (:func:`list_sizes`).
+LISTS = (
+    "messages", "steps", "permission_decisions", "children", "compactions", "session_log_data"
+)  # fmt: skip
 _REQUIRED = frozenset({"messages", "steps"})
 
 
@@ -103,6 +112,8 @@ class Checkpoint:
         created_at: when it was taken (seconds since the epoch).
         path: the file it was read from, if any: a snapshot (``step-0007.json``), or the
             journal (``step-0001.journal``) whose record it was rebuilt from.
+        session_log_data: the entries of the run's :class:`~looplet.session.SessionLog`, in
+            their JSON form (empty when the run kept none); :attr:`session_log` reads them.
     """
 
     run_id: str
@@ -128,6 +139,20 @@ class Checkpoint:
     context_calibration: tuple[int, float] | None = None
     created_at: float = 0.0
     path: Path | None = field(default=None, compare=False)
+    session_log_data: tuple[dict[str, Any], ...] = ()
+
+    @property
+    def session_log(self) -> SessionLog:
+        """The run's session log as of this checkpoint: the one it kept, or for a run that
+        kept none (or a checkpoint written before session logs), the log of its steps
+        (:meth:`SessionLog.from_trajectory <looplet.session.SessionLog.from_trajectory>`)."""
+        from looplet.session import SessionLog
+
+        if self.session_log_data:
+            return SessionLog.from_list(self.session_log_data)
+        trajectory = self.trajectory()
+        trajectory.compactions = list(self.compactions)  # in their JSON form: it reads both
+        return SessionLog.from_trajectory(trajectory)
 
     @property
     def file_name(self) -> str:
@@ -174,7 +199,7 @@ class Checkpoint:
 def checkpoint_doc(checkpoint: Checkpoint) -> dict[str, Any]:
     """The JSON document of ``checkpoint``, not yet redacted (:meth:`Checkpoint.to_json`)."""
     c = checkpoint
-    return {
+    doc: dict[str, Any] = {
         "format": FORMAT,
         "looplet_version": __version__,
         "run_id": c.run_id,
@@ -202,6 +227,15 @@ def checkpoint_doc(checkpoint: Checkpoint) -> dict[str, Any]:
         if c.context_calibration is None
         else dict(zip(("limit", "scale"), c.context_calibration, strict=True)),
     }
+    if c.session_log_data:
+        doc["session_log_data"] = list(c.session_log_data)
+    return doc
+
+
+def list_sizes(sizes: list[int]) -> list[int]:
+    """The sizes of :data:`LISTS` as a record writes them: the session log's left out while
+    it is empty (a reader takes a missing last size as 0)."""
+    return sizes[:-1] if len(sizes) == len(LISTS) and not sizes[-1] else sizes
 
 
 def list_decoders() -> dict[str, Callable[[Any, str], Any]]:
@@ -212,12 +246,19 @@ def list_decoders() -> dict[str, Callable[[Any, str], Any]]:
         "permission_decisions": decode_permission,
         "children": decode_trajectory,
         "compactions": _compaction,
+        "session_log_data": _session_entry,
     }
 
 
 def _compaction(value: Any, where: str) -> dict[str, Any]:
     # A checkpoint holds compactions in their JSON form (Checkpoint.compactions), checked.
     return decode_compaction(value, where).to_dict()
+
+
+def _session_entry(value: Any, where: str) -> dict[str, Any]:
+    from looplet.session import decode_entry  # only a checkpoint that holds a log loads it
+
+    return decode_entry(value, where)
 
 
 class BadFile(Exception):
@@ -327,6 +368,7 @@ def checkpoint_from_parts(
         permission_decisions=tuple(lists["permission_decisions"]),
         children=tuple(lists["children"]),
         compactions=tuple(lists["compactions"]),
+        session_log_data=tuple(lists["session_log_data"]),
         path=path,
         **fields,
     )

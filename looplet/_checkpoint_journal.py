@@ -328,7 +328,7 @@ def _history(doc: dict[str, Any]) -> list[dict[str, Any]]:
     history = doc.pop("history", None)
     if history is None:
         head: dict[str, Any] = {k: doc[k] for k in ("step", "ended", "created_at") if k in doc}
-        head["sizes"] = [len(doc.get(name) or ()) for name in LISTS]
+        head["sizes"] = D.list_sizes([len(doc.get(name) or ()) for name in LISTS])
         head["fields"] = {k: doc[k] for k in FIELDS if k in doc}
         return [head]
     if not isinstance(history, list) or not all(isinstance(h, dict) for h in history):
@@ -407,11 +407,12 @@ def _sizes(record: dict[str, Any], where: str) -> list[int]:
     sizes = record.get("sizes")
     if (
         not isinstance(sizes, list)
-        or len(sizes) != len(LISTS)
+        or len(sizes) not in (len(LISTS) - 1, len(LISTS))
         or not all(type(n) is int and n >= 0 for n in sizes)
     ):
         raise DecodeError(_at(where, "sizes"), f"expected {len(LISTS)} counts, got {sizes!r}")
-    return sizes
+    # The session log's is left out while it is empty (D.list_sizes), as before there was one.
+    return sizes if len(sizes) == len(LISTS) else [*sizes, 0]
 
 
 def _position(record: Any, where: str) -> tuple[int, bool]:
@@ -529,6 +530,8 @@ def fold(segment: Segment, run_id: str) -> tuple[Segment, int]:
     if not heads or state.checked["ended"]:
         return segment, segment.snapshot.stat().st_size  # nothing to fold, or the run's end
     folded_doc = {**state.doc, **state.lists, "looplet_version": __version__}
+    if not folded_doc.get("session_log_data"):  # a run without a session log: as before
+        folded_doc.pop("session_log_data", None)
     folded_doc["history"] = history + heads
     data = utf8(json.dumps(folded_doc, ensure_ascii=False, allow_nan=False))
     step = state.checked["step"]

@@ -19,13 +19,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import sys
 import time
 import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from looplet import _checkpoint_journal as J
-from looplet._checkpoint_doc import LISTS, BadFile, Checkpoint, checkpoint_doc
+from looplet._checkpoint_doc import LISTS, BadFile, Checkpoint, checkpoint_doc, list_sizes
 from looplet._redact import TextRedactor, credentials_generation
 from looplet.errors import CheckpointError
 from looplet.record.codec import (
@@ -77,7 +78,15 @@ def snapshot(run: RunState, run_id: str, final: bool, *, lists: bool = True) -> 
         children=tuple(trajectory.children) if lists else (),
         context_calibration=None if run.meter is None else (run.meter.limit, run.meter.scale),
         created_at=time.time(),
+        session_log_data=tuple(e.to_dict() for e in session_entries(run)) if lists else (),
     )
+
+
+def session_entries(run: RunState) -> list[Any]:
+    """The entries of the run's session log (``session_log=``), else an empty list."""
+    session = sys.modules.get("looplet.session")  # no run has a log before it is loaded
+    log = session.log_of(run) if session is not None else None
+    return log.entries if log is not None else []
 
 
 class JournalWriter:
@@ -113,6 +122,9 @@ class JournalWriter:
         self._segment = segment
         self._lists = _track(run)
         self._fields = _fields(resumed) if resumed is not None else {}
+        if resumed is not None and len(resumed.session_log_data) != self._lists[_LOG][2]:
+            # The log was rebuilt from the steps (the checkpoint kept none): write it whole.
+            self._lists[_LOG] = (self._lists[_LOG][0], 0, 0, None)
         self._journal_bytes = self._fold_at = 0
         self._redactor: TextRedactor | None = None
         self._environ: tuple[int, dict[Any, Any]] | None = None
@@ -155,7 +167,7 @@ class JournalWriter:
             op, tracked[name] = _diff(self._lists[name], items, encode, name)
             if op is not None:
                 ops[name] = op
-        record["sizes"] = [tracked[name][2] for name in LISTS]
+        record["sizes"] = list_sizes([tracked[name][2] for name in LISTS])
         if ops:
             record["lists"] = ops
         changed = {k: v for k, v in fields.items() if self._fields.get(k, _UNSET) != v}
@@ -225,7 +237,15 @@ def _lists_of(run: RunState) -> tuple[tuple[str, list[Any], Callable[[Any], Any]
         ("permission_decisions", trajectory.permission_decisions, encode_permission),
         ("children", trajectory.children, encode_trajectory),
         ("compactions", run.compactions, encode_compaction),
+        (_LOG, session_entries(run), _encode_entry),
     )
+
+
+_LOG = "session_log_data"
+
+
+def _encode_entry(entry: Any) -> dict[str, Any]:
+    return entry.to_dict()  # type: ignore[no-any-return]
 
 
 def _track(run: RunState) -> dict[str, _Tracked]:
@@ -258,7 +278,13 @@ def _fields(checkpoint: Checkpoint) -> dict[str, Any]:
     """The JSON of the checkpoint's fields that a record carries when they change."""
     if any(getattr(checkpoint, name) for name in LISTS):
         checkpoint = dataclasses.replace(
-            checkpoint, messages=(), steps=(), permission_decisions=(), children=(), compactions=()
+            checkpoint,
+            messages=(),
+            steps=(),
+            permission_decisions=(),
+            children=(),
+            compactions=(),
+            session_log_data=(),
         )
     doc = checkpoint_doc(checkpoint)
     return {key: doc[key] for key in J.FIELDS}

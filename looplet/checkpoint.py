@@ -22,10 +22,11 @@ cannot hold is stored by its ``repr`` in a ``{"__looplet_repr__": ...}`` marker 
 back as that dict. The trajectory's permission decisions and its sub-agents' runs are saved
 too (a permission rule's argument matcher, being code, comes back as a stand-in that
 refuses to decide), and so is a context budget's calibration (the limit a provider's
-refusal lowered, the provider's tokens per estimated one). Hooks, tools and the agent
-state's own fields (other than ``steps`` and ``queries_used``) are not saved. The checkpoint
-document lives in :mod:`looplet._checkpoint_doc`, the encoding of each value in the run
-record's one codec, :mod:`looplet.record.codec`.
+refusal lowered, the provider's tokens per estimated one), and a run's session log
+(``session_log=``, :mod:`looplet.session`): a resumed run goes on with it. Hooks, tools and
+the agent state's own fields (other than ``steps`` and ``queries_used``) are not saved.
+The checkpoint document lives in :mod:`looplet._checkpoint_doc`, the encoding of each value
+in the run record's one codec, :mod:`looplet.record.codec`.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import errno
 import json
 import os
 import re
+import sys
 import uuid
 import warnings
 from pathlib import Path
@@ -412,6 +414,10 @@ def _restore(run: RunState, checkpoint: Checkpoint, task_given: bool) -> None:
     trajectory.children.extend(checkpoint.children)
     if run.meter is not None and checkpoint.context_calibration is not None:
         run.meter.calibrate(*checkpoint.context_calibration)
+    if checkpoint.session_log_data or "looplet.session" in sys.modules:
+        from looplet.session import restore_session_log  # runs with a session log only
+
+        restore_session_log(run, checkpoint)
 
 
 def _compactions(checkpoint: Checkpoint) -> list[Any]:

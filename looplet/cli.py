@@ -9,7 +9,8 @@ passed on every run; 1 when any scored below ``--threshold`` (default 0.5), rais
 skipped (``looplet eval`` has no judge model, so graders that need one are skipped, and a skip
 is not a pass), or pytest failed the run; 2 on a usage error (a missing directory, no runs or
 no evals found, a broken eval file or saved run, pytest stopped before grading).
-``looplet show DIR`` prints a one-page summary of a saved run.
+``looplet show PATH`` prints a one-page summary of a saved run, provenance folder or
+checkpoint, its steps being the run's session log (:mod:`looplet._cli_show`).
 ``looplet merge OUT REPORT...`` joins the JSON reports of ``--looplet-shard`` runs; it needs
 no pytest. ``looplet compare BASE NEW`` and ``looplet history REPORT...`` read JSON reports
 (:mod:`looplet._cli_reports`, where their exit statuses are told).
@@ -21,14 +22,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from looplet._eval_command import RunFileError, UsageError
-from looplet.evals.context import EvalContext, TrajectoryLoadError, is_run_dir
+from looplet.evals.context import EvalContext, TrajectoryLoadError
 from looplet.evals.result import DEFAULT_THRESHOLD
 
 __all__ = ["eval_cli", "main"]
@@ -141,11 +140,9 @@ def _parser() -> argparse.ArgumentParser:
         grade.add_argument(flag, type=Path, metavar="PATH", default=None, help=text)
     grade.set_defaults(command="eval", run=_run_eval, usage=grade.format_usage())
 
-    show = commands.add_parser(
-        "show", help="summarise a saved run", description="Print a one-page summary of a saved run."
-    )
-    show.add_argument("dir", metavar="DIR", type=Path, help="the run directory")
-    show.set_defaults(command="show", run=_run_show, usage=show.format_usage())
+    from looplet._cli_show import add_show_command
+
+    add_show_command(commands)
 
     merge = commands.add_parser(
         "merge",
@@ -210,75 +207,6 @@ def _load(run: Path) -> EvalContext:
         return EvalContext.from_trajectory_dir(run)
     except TrajectoryLoadError as exc:
         raise RunFileError(str(exc)) from exc
-
-
-# -- looplet show -------------------------------------------------------------------------------
-
-
-def _run_show(args: argparse.Namespace) -> int:
-    run: Path = args.dir
-    if not run.is_dir():
-        raise UsageError(f"DIR {str(run)!r} is not a directory")
-    if not is_run_dir(run):
-        raise UsageError(
-            f"{str(run)!r} is not a saved run: it holds no trajectory.json or steps/*.json"
-        )
-    ctx = _load(run)
-    print(f"run: {run}")
-    print("task: " + _task_text(ctx.task))
-    steps = ctx.steps
-    print(f"steps ({len(steps)}):")
-    hidden = len(steps) - _SHOW_HEAD - _SHOW_TAIL
-    for i, step in enumerate(steps):
-        if hidden > 0 and i == _SHOW_HEAD:
-            print(f"  ... {hidden} more steps ...")
-        if hidden > 0 and _SHOW_HEAD <= i < _SHOW_HEAD + hidden:
-            continue
-        print("  " + _clip(step.pretty()))
-    traj = ctx.trajectory
-    assert traj is not None  # from_trajectory_dir always rebuilds one
-    if traj.stop_reason is None:
-        print("stopped: unknown (the run was saved as steps only)")
-    else:
-        detail = f" ({_clip(traj.stop_detail, 100)})" if traj.stop_detail else ""
-        print(f"stopped: {traj.stop_reason.value}{detail}")
-    usage = traj.usage
-    print(
-        f"model calls: {traj.llm_calls} · tokens: {usage.total_tokens} "
-        f"({usage.input_tokens} in, {usage.output_tokens} out) · {traj.elapsed_ms:.0f}ms"
-    )
-    errors = len(ctx.errors)
-    if errors:
-        print(f"failed steps: {errors}")
-    if ctx.final_output is not None:
-        print("final output: " + _clip(_compact(ctx.final_output)))
-    return 0
-
-
-def _task_text(task: Any) -> str:
-    if task is None:
-        return "(not saved)"
-    from looplet.messages import render_task
-
-    lines = render_task(task).splitlines() or [""]
-    shown = [_clip(line) for line in lines[:_TASK_LINES]]
-    if len(lines) > _TASK_LINES:
-        shown.append(f"... ({len(lines) - _TASK_LINES} more lines)")
-    return shown[0] if len(shown) == 1 else "\n" + "\n".join("  " + line for line in shown)
-
-
-def _compact(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    try:
-        return json.dumps(value, ensure_ascii=False)
-    except (TypeError, ValueError):
-        return repr(value)
-
-
-def _clip(text: str, limit: int = _LINE_CHARS) -> str:
-    text = " ".join(text.split()) if "\n" in text else text
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _tolerate_unencodable_output() -> None:
