@@ -36,6 +36,7 @@ __all__ = [
     "ask_should_stop",
     "end_with_hooks",
     "record_step_with_hooks",
+    "run_again",
     "start_with_hooks",
     "tell_reply",
 ]
@@ -176,10 +177,11 @@ def check_permissions(
 
 def record_step_with_hooks(
     run: RunState, call: ToolCall, result: ToolResult
-) -> Generator[AwaitHook, Any, Step]:
+) -> Generator[AwaitHook | PreparedCall, Any, Step]:
     """``post_dispatch`` hooks transform the result, each seeing the one before's (a
     ``ToolResult`` replaces it, ``Stop`` ends the run after this step, text joins the next
-    call); then the step is recorded and ``on_event`` hooks are told."""
+    call, an ``approval`` runs the call again and the same hook sees the new result); then
+    the step is recorded and ``on_event`` hooks are told."""
     hooks = run.hooks
     step_num = len(run.trajectory.steps) + 1
     if hooks.post_dispatch:
@@ -187,18 +189,46 @@ def record_step_with_hooks(
         values["tool_call"] = call
         values["step_num"] = step_num
         for bound in hooks.post_dispatch:
-            values["tool_result"] = result
-            for d in (yield from observe((bound,), values, step_num)):
-                if d.updated_result is not None:
-                    result = dataclasses.replace(d.updated_result, call_id=call.call_id)
-                if d.additional_context:
-                    run.pending_context.append(d.additional_context)
-                if d.stop is not None and run.stop_requested is None:
-                    run.stop_requested = d.stop
+            reruns = 0
+            while True:
+                values["tool_result"] = result
+                granted = None
+                for d in (yield from observe((bound,), values, step_num)):
+                    if d.updated_result is not None:
+                        result = dataclasses.replace(d.updated_result, call_id=call.call_id)
+                    if d.additional_context:
+                        run.pending_context.append(d.additional_context)
+                    if d.stop is not None and run.stop_requested is None:
+                        run.stop_requested = d.stop
+                    if d.approval is not None:
+                        granted = d.approval
+                if granted is None or reruns >= MAX_RERUNS or run.stop_requested is not None:
+                    break
+                reruns += 1
+                result = yield from run_again(run, call, granted)
     step = cast(Step, record_step(run, call, result, hooks_asked=True))
     if hooks.on_event:
         yield from emit(hooks, "step", step_num, step=step)
     return step
+
+
+#: How many times ``post_dispatch`` hooks may run one call again (each ``approval``).
+MAX_RERUNS = 8
+
+
+def run_again(
+    run: RunState, call: ToolCall, approval: Any
+) -> Generator[PreparedCall, Any, ToolResult]:
+    """Run ``call`` again, approved: its tool sees ``approval`` as ``ctx.approval`` (on a
+    copy of the run's context, so calls running together do not see each other's). The
+    driver runs the yielded :class:`PreparedCall` as any other; the budget is not charged
+    again: it is the same call."""
+    ctx = dataclasses.replace(run.ctx, approval=approval)
+    prepared = run.tools.prepare(call, ctx)
+    if isinstance(prepared, ToolResult):  # cancelled meanwhile
+        return prepared
+    result: ToolResult = yield prepared
+    return result
 
 
 def ask_should_stop(run: RunState, step: Step) -> Generator[AwaitHook, Any, None]:

@@ -18,7 +18,8 @@ pre_dispatch        decides (first decision wins): Allow, Deny, Block, Stop, upd
                     a ``ToolResult`` (run nothing); ``Continue`` asks the next hook
 check_permission    decides (the first refusal wins, every hook is asked): Deny, Block, bool
 post_dispatch       transforms (every hook, in order): a ``ToolResult`` replaces the result the
-                    next hook sees; Stop ends the run after this step; text joins the next call
+                    next hook sees; Stop ends the run after this step; text joins the next call;
+                    ``approval`` runs the call again (see ``looplet.approval``)
 check_done          decides (first decision wins): Block / Deny / text / False refuse the done,
                     Allow / True accept it
 should_stop         decides (first decision wins): Stop / True end the run after this step
@@ -107,13 +108,21 @@ _ACTS_ON: Mapping[str, frozenset[str]] = {
         {"block", "stop", "updated_args", "updated_result", "permission", "additional_context"}
     ),
     "check_permission": frozenset({"block", "permission", "additional_context"}),
-    "post_dispatch": frozenset({"updated_result", "stop", "additional_context"}),
+    "post_dispatch": frozenset({"updated_result", "stop", "approval", "additional_context"}),
     "check_done": frozenset({"block", "permission", "additional_context"}),
     "should_stop": frozenset({"stop", "additional_context"}),
     "on_loop_end": frozenset(),
     "on_event": frozenset(),
 }
-_FIELDS = ("block", "stop", "updated_args", "updated_result", "permission", "additional_context")
+_FIELDS = (
+    "block",
+    "stop",
+    "updated_args",
+    "updated_result",
+    "permission",
+    "approval",
+    "additional_context",
+)
 
 
 class IgnoredDecisionWarning(UserWarning):
@@ -139,6 +148,10 @@ class HookDecision:
             ``check_permission``, ``check_done``).
         additional_context: text added to the conversation before the next model call.
         metadata: free-form data for observers.
+        approval: a granted :class:`~looplet.approval.Approval` (``post_dispatch``): the
+            call asked for approval and got it, so it runs again with ``ctx.approval`` set
+            to this, and the new result replaces the one that asked (see
+            :class:`~looplet.approval.ApprovalHook`).
     """
 
     block: str | None = None
@@ -148,6 +161,7 @@ class HookDecision:
     permission: Literal["allow", "deny"] | None = None
     additional_context: str | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    approval: Any = None
 
     def is_block(self) -> bool:
         """True when the decision refuses the call."""

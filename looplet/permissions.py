@@ -118,10 +118,14 @@ class PermissionOutcome:
     Attributes:
         tool: the tool called.
         args: the call's arguments.
-        decision: the final decision, ALLOW or DENY (an ASK is resolved before it is logged).
+        decision: the final decision, ALLOW or DENY (an ASK rule is resolved before it is
+            logged); ASK only for an approval still waiting for an answer
+            (:class:`~looplet.approval.ApprovalHook` with no handler).
         rule: the rule that fit (``None``: the engine's default applied).
         reason: why, in words.
-        decided_by: ``"rule"``, ``"default"``, ``"ask_handler"`` or ``"error"``.
+        decided_by: ``"rule"``, ``"default"``, ``"ask_handler"`` or ``"error"``; for an
+            approval a tool asked for, ``"approval_handler"``, ``"approval_answer"`` (given
+            later) or ``"approval_pending"``.
         asked: whether the ask handler was consulted.
         at: when (seconds since the epoch).
         step: the loop step of the call (0 outside the loop).
@@ -264,7 +268,7 @@ class PermissionEngine:
                 "reason": o.reason,
             }
             for o in self.audit_log
-            if not o.allowed
+            if o.decision is PermissionDecision.DENY
         ]
 
     def evaluate(self, call: ToolCall, *, step: int = 0) -> PermissionOutcome:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import inspect
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, overload
+from typing import TYPE_CHECKING, Any, overload
 
 from looplet.cancel import CancelToken
 from looplet.errors import ToolRegistrationError
@@ -21,6 +21,9 @@ from looplet.schema import (
     is_json_schema,
     normalize_parameters,
 )
+
+if TYPE_CHECKING:
+    from looplet.approval import Approval
 
 __all__ = ["ToolContext", "ToolSpec", "tool"]
 
@@ -48,6 +51,8 @@ class ToolContext:
         tool_timeout_s: the time limit, in seconds, of a call whose tool sets no
             ``timeout_s`` of its own (the loop sets it from ``LoopConfig.tool_timeout_s``;
             ``None``: no limit).
+        approval: the :class:`~looplet.approval.Approval` this call was granted, when it
+            runs again after asking (``None`` otherwise); :meth:`approve` reads it.
     """
 
     cwd: str = field(default_factory=os.getcwd)
@@ -61,6 +66,7 @@ class ToolContext:
     #: use it to share the budget and nest their trajectory. ``None`` outside a loop.
     run: Any = None
     tool_timeout_s: float | None = None
+    approval: Approval | None = None
 
     def __post_init__(self) -> None:
         if not self.workspace_root:
@@ -77,6 +83,20 @@ class ToolContext:
         """
         if self.on_progress is not None:
             self.on_progress(message, {**data, **more} if data else more)
+
+    def approve(self, prompt: str, options: Sequence[str] = ()) -> Approval:
+        """Ask for approval of ``prompt`` before doing it; returns the granted
+        :class:`~looplet.approval.Approval` (``.option``: the option chosen).
+
+        Until it is granted, this raises :class:`~looplet.approval.NeedsApproval`: the
+        run's :class:`~looplet.approval.ApprovalHook` asks its handler and, if approved,
+        runs the call again, when this returns the approval. A denial is the step's
+        ``permission_denied`` result. So call it before any side effect: the code before
+        it runs once more. Without an ``ApprovalHook`` the call fails closed.
+        """
+        from looplet.approval import ask_in_tool  # loaded by tools that ask
+
+        return ask_in_tool(self, prompt, options)
 
 
 @dataclass(frozen=True, eq=False)
