@@ -1,5 +1,8 @@
 """A coding agent: bash, read, write, edit, glob, grep, think and done, kept in one folder.
 
+The agent is :func:`looplet.presets.coding_agent_preset` (its tools, permissions and settings);
+this module adds the command line, the terminal's y/N approval and the offline replay.
+
 Without an API key it replays a run recorded in the package, offline, into a new temporary
 folder: the tools really run, so the folder ends up with ``fizzbuzz.py`` and its tests, and
 the tests really ran. With a key it runs live against any OpenAI-compatible endpoint::
@@ -33,28 +36,15 @@ import contextlib
 import os
 import sys
 import tempfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from looplet import BaseToolRegistry, LoopConfig, ToolCall, composable_loop
-from looplet.examples._coding_rules import (
-    ACTS_ON_SYSTEM,
-    DESTRUCTIVE,
-    LEAVES_WORKSPACE,
-    RUNS_OTHER_CODE,
-    SHELL_SYNTAX,
-    UNPARSABLE,
-    command_concerns,
-)
-from looplet.examples._coding_tools import CodingWorkspace, sandbox_of
-from looplet.permissions import (
-    AskHandler,
-    PermissionDecision,
-    PermissionEngine,
-    PermissionHook,
-    PermissionRule,
-)
+from looplet import BaseToolRegistry, LoopConfig, ToolCall
+from looplet._coding_rules import command_concerns
+from looplet._coding_tools import CodingWorkspace, sandbox_of
+from looplet.permissions import AskHandler, PermissionDecision, PermissionEngine, PermissionRule
+from looplet.presets import CODING_SYSTEM_PROMPT, coding_agent_preset, coding_permissions
 from looplet.sandbox import BwrapSandbox
 
 __all__ = [
@@ -76,17 +66,8 @@ __all__ = [
 RECORDED = Path(__file__).resolve().parent / "cassettes" / "coding_agent.yaml"
 #: The task of the recorded run.
 DEFAULT_TASK = "implement fizzbuzz"
-# No absolute path in the prompt: a request must not depend on where the workspace is, or a
-# recorded run would not replay in another folder.
-SYSTEM_PROMPT = (
-    "You are a careful coding agent. You work in a project folder, the workspace: every path "
-    "is relative to it, and the tools refuse paths that leave it. Look before you change "
-    "anything (glob, grep, read). Write the code and a test for it, run the test with bash, "
-    "and fix the code until the test passes; prefer edit for small changes. Commands that "
-    "delete, move or overwrite files, or reach outside the workspace, need the user's "
-    "approval and may be denied: do without them when you can. When the task is complete, "
-    "or cannot be done, call {done_tool} with a short summary."
-)
+#: The coding preset's system prompt (:data:`looplet.presets.CODING_SYSTEM_PROMPT`).
+SYSTEM_PROMPT = CODING_SYSTEM_PROMPT
 
 
 def build_tools(
@@ -118,36 +99,7 @@ def build_permissions(
         sandbox: the one bash runs in (give the tools the same); ``False``: none, knowingly,
             and only the rules apply.
     """
-    chosen = sandbox_of(sandbox)
-    engine = PermissionEngine(ask_handler=ask_handler)
-    # With no one to ask, the rules deny outright, so that the model is told the reason.
-    add = engine.ask if ask_handler is not None else engine.deny
-    unasked = "" if ask_handler is not None else "; there is no one to ask for approval"
-    if chosen is not None and not chosen.available():
-        add(
-            "bash",
-            reason=f"bash cannot run in a sandbox here: {chosen.why_unavailable()}. Until it "
-            f"can, every bash command needs approval{unasked}",
-        )
-    for reason in _CONCERNS:
-        add("bash", match=_concerned_by(reason), reason=reason + unasked)
-    for name in ("bash", "read", "write", "edit", "glob", "grep", "think"):
-        engine.allow(name)
-    return engine  # anything else: denied (the engine's default)
-
-
-_CONCERNS = (
-    UNPARSABLE,
-    DESTRUCTIVE,
-    RUNS_OTHER_CODE,
-    ACTS_ON_SYSTEM,
-    LEAVES_WORKSPACE,
-    SHELL_SYNTAX,
-)
-
-
-def _concerned_by(reason: str) -> Callable[[Mapping[str, Any]], bool]:
-    return lambda args: reason in command_concerns(args.get("command"))
+    return coding_permissions(ask_handler, sandbox=sandbox)
 
 
 def build_config(
@@ -201,21 +153,21 @@ def run(
             "asked about.",
             file=sys.stderr,
         )
-    same = chosen if chosen is not None else False
-    hooks: list[object] = [PermissionHook(build_permissions(ask_handler, sandbox=same))]
+    # The coding preset refuses to build with a sandbox that cannot start: this example then
+    # runs bash unsandboxed, as the preset's sandbox=False, with the stricter permissions
+    # that ask about every command (which the note above announced).
+    usable = chosen if chosen is not None and chosen.available() else False
+    preset = coding_agent_preset(workspace, sandbox=usable, ask_handler=ask_handler, max_steps=20)
+    if chosen is not None and usable is False:
+        preset.permissions = build_permissions(ask_handler, sandbox=chosen)
+    hooks: list[object] = []
     if trace is not None:
         from looplet.provenance import ProvenanceSink
 
         sink = ProvenanceSink(trace)
         llm = sink.wrap_llm(llm)
         hooks.append(sink.trajectory_hook())
-    loop = composable_loop(
-        llm=llm,
-        tools=build_tools(workspace, sandbox=same),
-        task=task,
-        hooks=hooks,
-        config=build_config(workspace),
-    )
+    loop = preset.loop(llm, task, hooks=hooks)
     for step in loop:
         print(step.pretty())
         if step.tool_call.tool == "bash" and isinstance(step.tool_result.data, dict):

@@ -22,7 +22,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from looplet import BaseToolRegistry, DefaultState, LoopConfig, ToolSpec, composable_loop
+from looplet import BaseToolRegistry, ToolSpec
+from looplet.presets import minimal_preset
 
 #: The run shipped with the package, recorded through the real openai SDK.
 RECORDED = Path(__file__).resolve().parent / "cassettes" / "hello_world.yaml"
@@ -30,7 +31,8 @@ TASK = {"goal": "Greet Alice, then finish."}
 
 
 def build_tools() -> BaseToolRegistry:
-    """The greet and done tools of the README example."""
+    """The greet and done tools of the README example (the run adds no others: this done is
+    the one :func:`~looplet.presets.minimal_preset` keeps)."""
     tools = BaseToolRegistry()
     tools.register(
         ToolSpec(
@@ -53,13 +55,7 @@ def build_tools() -> BaseToolRegistry:
 
 def run(llm: Any) -> int:
     """Run the greet agent with ``llm``, printing each step and the stop line."""
-    loop = composable_loop(
-        llm=llm,
-        tools=build_tools(),
-        state=DefaultState(max_steps=5),
-        config=LoopConfig(max_steps=5),
-        task=TASK,
-    )
+    loop = minimal_preset(build_tools(), max_steps=5).loop(llm, TASK)
     for step in loop:
         print(step.pretty())
     trajectory = loop.trajectory

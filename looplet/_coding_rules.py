@@ -22,6 +22,7 @@ import shlex
 
 __all__ = [
     "ACTS_ON_SYSTEM",
+    "CONCERNS",
     "DESTRUCTIVE",
     "LEAVES_WORKSPACE",
     "RUNS_OTHER_CODE",
@@ -43,6 +44,15 @@ SHELL_SYNTAX = (
     "the command uses shell syntax the rules cannot follow: a chain, pipe, redirection, "
     "expansion, substitution or escape (; & | < > ( ) $ ` { } \\ or a newline), or a glob "
     "in the command's name"
+)
+#: Every reason, in the order :func:`command_concerns` checks them.
+CONCERNS = (
+    UNPARSABLE,
+    DESTRUCTIVE,
+    RUNS_OTHER_CODE,
+    ACTS_ON_SYSTEM,
+    LEAVES_WORKSPACE,
+    SHELL_SYNTAX,
 )
 
 # Characters whose meaning to bash the rules do not follow.

@@ -1,4 +1,4 @@
-"""The tools of the coding agent example, each confined to one workspace folder.
+"""The coding tools of :func:`looplet.presets.coding_agent_preset`, each confined to one folder.
 
 :class:`CodingWorkspace` holds the folder and offers ``bash``, ``read``, ``write``, ``edit``,
 ``glob``, ``grep``, ``think`` and ``done`` as methods; :meth:`CodingWorkspace.registry` turns
@@ -10,8 +10,8 @@ following symlinked folders and leave out every file that resolves outside, as i
 there. ``bash`` runs in the folder under a timeout, inside a
 :class:`~looplet.sandbox.BwrapSandbox` (only the workspace writable, no other process visible,
 no network, a clean environment); when no sandbox can start it runs unsandboxed, in its own
-process group and without API keys in its environment, and it is the permission rules of
-:mod:`looplet.examples.coding_agent` that then ask before every command.
+process group and without API keys in its environment, and it is the permission rules
+(:func:`looplet.presets.coding_permissions`) that then ask before every command.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ class CodingWorkspace:
         sandbox: where ``bash`` runs its commands: ``True``, a default
             :class:`~looplet.sandbox.BwrapSandbox`; a sandbox of your own; ``False``, none
             (you accept that commands can do whatever you can). A sandbox that cannot start
-            here is not used; :func:`~looplet.examples.coding_agent.build_permissions`, given
+            here is not used; :func:`~looplet.presets.coding_permissions`, given
             the same one, then asks before every command.
     """
 
@@ -75,10 +75,14 @@ class CodingWorkspace:
         self.root = Path(root).resolve() if root is not None else None
         self.sandbox = sandbox_of(sandbox)
 
-    def registry(self) -> BaseToolRegistry:
-        """The tools as a registry: bash, read, write, edit, glob, grep, think (free), done."""
+    def registry(self, *, shell: bool = True) -> BaseToolRegistry:
+        """The tools as a registry: bash, read, write, edit, glob, grep, think (free), done.
+
+        Args:
+            shell: include ``bash``; ``False``: the file tools only.
+        """
         specs: list[ToolSpec] = [
-            tool(self.bash),
+            *([tool(self.bash)] if shell else []),
             tool(self.read),
             tool(self.write),
             tool(self.edit),
