@@ -35,7 +35,10 @@ class StreamingHook:
     """Receives each chunk of a streamed reply while the model is still answering.
 
     Use it with a backend created with ``stream=True``; a backend that does not stream sends
-    no chunks, and the hook then sees only whole replies through the loop's steps.
+    no chunks, and the hook then sees only whole replies through the loop's steps. For the
+    whole run as it happens (model calls, steps, its end) to a function or an async
+    iterator, with streaming turned on for you, pass ``stream=`` to the loop instead (see
+    :mod:`looplet.streaming`).
 
     Example::
 
