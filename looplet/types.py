@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from looplet._expected_steps import StepSpec
     from looplet.messages import Message
 
-__all__ = ["Step", "StopReason", "ToolCall", "ToolResult", "Trajectory", "Usage"]
+__all__ = ["Step", "StopReason", "ToolCall", "ToolResult", "Trajectory", "Turn", "Usage"]
 
 _ARG_VALUE_CHARS = 40
 _TAIL_CHARS = 60
@@ -188,28 +188,52 @@ class Step:
 
 @value_type
 class Usage:
-    """Token counts reported by the provider. Add two with ``+``."""
+    """Token counts reported by the provider. Add two with ``+``.
+
+    ``input_tokens`` counts every token of the prompt, cached or not (OpenAI's
+    ``prompt_tokens``; Anthropic's ``input_tokens`` + ``cache_read_input_tokens`` +
+    ``cache_creation_input_tokens``), so it measures the context whatever the provider.
+    ``cache_read_tokens`` and ``cache_write_tokens`` are the parts of it that were read
+    from, and written to, the provider's prompt cache (OpenAI reports reads only); the
+    rest, :attr:`uncached_input_tokens`, was billed at the plain input price.
+    """
 
     input_tokens: int = 0
     output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
 
     @property
     def total_tokens(self) -> int:
         """Input plus output tokens."""
         return self.input_tokens + self.output_tokens
 
+    @property
+    def uncached_input_tokens(self) -> int:
+        """The input tokens neither read from nor written to the cache."""
+        return self.input_tokens - self.cache_read_tokens - self.cache_write_tokens
+
     def __add__(self, other: Usage) -> Usage:
         return Usage(
-            self.input_tokens + other.input_tokens, self.output_tokens + other.output_tokens
+            self.input_tokens + other.input_tokens,
+            self.output_tokens + other.output_tokens,
+            self.cache_read_tokens + other.cache_read_tokens,
+            self.cache_write_tokens + other.cache_write_tokens,
         )
 
     def to_dict(self) -> dict[str, int]:
-        """``{"input_tokens", "output_tokens", "total_tokens"}``."""
-        return {
+        """``{"input_tokens", "output_tokens", "total_tokens"}``, plus ``cache_read_tokens``
+        and ``cache_write_tokens`` when not zero (a run without caching keeps the old form)."""
+        out = {
             "input_tokens": self.input_tokens,
             "output_tokens": self.output_tokens,
             "total_tokens": self.total_tokens,
         }
+        if self.cache_read_tokens:
+            out["cache_read_tokens"] = self.cache_read_tokens
+        if self.cache_write_tokens:
+            out["cache_write_tokens"] = self.cache_write_tokens
+        return out
 
 
 class StopReason(enum.StrEnum):
@@ -234,6 +258,44 @@ class StopReason(enum.StrEnum):
 
 
 _NO_USAGE = Usage()
+
+
+@value_type
+class Turn:
+    """One model call of a run: how many tool calls it made, its tokens and its time.
+
+    :attr:`Trajectory.turns` holds one for each reply the loop recorded (a failed call's
+    too), in order. A turn's calls are the steps ``step`` to ``step + calls - 1``
+    (:attr:`steps`); only the last turn of a run can have none (a final text, a failed call).
+
+    Attributes:
+        step: the number of the first step its calls became (for a turn without calls, the
+            number the next step would have had).
+        calls: how many tool calls the reply held.
+        usage: the tokens the provider reported for the call. The turns' usage adds up to
+            :attr:`Trajectory.usage`, less the tokens of a context compaction's own model
+            calls (a summary), which count in the run's usage only.
+        duration_ms: wall time from sending the request to recording its reply (the
+            backend's retries, and with a context budget a compaction made for it, included).
+    """
+
+    step: int
+    calls: int
+    usage: Usage = _NO_USAGE
+    duration_ms: float = 0.0
+
+    @property
+    def steps(self) -> range:
+        """The numbers of the steps its calls became."""
+        return range(self.step, self.step + self.calls)
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"step", "calls", "usage", "duration_ms"}``, the duration to the µs."""
+        from looplet.record.codec import encode_turn
+
+        out = encode_turn(self)
+        out["duration_ms"] = round(self.duration_ms, 3)
+        return out
 
 
 @dataclass(slots=True, eq=False)
@@ -261,6 +323,9 @@ class Trajectory:
             and tokens are theirs, not this run's; :attr:`total_usage` adds them in.
         parent_step: for a sub-agent's run, the number of the parent's step whose tool
             started it (``None`` for a top-level run). ``children_of(n)`` finds them.
+        turns: every model call the loop recorded a reply of, in order (:class:`Turn`: its
+            tool calls' steps, tokens and time); :meth:`turn_of` finds a step's. A run
+            resumed from a checkpoint has those made since it resumed.
     """
 
     task: Any = None
@@ -277,11 +342,20 @@ class Trajectory:
     compactions: list[Any] = field(default_factory=list)
     children: list[Trajectory] = field(default_factory=list)
     parent_step: int | None = None
+    turns: list[Turn] = field(default_factory=list)
 
     @property
     def tools(self) -> list[str]:
         """The names of the tools called, in order."""
         return [s.tool_call.tool for s in self.steps]
+
+    def turn_of(self, step: int, /) -> Turn | None:
+        """The model turn whose reply held the call of step ``step`` (its tokens and the
+        model's time; the tool's time is on the step's result), or ``None`` if not recorded."""
+        for turn in reversed(self.turns):
+            if turn.step <= step:
+                return turn if step < turn.step + turn.calls else None
+        return None
 
     def children_of(self, step: int, /) -> list[Trajectory]:
         """The sub-agent runs started by the tool of step ``step``, in order."""
@@ -401,6 +475,7 @@ class Trajectory:
             "compactions": [c.to_dict() for c in self.compactions],
             "parent_step": self.parent_step,
             "children": [c.to_dict() for c in self.children],
+            "turns": [t.to_dict() for t in self.turns],
         }
 
     def pretty(self) -> str:

@@ -1,8 +1,10 @@
 """The timeline of one run in the HTML report (:mod:`pytest_looplet.html`): its steps in order,
 read from the item's ``trajectory`` (``docs/reports.md``).
 
-Each model turn opens with the text the model wrote, then each tool call it made: the tool,
-its arguments and its result or error, the permission decision about it, its time. Values
+Each model turn opens with the text the model wrote and what the model call cost (its tokens
+and time, when the run recorded them), then each tool call it made: the tool, its arguments
+and its result or error, the permission decision about it, the tool's time. A last turn that
+made no call (a final text, a failed call) closes the timeline with its cost. Values
 longer than :data:`FOLD_CHARS` (or of several lines) are folded in a ``<details>``: the page
 needs no script to read. A failed step is marked red, a denied one amber; for a run that
 failed ``assert_trajectory`` the step where it first differs is outlined and the step diff
@@ -50,6 +52,8 @@ ol.tl>li.say-item::before{background:var(--mute)}
 .diff{border:1px solid var(--fail);border-radius:6px;padding:5px 10px;background:var(--bg)}
 .diff pre{margin:4px 0;overflow-x:auto;white-space:pre;word-break:normal}
 li.end{color:var(--mute)}.say .v{font:inherit}
+.say .cost{font-weight:400;text-transform:none;letter-spacing:0;font-variant-numeric:
+tabular-nums;margin-left:2px}
 """
 
 
@@ -59,7 +63,7 @@ def timeline(traj: Mapping[str, Any], divergence: Mapping[str, Any] | None = Non
     steps = traj.get("steps") or []
     diff = divergence.get("diff") if divergence else None
     at = divergence.get("step") if divergence else None
-    if not steps and not diff:
+    if not steps and not diff and not isinstance(traj.get("final_turn"), Mapping):
         return "<p class='fig'>no steps recorded</p>" if traj else ""
     parts = []
     omitted = traj.get("steps_omitted") or 0
@@ -71,11 +75,9 @@ def timeline(traj: Mapping[str, Any], divergence: Mapping[str, Any] | None = Non
             parts.append(f"<li class='end'>… {omitted} steps omitted …</li>")
         if step.get("turn") != turn or step.get("turn") is None:
             said, turn = str(step.get("text") or ""), step.get("turn")
-        if step.get("text"):
-            parts.append(
-                "<li class='say-item'><div class='say'><span class='who'>model</span>"
-                f"{fold(str(step['text']), 600)}</div></li>"
-            )
+        cost = _cost(step)
+        if step.get("text") or cost:
+            parts.append(_say(fold(str(step["text"]), 600) if step.get("text") else "", cost))
         here = diff is not None and at is not None and at == n
         parts.append(_step(step, diff if here else None, said))
         placed = placed or here
@@ -84,8 +86,36 @@ def timeline(traj: Mapping[str, Any], divergence: Mapping[str, Any] | None = Non
         if at is not None and steps and _int(at) <= _int(steps[-1].get("n")):
             where = f"at step {at} (not shown)"
         parts.append(f"<li class='st diverged'>{_diff(diff, where)}</li>")
+    last = traj.get("final_turn")
+    if isinstance(last, Mapping):  # the turn that made no call: its text is the final text
+        note = "<span class='fig'>the final text, below</span>" if traj.get("final_text") else ""
+        parts.append(_say(note, _cost(last)))
     parts.append(_end(traj))
     return f"<ol class='tl'>{''.join(parts)}</ol>"
+
+
+def _say(body: str, cost: str) -> str:
+    """A model turn's item: ``cost`` (its tokens and time) beside "model", then ``body``."""
+    head = f"model <span class='cost'>{escape(cost)}</span>" if cost else "model"
+    return f"<li class='say-item'><div class='say'><span class='who'>{head}</span>{body}</div></li>"
+
+
+def _cost(turn: Mapping[str, Any]) -> str:
+    """``150 tokens (120 in, 30 out) · 840 ms``: a turn's ``usage`` and ``llm_ms`` (a step
+    row carries them on its turn's first step), each left out when none was recorded (no
+    tokens reported, a failed call)."""
+    usage, ms = turn.get("usage"), _ms(turn.get("llm_ms"))
+    bits = []
+    if isinstance(usage, Mapping) and _int(usage.get("total_tokens")) > 0:
+        bits.append(_tokens(usage))
+    return " · ".join([*bits, ms] if ms else bits)
+
+
+def _tokens(usage: Mapping[str, Any]) -> str:
+    return (
+        f"{_int(usage.get('total_tokens')):,} tokens ({_int(usage.get('input_tokens')):,} in, "
+        f"{_int(usage.get('output_tokens')):,} out)"
+    )
 
 
 def _step(step: Mapping[str, Any], diff: str | None, said: str) -> str:
@@ -121,7 +151,8 @@ def _step(step: Mapping[str, Any], diff: str | None, said: str) -> str:
     card = (
         f"<div class='card'><div class='hd'><span class='num'>#{escape(str(step.get('n')))}</span>"
         f"<span>{'✓' if ok else '✗'}</span><code class='tool'>{escape(str(step.get('tool')))}"
-        f"</code>{''.join(tags)}<span class='ms'>{_ms(step.get('ms'))}</span></div>"
+        f"</code>{''.join(tags)}<span class='ms' title='the tool&#x27;s time'>"
+        f"{_ms(step.get('ms'))}</span></div>"
         f"{''.join(rows)}</div>"
     )
     side = _diff(diff, "this step differs") if diff is not None else ""
@@ -164,21 +195,25 @@ def _end(traj: Mapping[str, Any]) -> str:
     if traj.get("stop_reason"):
         bits.append(f"stopped: {traj['stop_reason']}")
     if usage:
-        bits.append(
-            f"{_int(usage.get('total_tokens')):,} tokens ({_int(usage.get('input_tokens')):,} in, "
-            f"{_int(usage.get('output_tokens')):,} out)"
-        )
+        bits.append(_tokens(usage))
     if traj.get("llm_calls") is not None:
-        bits.append(f"{traj['llm_calls']} model calls")
-    if traj.get("elapsed_ms") is not None:
-        bits.append(_ms(traj.get("elapsed_ms")))
+        model_ms = _ms(traj.get("llm_ms"))
+        bits.append(f"{traj['llm_calls']} model calls" + (f" ({model_ms})" if model_ms else ""))
+    if elapsed := _ms(traj.get("elapsed_ms")):
+        bits.append(elapsed)
     return f"<li class='end'>{escape(' · '.join(bits))}</li>" if bits else ""
 
 
 def _ms(value: object) -> str:
-    if not isinstance(value, int | float) or isinstance(value, bool):
+    """A time as people read it: ``1.53 s``, ``812 ms``, ``2.5 ms``, ``<0.1 ms``; "" for none
+    (a call that never ran, or a time not recorded, is 0)."""
+    if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
         return ""
-    return f"{value / 1000:.2f} s" if value >= 1000 else f"{value:.0f} ms"
+    if value >= 1000:
+        return f"{value / 1000:.2f} s"
+    if value < 0.1:
+        return "<0.1 ms"
+    return f"{value:.1f} ms" if value < 10 else f"{value:.0f} ms"
 
 
 def _int(value: object) -> int:

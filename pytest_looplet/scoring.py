@@ -31,7 +31,7 @@ import pytest
 from looplet import pricing
 from looplet.evals.report_model import Figures
 from looplet.evals.result import EvalResult
-from looplet.types import Step, Trajectory
+from looplet.types import Step, Trajectory, Turn, Usage
 from pytest_looplet.collect import async_return_key
 from pytest_looplet.datasets import case_threshold
 from pytest_looplet.settings import LoopletSettings, check_threshold
@@ -351,7 +351,10 @@ def trajectory_json(trajectory: Trajectory, model: str | None = None) -> str:
     (:mod:`looplet.record.codec`) with its keys, previews cut to :data:`PREVIEW_CHARS`, at
     most :data:`MAX_REPORTED_STEPS` steps, each step a row of the report's schema
     (``n``, ``tool``, ``args``, ``ok``, ``result``, ``error``, ``error_kind``, ``ms``,
-    ``reasoning``, ``turn``, ``text``, ``permission``: docs/reports.md)."""
+    ``reasoning``, ``turn``, ``text``, ``permission``, ``usage``, ``llm_ms``:
+    docs/reports.md). A run that recorded its model turns (:attr:`Trajectory.turns`) adds
+    ``llm_ms``, the model's time, and ``final_turn``, its last turn when no step shown came
+    from it (a final text, a failed call)."""
     from looplet.record.codec import encode_step, encode_usage
 
     steps = trajectory.steps
@@ -371,14 +374,31 @@ def trajectory_json(trajectory: Trajectory, model: str | None = None) -> str:
         "steps": _step_rows(trajectory, steps, encode_step),
         "steps_omitted": omitted,
     }
+    turns = trajectory.turns
+    if turns:  # after the keys of older reports
+        data["llm_ms"] = round(sum(t.duration_ms for t in turns), 3)
+        last = turns[-1]
+        if not steps or last.step > steps[-1].number:  # none of its calls became a step shown
+            data["final_turn"] = _turn_cost(last, encode_usage)
     return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+
+
+def _turn_cost(turn: Turn, encode_usage: Callable[[Usage], dict[str, int]]) -> dict[str, Any]:
+    """A model turn's tokens (``usage``) and time (``llm_ms``, to the µs), as the report
+    shows them."""
+    return {"usage": encode_usage(turn.usage), "llm_ms": round(turn.duration_ms, 3)}
 
 
 def _step_rows(
     trajectory: Trajectory, steps: list[Step], encode_step: Callable[[Step], dict[str, Any]]
 ) -> list[dict[str, Any]]:
     """The report rows of ``steps``, each with the model turn it came from (``turn``, and
-    on a turn's first step the model's ``text``) and its permission decision."""
+    on a turn's first step the model's ``text`` and, when recorded, the turn's ``usage`` and
+    ``llm_ms``: on one step only, so that the rows' tokens add up) and its permission
+    decision."""
+    from looplet.record.codec import encode_usage
+
+    firsts = {t.step: t for t in trajectory.turns if t.calls}  # a turn's first step -> turn
     turns: dict[str, tuple[int, str]] = {}  # call id -> (turn, the model's text that turn)
     turn = 0
     for message in trajectory.messages:
@@ -405,6 +425,9 @@ def _step_rows(
             }
             if decision.asked:
                 row["permission"]["asked"] = True
+        first_of = firsts.get(step.number)
+        if first_of is not None:
+            row.update(_turn_cost(first_of, encode_usage))
         rows.append(row)
     return rows
 

@@ -1,11 +1,13 @@
-"""The HTML report's trajectory viewer: each run a timeline of its steps (the model's text,
-calls, results folded when long, errors and permission decisions marked, the expected-vs-actual
-diff beside the step where a failing run diverged), from a real ``pytest --looplet-evals``
-run, read with html.parser and, where Chromium can be started, in a headless browser."""
+"""The HTML report's trajectory viewer: each run a timeline of its steps (the model's text and
+each model turn's tokens and time, calls, results folded when long, each tool's time, errors
+and permission decisions marked, the expected-vs-actual diff beside the step where a failing
+run diverged), from a real ``pytest --looplet-evals`` run, read with html.parser and, where
+Chromium can be started, in a headless browser."""
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
@@ -55,7 +57,8 @@ def tidy(request):
                                 ToolCall("fetch", {"url": "http://example.invalid"},
                                          call_id="c3")),
                     usage=Usage(300, 40)),
-        ToolCall("done", {"answer": "finished"}),
+        LLMResponse(tool_calls=(ToolCall("done", {"answer": "finished"}, call_id="c4"),),
+                    usage=Usage(500, 8)),
     ])
     rules = PermissionEngine().allow("read")
     rules.deny("rm", reason="never delete <i>files</i>' onmouseover='x")
@@ -77,6 +80,11 @@ def eval_tidies_up(tidy):
 def eval_keeps_the_notes(tidy):
     assert_trajectory(tidy, ["read", "fetch", "done"])
 """
+
+
+COST = re.compile(r"(\d+ tokens \(\d+ in, \d+ out\)) · <?[\d.]+ m?s")
+"""A model turn's cost as the timeline shows it: tokens, then the model's time."""
+TIME = re.compile(r"<?[\d.]+ m?s")
 
 
 @pytest.fixture
@@ -161,6 +169,11 @@ def run_block(root: Node, eval_name: str) -> Node:
     return block
 
 
+def items_of(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The JSON report's trajectory of each eval's first run, by the eval's name."""
+    return {e["eval"].split("::")[1]: e["items"][0]["trajectory"] for e in doc["evals"]}
+
+
 def steps_of(block: Node) -> dict[str, Node]:
     return {li.attrs["data-step"]: li for li in block.find("li", "st") if "data-step" in li.attrs}
 
@@ -175,10 +188,29 @@ def test_each_run_is_a_timeline_of_its_steps(report: Any, workers: str) -> None:
     failing = run_block(root, "eval_keeps_the_notes")
     steps = steps_of(failing)
     assert list(steps) == ["1", "2", "3", "4"]
-    # The model's text opens each turn, escaped.
+    # Each model turn opens with its tokens and time, then the model's text, escaped (the
+    # last turn wrote none).
+    costs = [c.all_text() for c in failing.find("span", "cost")]
+    assert [COST.fullmatch(c).group(1) for c in costs] == [  # type: ignore[union-attr]
+        "150 tokens (120 in, 30 out)",
+        "340 tokens (300 in, 40 out)",
+        "508 tokens (500 in, 8 out)",
+    ]
     said = [s.all_text() for s in failing.find("div", "say")]
-    assert said == ["modelI will read the <b>notes</b> first.", "modelNow clean up, then fetch."]
+    assert said == [
+        f"model {costs[0]}I will read the <b>notes</b> first.",
+        f"model {costs[1]}Now clean up, then fetch.",
+        f"model {costs[2]}",
+    ]
     assert not failing.find("b")
+    # Each step shows its tool's time as the report has it (to 0.1 ms); the denied call
+    # never ran, so it has none.
+    rows_ms = {str(r["n"]): r["ms"] for r in items_of(doc)["eval_keeps_the_notes"]["steps"]}
+    assert rows_ms["2"] == 0
+    for n, step in steps.items():
+        (ms,) = step.find("span", "ms")
+        assert ms.attrs["title"] == "the tool's time"
+        assert TIME.fullmatch(ms.all_text()) if rows_ms[n] > 0 else ms.all_text() == ""
     # The long result is folded: a <details> whose summary is its first line.
     (fold,) = steps["1"].find("details", "fold")
     assert fold.find("summary")[0].all_text().endswith("(200 chars)")  # a preview of 200
@@ -197,7 +229,8 @@ def test_each_run_is_a_timeline_of_its_steps(report: Any, workers: str) -> None:
     assert [n for n, s in steps.items() if "diverged" in s.classes] == ["2"]
     (diff,) = steps["2"].find("div", "diff")
     assert "expected" in diff.all_text() and "fetch" in diff.all_text()
-    assert "tokens" in failing.find("li", "end")[0].all_text()
+    end = failing.find("li", "end")[0].all_text()
+    assert re.search(r"998 tokens \(920 in, 78 out\) · 3 model calls \(<?[\d.]+ m?s\)", end)
     # The passing run has the same timeline, without a diff.
     passing = run_block(root, "eval_tidies_up")
     assert list(steps_of(passing)) == ["1", "2", "3", "4"] and not passing.find("div", "diff")
@@ -207,6 +240,9 @@ def test_each_run_is_a_timeline_of_its_steps(report: Any, workers: str) -> None:
     assert items["eval_tidies_up"]["divergence"] is None
     rows = items["eval_tidies_up"]["trajectory"]["steps"]
     assert [r.get("turn") for r in rows] == [1, 2, 2, 3]
+    # The JSON has them too: each turn's tokens and time on its first step.
+    assert [(r.get("usage") or {}).get("total_tokens") for r in rows] == [150, 340, None, 508]
+    assert ["llm_ms" in r for r in rows] == [True, True, False, True]
     assert [("text" in r) for r in rows] == [True, True, False, False]
     assert rows[1]["permission"] == {
         "decision": "deny", "reason": reason, "by": "rule"
@@ -280,6 +316,17 @@ def test_the_timeline_in_headless_chromium(report: Any, tmp_path: Path) -> None:
             assert fold.locator("summary").is_visible() and not fold.locator("pre").is_visible()
             fold.locator("summary").click()
             assert "alert(1)" in fold.locator("pre").inner_text()
+            # Each model turn's tokens and time stand beside "model", in plain case.
+            who = passing.locator(".say .who").first
+            cost = who.locator(".cost")
+            assert cost.is_visible() and who.inner_text().startswith("MODEL 150 tokens")
+            assert COST.fullmatch(cost.inner_text()).group(1) == "150 tokens (120 in, 30 out)"  # type: ignore[union-attr]
+            cost_box, who_box = cost.bounding_box(), who.bounding_box()
+            assert cost_box["height"] <= who_box["height"] + 1  # on the model's line
+            # ...the model's time of the turn after it too, in seconds or milliseconds.
+            assert TIME.fullmatch(cost.inner_text().rsplit(" · ", 1)[1])
+            tool_time = passing.locator("li.st[data-step='1'] .hd .ms")
+            assert tool_time.get_attribute("title") == "the tool's time"
             assert page.evaluate("() => document.scripts.length") == 1
             assert (
                 passing.locator(".say")
@@ -320,3 +367,47 @@ def test_the_models_text_is_shown_once_per_reply() -> None:
     ]
     page = timeline({"steps": steps})
     assert page.count(text) == 1 and page.count("All greeted.") == 1
+
+
+def test_a_last_turn_without_calls_closes_the_timeline_with_its_cost() -> None:
+    from pytest_looplet.html_timeline import timeline
+
+    def usage(tokens_in: int, tokens_out: int) -> dict[str, int]:
+        return {
+            "input_tokens": tokens_in,
+            "output_tokens": tokens_out,
+            "total_tokens": tokens_in + tokens_out,
+        }
+
+    step = {"n": 1, "tool": "greet", "ok": True, "turn": 1, "ms": 2.5}
+    traj = {
+        "steps": [{**step, "usage": usage(80, 4), "llm_ms": 812.0}],
+        "final_turn": {"usage": usage(90, 6), "llm_ms": 1530.0},
+        "final_text": "Carol is greeted.",
+        "stop_reason": "final_text",
+        "llm_calls": 2,
+        "llm_ms": 2342.0,
+        "usage": usage(170, 10),
+    }
+    parser = TreeParser()
+    parser.feed(timeline(traj))
+    items = parser.root.find("li")
+    assert [li.attrs["class"] for li in items] == ["say-item", "st ok", "say-item", "end"]
+    costs = [c.all_text() for c in parser.root.find("span", "cost")]
+    assert costs == ["84 tokens (80 in, 4 out) · 812 ms", "96 tokens (90 in, 6 out) · 1.53 s"]
+    assert items[1].find("span", "ms")[0].all_text() == "2.5 ms"
+    assert "the final text, below" in items[2].all_text()
+    assert items[3].all_text() == (
+        "stopped: final_text · 180 tokens (170 in, 10 out) · 2 model calls (2.34 s)"
+    )
+    # A run that answered at once has no step, and its one turn still shows.
+    parser = TreeParser()
+    parser.feed(timeline({**traj, "steps": [], "llm_calls": 1}))
+    (only,) = parser.root.find("span", "cost")
+    assert only.all_text() == "96 tokens (90 in, 6 out) · 1.53 s"
+    # A failed last call has its time but no tokens to show.
+    failed = {"final_turn": {"usage": usage(0, 0), "llm_ms": 30012.5}, "llm_calls": 1}
+    assert "<span class='cost'>30.01 s</span>" in timeline({"steps": [step], **failed})
+    # A report written before turns were recorded shows no cost, as before.
+    old = timeline({"steps": [step], "usage": usage(170, 10), "llm_calls": 2})
+    assert "cost" not in old and "2 model calls" in old and "2 model calls (" not in old

@@ -7,8 +7,9 @@ sub-agent's run is one, in ``children``). Checkpoints, recorded runs (``trajecto
 saved runs read for grading, ``to_dict()`` (:func:`step_view`: trimmed) and the reports'
 trajectory all use it. The keys are the fields' names; optional ones (a call's
 ``reasoning``, ``raw_arguments``, ``parse_error``; a message's ``tool_calls``,
-``tool_call_id``, ``name``, ``is_error``) are left out when empty; usage adds
-``total_tokens`` (not read back); a rule is ``{decision, tool, reason, had_matcher}``.
+``tool_call_id``, ``name``, ``is_error``; a trajectory's model ``turns``) are left out when
+empty; usage adds ``total_tokens`` (not read back); a rule is ``{decision, tool, reason,
+had_matcher}``.
 
 A file holding a trajectory on its own starts with ``"format": "looplet-record/1"``
 (:func:`trajectory_document`); one without a format is read as looplet 0.2's
@@ -30,12 +31,25 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Final
 
 from looplet.errors import ErrorKind, LoopletError, ToolError
 from looplet.messages import Message
-from looplet.types import Step, StopReason, ToolCall, ToolResult, Trajectory, Usage
+from looplet.record.fields import (
+    DecodeError,
+    decode_list,
+    decode_str,
+    field_bool,
+    field_int,
+    field_number,
+    field_str,
+    json_object,
+    optional_str,
+)
+from looplet.record.fields import at as _at
+from looplet.record.fields import kind_of as _kind
+from looplet.types import Step, StopReason, ToolCall, ToolResult, Trajectory, Turn, Usage
 
 if TYPE_CHECKING:
     from looplet.compact import CompactionRecord
@@ -57,6 +71,7 @@ __all__ = [
     "decode_stop_reason",
     "decode_str",
     "decode_trajectory",
+    "decode_turn",
     "decode_usage",
     "encode_call",
     "encode_compaction",
@@ -66,6 +81,7 @@ __all__ = [
     "encode_result",
     "encode_step",
     "encode_trajectory",
+    "encode_turn",
     "encode_usage",
     "field_bool",
     "field_int",
@@ -86,16 +102,6 @@ REPR_MARKER: Final = "__looplet_repr__"
 
 _ROLES = frozenset({"system", "user", "assistant", "tool"})
 _MAX_DEPTH = 100
-T = TypeVar("T")
-
-
-class DecodeError(LoopletError, ValueError):
-    """A field of a record has the wrong shape: ``where`` names it, ``problem`` says how."""
-
-    def __init__(self, where: str, problem: str) -> None:
-        super().__init__(f"field {where}: {problem}")
-        self.where = where
-        self.problem = problem
 
 
 # -- data ------------------------------------------------------------------------------------
@@ -184,6 +190,12 @@ def encode_step(step: Step) -> dict[str, Any]:
     }
 
 
+def encode_turn(turn: Turn) -> dict[str, Any]:
+    """A model turn: its first step, calls, usage and duration (not rounded)."""
+    usage = encode_usage(turn.usage)
+    return {"step": turn.step, "calls": turn.calls, "usage": usage, "duration_ms": turn.duration_ms}
+
+
 def call_view(call: ToolCall) -> dict[str, Any]:
     """``ToolCall.to_dict()``: :func:`encode_call`'s form with ``raw_arguments`` only when it
     could not be parsed (else ``args`` says it all)."""
@@ -224,13 +236,19 @@ def encode_message(message: Message) -> dict[str, Any]:
 
 
 def encode_usage(usage: Usage) -> dict[str, int]:
-    """Token counts (the total for readers; it is not read back)."""
+    """Token counts (the total for readers; it is not read back). The cache counts are
+    written only when not zero, so a run without prompt caching keeps the v1 form."""
     tokens_in, tokens_out = usage.input_tokens, usage.output_tokens
-    return {
+    out = {
         "input_tokens": tokens_in,
         "output_tokens": tokens_out,
         "total_tokens": tokens_in + tokens_out,
     }
+    if usage.cache_read_tokens:
+        out["cache_read_tokens"] = usage.cache_read_tokens
+    if usage.cache_write_tokens:
+        out["cache_write_tokens"] = usage.cache_write_tokens
+    return out
 
 
 def encode_permission(outcome: PermissionOutcome) -> dict[str, Any]:
@@ -265,7 +283,7 @@ def encode_compaction(record: CompactionRecord | Mapping[str, Any]) -> dict[str,
 def encode_trajectory(trajectory: Trajectory) -> dict[str, Any]:
     """A whole run, its sub-agents' runs included; nothing cut or rounded."""
     t, error = trajectory, trajectory.error
-    return {
+    out: dict[str, Any] = {
         "task": encode_data(t.task),
         "steps": [encode_step(s) for s in t.steps],
         "stop_reason": t.stop_reason.value if t.stop_reason else None,
@@ -281,6 +299,9 @@ def encode_trajectory(trajectory: Trajectory) -> dict[str, Any]:
         "parent_step": t.parent_step,
         "children": [encode_trajectory(c) for c in t.children],
     }
+    if t.turns:  # left out when empty, as records written before turns were kept
+        out["turns"] = [encode_turn(turn) for turn in t.turns]
+    return out
 
 
 def trajectory_document(trajectory: Trajectory) -> dict[str, Any]:
@@ -371,6 +392,17 @@ def decode_step(value: Any, where: str) -> Step:
     )
 
 
+def decode_turn(value: Any, where: str) -> Turn:
+    """A :class:`~looplet.types.Turn` from :func:`encode_turn`'s form."""
+    obj = json_object(value, where)
+    return Turn(
+        field_int(obj, "step", where),
+        field_int(obj, "calls", where),
+        decode_usage(obj.get("usage", {}), _at(where, "usage")),
+        field_number(obj, "duration_ms", where, 0.0),
+    )
+
+
 def decode_message(value: Any, where: str) -> Message:
     """A :class:`Message` from :func:`encode_message`'s form."""
     obj = json_object(value, where)
@@ -389,10 +421,16 @@ def decode_message(value: Any, where: str) -> Message:
 
 
 def decode_usage(value: Any, where: str) -> Usage:
-    """A :class:`Usage` from :func:`encode_usage`'s form."""
+    """A :class:`Usage` from :func:`encode_usage`'s form (absent cache counts are 0, as in
+    files written before they existed)."""
     obj = json_object(value, where)
     tokens_in = field_int(obj, "input_tokens", where, 0)
-    return Usage(tokens_in, field_int(obj, "output_tokens", where, 0))
+    return Usage(
+        tokens_in,
+        field_int(obj, "output_tokens", where, 0),
+        field_int(obj, "cache_read_tokens", where, 0),
+        field_int(obj, "cache_write_tokens", where, 0),
+    )
 
 
 def decode_stop_reason(value: Any, where: str) -> StopReason | None:
@@ -513,91 +551,5 @@ def decode_trajectory(value: Any, where: str) -> Trajectory:
         ),
         children=decode_list(obj.get("children", []), _at(where, "children"), decode_trajectory),
         parent_step=parent_step,
+        turns=decode_list(obj.get("turns", []), _at(where, "turns"), decode_turn),
     )
-
-
-def decode_str(value: Any, where: str) -> str:
-    """A string item of an array."""
-    if not isinstance(value, str):
-        raise DecodeError(where, f"expected a string, got {_kind(value)}")
-    return value
-
-
-def decode_list(value: Any, where: str, decode: Callable[[Any, str], T]) -> list[T]:
-    """Decode each item of the JSON array ``value``, naming a bad one ``where[i]``."""
-    if not isinstance(value, list):
-        raise DecodeError(where, f"expected an array, got {_kind(value)}")
-    return [decode(item, f"{where}[{i}]") for i, item in enumerate(value)]
-
-
-# -- fields ------------------------------------------------------------------------------------
-
-_MISSING: Any = object()
-
-
-def json_object(value: Any, where: str) -> dict[str, Any]:
-    """``value``, checked to be a JSON object."""
-    if not isinstance(value, dict):
-        raise DecodeError(where, f"expected an object, got {_kind(value)}")
-    return value
-
-
-def field_str(obj: Mapping[str, Any], key: str, where: str, default: str = _MISSING) -> str:
-    """The string ``obj[key]`` (``default`` when absent, if given)."""
-    value = obj.get(key, default)
-    if not isinstance(value, str):
-        raise _bad(where, key, value, "a string")
-    return value
-
-
-def optional_str(obj: Mapping[str, Any], key: str, where: str) -> str | None:
-    """The string or null ``obj[key]`` (``None`` when absent)."""
-    value = obj.get(key)
-    if value is not None and not isinstance(value, str):
-        raise _bad(where, key, value, "a string or null")
-    return value
-
-
-def field_int(obj: Mapping[str, Any], key: str, where: str, default: int = _MISSING) -> int:
-    """The non-negative integer ``obj[key]`` (``default`` when absent, if given)."""
-    value = obj.get(key, default)
-    if type(value) is not int or value < 0:  # a bool is no integer here
-        raise _bad(where, key, value, "a non-negative integer", repr)
-    return value
-
-
-def field_number(obj: Mapping[str, Any], key: str, where: str, default: float = _MISSING) -> float:
-    """The number ``obj[key]`` as a float (``default`` when absent, if given)."""
-    value = obj.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise _bad(where, key, value, "a number")
-    return float(value)
-
-
-def field_bool(obj: Mapping[str, Any], key: str, where: str, default: bool = _MISSING) -> bool:
-    """The boolean ``obj[key]`` (``default`` when absent, if given)."""
-    value = obj.get(key, default)
-    if not isinstance(value, bool):
-        raise _bad(where, key, value, "true or false")
-    return value
-
-
-def _bad(
-    where: str, key: str, value: Any, expected: str, shown: Callable[[Any], str] | None = None
-) -> DecodeError:
-    if value is _MISSING:
-        return DecodeError(_at(where, key), "missing")
-    return DecodeError(_at(where, key), f"expected {expected}, got {(shown or _kind)(value)}")
-
-
-def _at(where: str, key: str) -> str:
-    return f"{where}.{key}" if where else key
-
-
-def _kind(value: Any) -> str:
-    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}
-    if value is None:
-        return "null"
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return f"the number {value!r}"
-    return names.get(type(value), type(value).__name__)
