@@ -189,6 +189,23 @@ _DEPRECATED = {
         )
     },
     **{name: f"looplet.datasets.{name}" for name in ("Case", "DatasetError", "load_dataset")},
+    # The original's names that came back in this version, each in its feature's module.
+    "preview_prompt": "looplet.preview.preview_prompt",
+    "StaticMemorySource": "looplet.memory.StaticMemorySource",
+    "CallableMemorySource": "looplet.memory.CallableMemorySource",
+    "CachePolicy": "looplet.cache.CachePolicy",
+    "ApprovalHook": "looplet.approval.ApprovalHook",
+    "SessionLog": "looplet.session.SessionLog",
+    "Conversation": "looplet.conversation.Conversation",
+    **{
+        name: f"looplet.presets.{name}"
+        for name in (
+            "AgentPreset",
+            "coding_agent_preset",
+            "minimal_preset",
+            "research_agent_preset",
+        )
+    },
 }
 
 # Exported from here once but never documented so: each now imports only from its module.

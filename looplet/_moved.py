@@ -1,9 +1,9 @@
 """Names of the original looplet 0.1.7 that this version does not have, and why.
 
-A module that kept its original import path (``looplet.session``, ``looplet.presets``...) or
-the package itself calls :func:`missing` from its ``__getattr__``: asking for one of these
-names raises :class:`NotAvailableError` (an ``ImportError``, so that ``from looplet.session
-import SessionLog`` shows the reason instead of Python's bare "cannot import name"), saying
+A module that kept its original import path (``looplet.context``, ``looplet.streaming``...)
+or the package itself calls :func:`missing` from its ``__getattr__``: asking for one of these
+names raises :class:`NotAvailableError` (an ``ImportError``, so that ``from looplet.context
+import ContextPressureHook`` shows the reason instead of Python's bare "cannot import name"), saying
 what replaced it and pointing at ``docs/migration.md``, whose table lists the same names.
 Any other unknown name is a plain ``AttributeError``. Loaded only on such a miss.
 """
@@ -14,26 +14,15 @@ from typing import NoReturn
 
 __all__ = ["GONE", "NotAvailableError", "missing"]
 
-_PRESETS = (
-    "not yet: presets are not part of this version; looplet.examples.coding_agent builds a "
-    "coding agent confined to one folder from plain parts (tools, PermissionEngine, "
-    "LoopConfig) that you can copy."
-)
 _EMITTERS = (
-    "deliberately gone: streamed text reaches StreamingHook(on_chunk=..., on_text=..., "
-    "queue=...) and every lifecycle event reaches a hook's on_event(event: LoopEvent)."
+    "deliberately gone: pass stream= to the loop (a function of each LoopEvent, or a "
+    "looplet.streaming.EventStream to iterate); StreamingHook(on_chunk=..., on_text=..., "
+    "queue=...) still forwards streamed text, and every lifecycle event reaches a hook's "
+    "on_event(event: LoopEvent)."
 )
 _EVENTS = (
     "deliberately gone: a hook's on_event receives a LoopEvent(kind, step_num, data); kind is "
     "one of loop_start, llm_call, llm_chunk, llm_response, step, compaction, loop_end."
-)
-_SESSION_LOG = (
-    "deliberately gone: the Trajectory is the record of a run; a hook's session_log argument "
-    "is its list of Steps (trajectory.steps), and the model sees real tool messages."
-)
-_CONVERSATION = (
-    "deliberately gone: the conversation is a list of looplet.messages.Message (system, user, "
-    "assistant with tool_calls, tool) that the loop keeps, sends and checkpoints itself."
 )
 _CONTEXT_HOOKS = (
     "deliberately gone: set LoopConfig(context_budget=ContextBudget(max_tokens=...)); the "
@@ -48,10 +37,6 @@ _DOMAIN = (
 #: ``"module.Name"`` -> why it is not here and what to use instead.
 GONE: dict[str, str] = {
     # looplet (the package's __all__ of 0.1.7)
-    "looplet.preview_prompt": (
-        "deliberately gone: there is no per-turn prompt template to preview; run the loop "
-        "with a MockLLMBackend and read what it was sent on llm.requests[i].messages."
-    ),
     "looplet.NativeToolBackend": (
         "deliberately gone: every backend is native now; LLMBackend.complete(LLMRequest) "
         "returns the tool calls on LLMResponse.tool_calls."
@@ -61,21 +46,6 @@ GONE: dict[str, str] = {
         "set; a CompactService's compact(messages, budget=, llm=) returns a CompactOutcome."
     ),
     "looplet.ThresholdCompactHook": _CONTEXT_HOOKS,
-    "looplet.CachePolicy": (
-        "not yet: no provider prompt-caching controls (in 0.1.7 no backend applied them either)."
-    ),
-    "looplet.StaticMemorySource": (
-        "not yet as a memory source: put standing text in LoopConfig.system_prompt or in a "
-        "Skill's memory, or return it from a pre_prompt hook for one request."
-    ),
-    "looplet.CallableMemorySource": (
-        "not yet as a memory source: a pre_prompt hook returning text adds it to the next "
-        "request; a Skill's memory may be a callable."
-    ),
-    "looplet.ApprovalHook": (
-        "deliberately gone: approvals are PermissionEngine ASK rules with an ask_handler, "
-        "asked once per call before the tool runs (PermissionHook(engine))."
-    ),
     "looplet.DomainAdapter": _DOMAIN,
     "looplet.emit_event": (
         "deliberately gone: the loop delivers every event to each hook's on_event; hooks do "
@@ -83,12 +53,6 @@ GONE: dict[str, str] = {
     ),
     "looplet.LifecycleEvent": _EVENTS,
     "looplet.EventPayload": _EVENTS,
-    "looplet.SessionLog": _SESSION_LOG,
-    "looplet.Conversation": _CONVERSATION,
-    "looplet.AgentPreset": _PRESETS,
-    "looplet.coding_agent_preset": _PRESETS,
-    "looplet.research_agent_preset": _PRESETS,
-    "looplet.minimal_preset": _PRESETS,
     # looplet.types
     "looplet.types.NativeToolBackend": (
         "deliberately gone: every backend is native now (looplet.backends.base.LLMBackend)."
@@ -99,7 +63,6 @@ GONE: dict[str, str] = {
         "deliberately gone: the loop delivers every event to each hook's on_event."
     ),
     # looplet.conversation
-    "looplet.conversation.Conversation": _CONVERSATION,
     "looplet.conversation.ContentBlock": (
         "deliberately gone: a Message's content is text; its tool calls are ToolCall objects "
         "on Message.tool_calls, and a tool result is a Message(role='tool')."
@@ -112,18 +75,10 @@ GONE: dict[str, str] = {
         "deliberately gone: SummarizeCompact summarises old turns with the model, set via "
         "ContextBudget(strategy=SummarizeCompact())."
     ),
-    # looplet.session
-    "looplet.session.SessionLog": _SESSION_LOG,
-    "looplet.session.LogEntry": _SESSION_LOG,
     # looplet.context
     "looplet.context.ContextPressureHook": _CONTEXT_HOOKS,
     "looplet.context.ContextManagerHook": _CONTEXT_HOOKS,
-    # looplet.presets
-    "looplet.presets.AgentPreset": _PRESETS,
-    "looplet.presets.coding_agent_preset": _PRESETS,
-    "looplet.presets.research_agent_preset": _PRESETS,
-    "looplet.presets.minimal_preset": _PRESETS,
-    # looplet.streaming: StreamingHook is kept; the emitters and event classes are not
+    # looplet.streaming: StreamingHook and EventStream are here; the emitters and events are not
     **dict.fromkeys(
         (
             f"looplet.streaming.{name}"

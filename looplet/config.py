@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -10,8 +10,10 @@ from looplet.cancel import CancelToken
 from looplet.errors import ConfigurationError
 from looplet.messages import DEFAULT_MAX_RESULT_CHARS
 
-if TYPE_CHECKING:  # looplet.compact loads when a budget is set
+if TYPE_CHECKING:  # each loads only when its setting is used
+    from looplet.cache import CachePolicy
     from looplet.compact import ContextBudget
+    from looplet.memory import MemorySource
 
 __all__ = ["DEFAULT_SYSTEM_PROMPT", "LoopConfig"]
 
@@ -54,6 +56,11 @@ class LoopConfig:
         tool_timeout_s: how many seconds a tool call may run before the loop stops waiting
             for it and records a ``timeout`` error, for tools that set no
             ``ToolSpec.timeout_s`` of their own. ``None``: no limit.
+        memory_sources: standing text the model sees on every request (see
+            :mod:`looplet.memory`): rendered after the system prompt, re-read before each
+            model call, counted by the context budget.
+        cache_policy: where to place prompt-cache breakpoints (see :mod:`looplet.cache`);
+            ``None``: no cache controls are sent.
     """
 
     max_steps: int = 15
@@ -70,6 +77,8 @@ class LoopConfig:
     session_id: str = ""
     context_budget: ContextBudget | None = None
     tool_timeout_s: float | None = None
+    memory_sources: Sequence[MemorySource] = ()
+    cache_policy: CachePolicy | None = None
 
     def __post_init__(self) -> None:
         # type() is int first: the common case costs one test per field (no getattr, no loop)
@@ -101,6 +110,15 @@ class LoopConfig:
                 raise ConfigurationError(
                     f"LoopConfig.tool_timeout_s {problem}; e.g. tool_timeout_s=60.0"
                 )
+        if self.cache_policy is not None and not _is_cache_policy(self.cache_policy):
+            raise ConfigurationError(
+                f"LoopConfig.cache_policy must be a looplet.cache.CachePolicy or None, got "
+                f"{self.cache_policy!r}; e.g. cache_policy=CachePolicy()"
+            )
+        if self.memory_sources:  # checked (and made a tuple) by looplet.memory, loaded only then
+            from looplet.memory import check_memory_sources
+
+            self.memory_sources = check_memory_sources(self.memory_sources)
         if self.context_budget is not None and not _is_budget(self.context_budget):
             raise ConfigurationError(
                 f"LoopConfig.context_budget must be a ContextBudget or None, got "
@@ -123,3 +141,9 @@ def _is_budget(value: object) -> bool:
     from looplet.compact import ContextBudget
 
     return isinstance(value, ContextBudget)
+
+
+def _is_cache_policy(value: object) -> bool:
+    from looplet.cache import CachePolicy
+
+    return isinstance(value, CachePolicy)

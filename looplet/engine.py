@@ -14,7 +14,9 @@
 * an :class:`~looplet._hook_calls.AwaitHook` (only for an ``async def`` hook, which only the
   async loop accepts): the driver awaits it and sends back its return value, or throws in
   the ``HookError`` it raised. A function that calls hooks returns, when the slot has hooks,
-  a generator that finishes its work (run with ``yield from``), and its value otherwise.
+  a generator that finishes its work (run with ``yield from``), and its value otherwise; the
+  work of ``post_dispatch`` hooks may also yield a ``PreparedCall``, when an approval
+  (:mod:`looplet.approval`) runs the call again.
 
 The engine never blocks, sleeps, or touches the network, so the sync driver
 (:func:`looplet.loop.composable_loop`) and the async one share every line of it. When the run
@@ -45,7 +47,7 @@ from looplet.errors import (
 from looplet.messages import ConversationView, Message, render_task, render_tool_result
 from looplet.run_state import RunState
 from looplet.tools import PreparedCall
-from looplet.types import Step, StopReason, ToolCall, ToolResult, Trajectory
+from looplet.types import _NO_USAGE, Step, StopReason, ToolCall, ToolResult, Trajectory, Turn
 
 __all__ = [
     "AwaitHook",
@@ -110,10 +112,10 @@ Effect = LLMRequest | PreparedCall | RunTools | SaveCheckpoint | Step | AwaitHoo
 #: Work a function hands back when it has hooks to call (see the module docstring); its
 #: callers test ``type(x) is GeneratorType``, the cheapest test on the path without hooks.
 if TYPE_CHECKING:  # (GeneratorType takes no subscript at run time)
-    Pending = GeneratorType[AwaitHook, Any, Any]
+    Pending = GeneratorType[AwaitHook | PreparedCall, Any, Any]
 
 
-def later(work: Generator[AwaitHook, Any, Any]) -> Pending:
+def later(work: Generator[AwaitHook | PreparedCall, Any, Any]) -> Pending:
     """``work`` as the ``Pending`` a hook-calling function returns."""
     return cast("Pending", work)
 
@@ -187,24 +189,27 @@ def run_engine(run: RunState) -> Generator[Effect, Any, Trajectory]:
             if run.meter is None:
                 if event_hooks:
                     yield from emit(run.hooks, "llm_call", request.step, request=request)
+                sent = time.perf_counter()  # the turn's time (a clock read is no I/O)
                 reply = yield request
             else:
                 from looplet._engine_budget import call_within_budget  # budgeted runs only
 
+                sent = time.perf_counter()
                 reply = yield from call_within_budget(run, run.meter, request)
                 if reply is None:
                     break
             if event_hooks:
-                calls = record_reply(run, reply, request)
+                calls = record_reply(run, reply, request, sent)
                 yield from tell_reply(run, request)
             else:
-                calls = record_reply(run, reply)
+                calls = record_reply(run, reply, None, sent)
     except HookError as err:
         fail(run, StopReason.HOOK_ERROR, err)
     except GeneratorExit:
         set_stop(run, StopReason.CANCELLED, "the caller stopped iterating the loop")
         if type(ending := finish_run(run)) is GeneratorType:
-            run_now(ending)  # a closing generator cannot yield
+            # A closing generator cannot yield; the end's hooks yield only AwaitHook.
+            run_now(cast("Generator[AwaitHook, Any, Any]", ending))
         raise
     except CloseRun:  # aclose() of a run with async hooks: the same end, awaited
         set_stop(run, StopReason.CANCELLED, "the caller stopped iterating the loop")
@@ -277,20 +282,33 @@ def may_call_model(run: RunState) -> bool:
 
 def build_request(run: RunState, extra: tuple[Message, ...] = ()) -> LLMRequest:
     """The next model request: the conversation plus ``extra``, this call's ``pre_prompt``
-    text (see :func:`looplet._engine_hooks.ask_pre_prompt`)."""
+    text (see :func:`looplet._engine_hooks.ask_pre_prompt`), with the memory (re-read now:
+    :mod:`looplet.memory`) after the system prompt. :func:`looplet.preview.preview_prompt`
+    builds the same request without changing the run; keep the two in step."""
     if run.pending_context:
         flush_context(run)
     step = len(run.trajectory.steps) + 1
     config = run.config
     messages = run.messages
-    view = ConversationView(messages, len(messages), extra)
+    if config.memory_sources:  # a run without memory does not load looplet.memory
+        from looplet.memory import memory_view
+
+        view = memory_view(run, messages, len(messages), extra, step)
+    else:
+        view = ConversationView(messages, len(messages), extra)
     on_chunk = None
     if run.hooks.on_event:  # streamed chunks become "llm_chunk" events (see StreamingHook)
         from looplet._engine_hooks import CallEvents
 
         on_chunk = CallEvents(run.hooks, step)
     return LLMRequest(
-        view, run.tools.tool_schemas(), config.max_tokens, config.temperature, step, on_chunk
+        view,
+        run.tools.tool_schemas(),
+        config.max_tokens,
+        config.temperature,
+        step,
+        on_chunk,
+        config.cache_policy,
     )
 
 
@@ -302,18 +320,25 @@ def flush_context(run: RunState) -> None:
 
 
 def record_reply(
-    run: RunState, reply: LLMResponse | BaseException, request: LLMRequest | None = None
+    run: RunState,
+    reply: LLMResponse | BaseException,
+    request: LLMRequest | None = None,
+    sent: float | None = None,
 ) -> tuple[ToolCall, ...]:
     """Record the model's turn; return its tool calls (none: the run has stopped).
 
     ``reply`` is what the driver got: normally an ``LLMResponse``, or the error the call
     failed with; anything else a backend returned is an ``LLMError`` (``_reply_guard``).
     Given the ``request`` (a run with ``on_event`` hooks), the recorded reply is kept for
-    them on its :class:`~looplet._engine_hooks.CallEvents`.
+    them on its :class:`~looplet._engine_hooks.CallEvents`. The turn is added to
+    ``trajectory.turns`` (:class:`~looplet.types.Turn`), timed from ``sent`` (the
+    ``time.perf_counter()`` when the request went out; ``None``: not timed).
     """
+    ms = 0.0 if sent is None else (time.perf_counter() - sent) * 1000
     trajectory = run.trajectory
     trajectory.llm_calls += 1
     if isinstance(reply, BaseException):
+        trajectory.turns.append(Turn(len(trajectory.steps) + 1, 0, _NO_USAGE, ms))
         if isinstance(reply, HookError):  # raised by a hook receiving a streamed chunk
             fail(run, StopReason.HOOK_ERROR, reply)
         else:
@@ -326,6 +351,7 @@ def record_reply(
     # Made safe where it enters: not an LLMResponse, bad arguments, lone surrogates, ids.
     checked = guard_reply(reply, run.llm, seen, trajectory.llm_calls)
     if isinstance(checked, LLMError):
+        trajectory.turns.append(Turn(len(trajectory.steps) + 1, 0, _NO_USAGE, ms))
         fail(run, StopReason.LLM_ERROR, checked)
         return ()
     reply = checked
@@ -333,6 +359,8 @@ def record_reply(
     if usage.input_tokens or usage.output_tokens:
         trajectory.usage = trajectory.usage + usage
     calls = reply.tool_calls
+    # Positional, the reply's own Usage kept: the one allocation a turn adds.
+    trajectory.turns.append(Turn(len(trajectory.steps) + 1, len(calls), usage, ms))
     run.messages.append(Message("assistant", reply.text, calls))  # (Message.assistant)
     if run.checkpoint is not None:  # only a checkpoint needs the turn's unrecorded calls
         run.pending_calls[:] = calls

@@ -27,6 +27,9 @@ from looplet.types import Step, Trajectory
 
 if TYPE_CHECKING:
     from looplet.checkpoint import Checkpoint, FileCheckpointStore
+    from looplet.conversation import Conversation
+    from looplet.session import SessionLog
+    from looplet.streaming import StreamTarget
 
 # LoopConfig and LoopHook: importable from here, as in the original looplet.
 __all__ = [
@@ -53,6 +56,9 @@ def composable_loop(
     restart: bool = False,
     max_steps: int | None = None,
     system_prompt: str | None = None,
+    session_log: SessionLog | None = None,
+    stream: StreamTarget | None = None,
+    conversation: Conversation | None = None,
 ) -> LoopRun:
     """Run the tool-calling loop, yielding one :class:`~looplet.types.Step` per tool call.
 
@@ -87,6 +93,13 @@ def composable_loop(
         max_steps: shorthand for ``LoopConfig(max_steps=...)``; with ``config`` too, it
             overrides ``config.max_steps`` (on a copy: ``config`` is not changed).
         system_prompt: shorthand for ``LoopConfig(system_prompt=...)``, likewise.
+        session_log: a :class:`~looplet.session.SessionLog` that the run writes a compact,
+            readable line to for each model turn and step (kept in checkpoints).
+        stream: where token and step events go while the run runs (see
+            :mod:`looplet.streaming`).
+        conversation: a :class:`~looplet.conversation.Conversation` to continue: the run
+            starts from its messages, ``task`` is the new user message, and the
+            conversation takes the run's messages when it ends.
 
     Returns:
         A :class:`LoopRun`: a generator of steps whose return value (and ``.trajectory``)
@@ -95,6 +108,8 @@ def composable_loop(
     if max_steps is not None or system_prompt is not None:
         config = _with_shorthands(config, max_steps, system_prompt)
     run = new_run(llm, task, tools, context, hooks, config, state, "sync")
+    if session_log is not None or stream is not None or conversation is not None:
+        _attach_extras(run, session_log, stream, conversation, "sync")
     if checkpoint is not None or resume is not None or restart:
         _attach_checkpoints(run, checkpoint, resume, restart, task is not None)
     return LoopRun(run)
@@ -114,6 +129,9 @@ def async_composable_loop(
     restart: bool = False,
     max_steps: int | None = None,
     system_prompt: str | None = None,
+    session_log: SessionLog | None = None,
+    stream: StreamTarget | None = None,
+    conversation: Conversation | None = None,
 ) -> AsyncLoopRun:
     """The async twin of :func:`composable_loop`: ``async for step in ...``.
 
@@ -124,6 +142,8 @@ def async_composable_loop(
     if max_steps is not None or system_prompt is not None:
         config = _with_shorthands(config, max_steps, system_prompt)
     run = new_run(llm, task, tools, context, hooks, config, state, "async")
+    if session_log is not None or stream is not None or conversation is not None:
+        _attach_extras(run, session_log, stream, conversation, "async")
     if checkpoint is not None or resume is not None or restart:
         _attach_checkpoints(run, checkpoint, resume, restart, task is not None)
     return AsyncLoopRun(run)
@@ -371,6 +391,49 @@ def _with_shorthands(
     import dataclasses  # loaded already: LoopConfig is a dataclass
 
     return dataclasses.replace(base, **changes)
+
+
+def _attach_extras(
+    run: RunState,
+    session_log: SessionLog | None,
+    stream: StreamTarget | None,
+    conversation: Conversation | None,
+    need: str,
+) -> None:
+    # Each feature's module loads only for a run that uses it.
+    if conversation is not None:
+        from looplet.conversation import continue_conversation
+
+        continue_conversation(run, conversation, need)
+    if session_log is not None:
+        from looplet.session import attach_session_log
+
+        attach_session_log(run, session_log, need)
+    if stream is not None:
+        from looplet.streaming import attach_stream
+
+        attach_stream(run, stream, need)
+
+
+def add_run_hooks(run: RunState, extra: Iterable[object], need: str) -> None:
+    """Add hook objects to a run built by :func:`new_run` (after the caller's hooks): the
+    loop's own features (``session_log=``, ``stream=``) are hooks like any other.
+
+    ``need`` is ``"sync"`` or ``"async"``, the loop that drives the run.
+    """
+    run.hooks = resolve_hooks((*run.hooks.hooks, *extra), awaits=need == "async")
+    if not run.hook_values:
+        trajectory = run.trajectory
+        run.hook_values.update(
+            state=run.state,
+            session_log=trajectory.steps,
+            context=run.context,
+            task=trajectory.task,
+            config=run.config,
+            llm=run.llm,
+            trajectory=trajectory,
+            tools=run.tools,
+        )
 
 
 def _attach_checkpoints(

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Generic, Self
 from looplet.backends._anthropic_convert import (
     build_request_kwargs,
     from_anthropic_message,
+    place_cache_controls,
     to_anthropic_messages,
     to_anthropic_tools,
     to_llm_error,
@@ -43,6 +44,7 @@ __all__ = [
     "AsyncAnthropicBackend",
     "build_request_kwargs",
     "from_anthropic_message",
+    "place_cache_controls",
     "to_anthropic_messages",
     "to_anthropic_tools",
     "to_llm_error",
@@ -146,6 +148,12 @@ class AnthropicBackend(_AnthropicBackendBase["anthropic.Anthropic"], SyncSDKBack
     one request, with Anthropic's own message. The client's own retries are disabled. The
     request's ``temperature`` is sent only if the SDK's ``messages.create`` takes one (0.x
     does; 1.0 and later do not).
+
+    With a cache policy on the request (``LoopConfig(cache_policy=CachePolicy())``, see
+    :mod:`looplet.cache`), the tools, system prompt, memory and conversation carry
+    ``cache_control`` breakpoints (:func:`place_cache_controls`); the reply's cache reads and
+    writes are in ``usage.cache_read_tokens`` / ``cache_write_tokens``, and
+    ``usage.input_tokens`` counts them too (the whole prompt).
 
     With ``stream=True`` the reply is streamed: each piece of text or tool input goes to
     ``request.on_chunk`` (set by the loop when a hook such as
