@@ -123,6 +123,7 @@ def later(work: Generator[AwaitHook | PreparedCall, Any, Any]) -> Pending:
 def run_engine(run: RunState) -> Generator[Effect, Any, Trajectory]:
     """Drive one run to its end, yielding effects for the driver to perform."""
     closed = False
+    clock = time.perf_counter  # a local: read twice a model call, to time the turn
     # Asked once: a run never changes its hooks (most runs have none).
     prompt_hooks, event_hooks = bool(run.hooks.pre_prompt), bool(run.hooks.on_event)
     if prompt_hooks or event_hooks:
@@ -189,20 +190,21 @@ def run_engine(run: RunState) -> Generator[Effect, Any, Trajectory]:
             if run.meter is None:
                 if event_hooks:
                     yield from emit(run.hooks, "llm_call", request.step, request=request)
-                sent = time.perf_counter()  # the turn's time (a clock read is no I/O)
+                sent = clock()  # the turn's time (a clock read is no I/O)
                 reply = yield request
             else:
                 from looplet._engine_budget import call_within_budget  # budgeted runs only
 
-                sent = time.perf_counter()
+                sent = clock()
                 reply = yield from call_within_budget(run, run.meter, request)
                 if reply is None:
                     break
+            ms = (clock() - sent) * 1000
             if event_hooks:
-                calls = record_reply(run, reply, request, sent)
+                calls = record_reply(run, reply, request, ms)
                 yield from tell_reply(run, request)
             else:
-                calls = record_reply(run, reply, None, sent)
+                calls = record_reply(run, reply, None, ms)
     except HookError as err:
         fail(run, StopReason.HOOK_ERROR, err)
     except GeneratorExit:
@@ -323,7 +325,7 @@ def record_reply(
     run: RunState,
     reply: LLMResponse | BaseException,
     request: LLMRequest | None = None,
-    sent: float | None = None,
+    ms: float = 0.0,
 ) -> tuple[ToolCall, ...]:
     """Record the model's turn; return its tool calls (none: the run has stopped).
 
@@ -331,10 +333,8 @@ def record_reply(
     failed with; anything else a backend returned is an ``LLMError`` (``_reply_guard``).
     Given the ``request`` (a run with ``on_event`` hooks), the recorded reply is kept for
     them on its :class:`~looplet._engine_hooks.CallEvents`. The turn is added to
-    ``trajectory.turns`` (:class:`~looplet.types.Turn`), timed from ``sent`` (the
-    ``time.perf_counter()`` when the request went out; ``None``: not timed).
+    ``trajectory.turns`` (:class:`~looplet.types.Turn`) with ``ms``, the model call's time.
     """
-    ms = 0.0 if sent is None else (time.perf_counter() - sent) * 1000
     trajectory = run.trajectory
     trajectory.llm_calls += 1
     if isinstance(reply, BaseException):
