@@ -245,7 +245,7 @@ class _Recorder:
             return None
         reason = trajectory.stop_reason
         figures.step_count = len(trajectory.steps)
-        figures.tokens = trajectory.usage.total_tokens
+        figures.tokens = trajectory.total_usage.total_tokens  # sub-agents' tokens included
         figures.stop_reason = reason.value if reason is not None else None
         model = item.funcargs.get("looplet_model")
         model = model if isinstance(model, str) and model else self.settings.model
@@ -268,7 +268,7 @@ def _over_budget(
             for key, value in budgets.items()
         }
     trajectory, model, cost = recorded.trajectory, recorded.model, recorded.cost
-    usage = trajectory.usage
+    usage = trajectory.total_usage  # a sub-agent spends the eval's budget too
     over = {}
     if "max_steps" in budgets and len(trajectory.steps) > budgets["max_steps"]:
         over["max_steps"] = f"{len(trajectory.steps)} steps > max_steps={budgets['max_steps']}"
@@ -307,8 +307,11 @@ def price_of(model: str, prices: Prices) -> tuple[float, float] | None:
 
 
 def cost_usd(trajectory: Trajectory, model: str | None, prices: Prices) -> float | None:
-    """The trajectory's cost in US dollars, or ``None`` for an unknown or unpriced model."""
-    return pricing.cost_usd(trajectory.usage, model, prices) if model else None
+    """The trajectory's cost in US dollars, or ``None`` for an unknown or unpriced model.
+
+    Its sub-agents' tokens are included, priced as ``model``'s (a child that runs another
+    model is priced as the eval's)."""
+    return pricing.cost_usd(trajectory.total_usage, model, prices) if model else None
 
 
 def load_prices(paths: Iterable[Path]) -> Prices:

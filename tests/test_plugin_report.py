@@ -353,3 +353,38 @@ def test_looplet_merge_joins_shard_reports_from_the_command_line(
         check=False,
     )
     assert twice.returncode == 2 and "shard 1/2 is given twice" in twice.stderr
+
+
+SUBAGENT_BUDGETS = """
+import pytest
+from looplet.types import Step, StopReason, ToolCall, ToolResult, Trajectory, Usage
+from pytest_looplet.scoring import record_trajectory
+
+def _run(request):
+    child = Trajectory(usage=Usage(300, 100), parent_step=1, stop_reason=StopReason.DONE)
+    parent = Trajectory(
+        steps=[Step(1, ToolCall("research", {"task": "x"}), ToolResult("research", data="ok"))],
+        usage=Usage(30, 10),
+        stop_reason=StopReason.DONE,
+        children=[child],
+    )
+    record_trajectory(request, parent)
+
+@pytest.mark.looplet(max_tokens=100)
+def eval_delegates(request):
+    _run(request)
+"""
+
+
+def test_a_sub_agents_tokens_count_against_the_evals_budget_and_figures(
+    run: Run, pytester: pytest.Pytester
+) -> None:
+    pytester.makepyfile(eval_subagent=SUBAGENT_BUDGETS)
+    result = run("--looplet-report=r.json", "--looplet-model=gpt-4o-mini", "eval_subagent.py")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        ["*eval eval_delegates is over budget: 440 tokens (330 in, 110 out) > max_tokens=100*"]
+    )
+    item = load(pytester.path / "r.json")["evals"][0]["items"][0]
+    assert item["tokens"] == 440
+    assert item["cost_usd"] == pytest.approx((330 * 0.15 + 110 * 0.6) / 1e6)
