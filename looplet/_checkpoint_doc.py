@@ -3,8 +3,8 @@
 A checkpoint file (``step-0007.json``) is one JSON document: the format, the run id and
 step, then every field of the run's state, each value in the run record's one form
 (:mod:`looplet.record.codec`: messages, steps, calls, permission decisions, sub-agent
-runs). Credentials become ``<redacted>`` (:mod:`looplet._redact`) on the way out, so that
-none reaches the disk. Decoding checks every field: a file that is no checkpoint
+runs, model turns). Credentials become ``<redacted>`` (:mod:`looplet._redact`) on the way
+out, so that none reaches the disk. Decoding checks every field: a file that is no checkpoint
 at all is a :class:`BadFile`, a bad field a ``DecodeError`` naming its place. The journal
 (:mod:`looplet._checkpoint_journal`) reuses the pieces: :func:`scalar_fields` for the
 fields a record changes, :func:`list_decoders` for the items it appends.
@@ -33,6 +33,7 @@ from looplet.record.codec import (
     decode_stop_reason,
     decode_str,
     decode_trajectory,
+    decode_turn,
     decode_usage,
     encode_call,
     encode_compaction,
@@ -41,6 +42,7 @@ from looplet.record.codec import (
     encode_permission,
     encode_step,
     encode_trajectory,
+    encode_turn,
     encode_usage,
     field_bool,
     field_int,
@@ -49,7 +51,7 @@ from looplet.record.codec import (
     json_object,
     optional_str,
 )
-from looplet.types import Step, StopReason, ToolCall, Trajectory, Usage
+from looplet.types import Step, StopReason, ToolCall, Trajectory, Turn, Usage
 
 if TYPE_CHECKING:
     from looplet.session import SessionLog
@@ -57,6 +59,7 @@ if TYPE_CHECKING:
 __all__ = [
     "FORMAT",
     "LISTS",
+    "OPTIONAL_LISTS",
     "RUN_ID",
     "BadFile",
     "Checkpoint",
@@ -77,12 +80,15 @@ FORMAT = "looplet-checkpoint/1"
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 #: The lists of a checkpoint document, each only ever appended to during a run (but for the
 #: conversation, which a context compaction replaces, and the session log, which its
-#: ``compact()`` replaces): a journal record adds to them. The last, the session log's
-#: entries, is left out of documents and record sizes while it is empty, so a run without a
-#: session log writes what looplet wrote before it (:func:`list_sizes`).
+#: ``compact()`` replaces): a journal record adds to them. The last two, the session log's
+#: entries and the model turns, are left out of documents and record sizes while they are
+#: empty, so a run without them writes what looplet wrote before them (:func:`list_sizes`).
 LISTS = (
-    "messages", "steps", "permission_decisions", "children", "compactions", "session_log_data"
+    "messages", "steps", "permission_decisions", "children", "compactions", "session_log_data",
+    "turns",
 )  # fmt: skip
+#: How many lists at the end of :data:`LISTS` a document or record may leave out (while empty).
+OPTIONAL_LISTS = 2
 _REQUIRED = frozenset({"messages", "steps"})
 
 
@@ -114,6 +120,11 @@ class Checkpoint:
             journal (``step-0001.journal``) whose record it was rebuilt from.
         session_log_data: the entries of the run's :class:`~looplet.session.SessionLog`, in
             their JSON form (empty when the run kept none); :attr:`session_log` reads them.
+        turns: the run's model turns so far (:attr:`Trajectory.turns
+            <looplet.types.Trajectory.turns>`): every reply recorded, the current turn's
+            included while its calls are still pending (they are run on resume without
+            asking the model again, so its turn is not made twice). Empty in a checkpoint
+            written before turns were kept.
     """
 
     run_id: str
@@ -140,6 +151,7 @@ class Checkpoint:
     created_at: float = 0.0
     path: Path | None = field(default=None, compare=False)
     session_log_data: tuple[dict[str, Any], ...] = ()
+    turns: tuple[Turn, ...] = ()
 
     @property
     def session_log(self) -> SessionLog:
@@ -172,6 +184,7 @@ class Checkpoint:
             final_text=self.final_text,
             permission_decisions=list(self.permission_decisions),
             children=list(self.children),
+            turns=list(self.turns),
         )
 
     def to_json(self) -> str:
@@ -229,13 +242,20 @@ def checkpoint_doc(checkpoint: Checkpoint) -> dict[str, Any]:
     }
     if c.session_log_data:
         doc["session_log_data"] = list(c.session_log_data)
+    if c.turns:
+        doc["turns"] = [encode_turn(turn) for turn in c.turns]
     return doc
 
 
 def list_sizes(sizes: list[int]) -> list[int]:
-    """The sizes of :data:`LISTS` as a record writes them: the session log's left out while
-    it is empty (a reader takes a missing last size as 0)."""
-    return sizes[:-1] if len(sizes) == len(LISTS) and not sizes[-1] else sizes
+    """The sizes of :data:`LISTS` as a record writes them: the last ones (the session log's,
+    the turns') left out while they are 0 (a reader takes a missing size as 0)."""
+    if len(sizes) != len(LISTS):
+        return sizes
+    end = len(sizes)
+    while end > len(LISTS) - OPTIONAL_LISTS and not sizes[end - 1]:
+        end -= 1
+    return sizes[:end]
 
 
 def list_decoders() -> dict[str, Callable[[Any, str], Any]]:
@@ -247,6 +267,7 @@ def list_decoders() -> dict[str, Callable[[Any, str], Any]]:
         "children": decode_trajectory,
         "compactions": _compaction,
         "session_log_data": _session_entry,
+        "turns": decode_turn,
     }
 
 
@@ -357,10 +378,14 @@ def checkpoint_from_parts(
     run_id: str, fields: dict[str, Any], lists: Mapping[str, list[Any]], path: Path | None
 ) -> Checkpoint:
     """A :class:`Checkpoint` from :func:`scalar_fields` and decoded lists (every one of
-    :data:`LISTS`), checking that ``step`` counts the steps."""
-    steps = lists["steps"]
+    :data:`LISTS`), checking that ``step`` counts the steps and no turn starts after them."""
+    steps, turns = lists["steps"], lists["turns"]
     if fields["step"] != len(steps):
         raise DecodeError("step", f"is {fields['step']}, but the file holds {len(steps)} steps")
+    if turns and turns[-1].step > len(steps) + 1:  # a turn's calls start at the next step
+        raise DecodeError(
+            f"turns[{len(turns) - 1}].step", f"is {turns[-1].step}, after step {len(steps)} + 1"
+        )
     return Checkpoint(
         run_id,
         messages=tuple(lists["messages"]),
@@ -369,6 +394,7 @@ def checkpoint_from_parts(
         children=tuple(lists["children"]),
         compactions=tuple(lists["compactions"]),
         session_log_data=tuple(lists["session_log_data"]),
+        turns=tuple(lists["turns"]),
         path=path,
         **fields,
     )

@@ -7,14 +7,14 @@ A run's folder in a :class:`~looplet.checkpoint.FileCheckpointStore`::
 
 A checkpoint is one line appended to the journal and synced to disk (``fdatasync``): the
 items added to the run's lists since the previous checkpoint (steps, messages, permission
-decisions, sub-agent runs, compactions) and the fields that changed (budget used, usage,
-pending calls...), so that saving a step costs what the step added, not the size of the run
-(:mod:`looplet._checkpoint_writer` works out the difference). A line is the record's JSON, a
-tab and the CRC-32 of that JSON in hex, then a newline. Only a whole line counts: a line a
-crash cut short (no newline) was never a checkpoint and is ignored, and dropped before the
-next append; a whole line that fails its checksum or its checks is damage, reported, and no
-line after it is read (each line adds to the one before). The first line names the format,
-the run and the snapshot the journal follows.
+decisions, sub-agent runs, compactions, the session log's entries, model turns) and the
+fields that changed (budget used, usage, pending calls...), so that saving a step costs what
+the step added, not the size of the run (:mod:`looplet._checkpoint_writer` works out the
+difference). A line is the record's JSON, a tab and the CRC-32 of that JSON in hex, then a
+newline. Only a whole line counts: a line a crash cut short (no newline) was never a
+checkpoint and is ignored, and dropped before the next append; a whole line that fails its
+checksum or its checks is damage, reported, and no line after it is read (each line adds to
+the one before). The first line names the format, the run and the snapshot it follows.
 
 When a journal outgrows its snapshot (and :data:`MIN_JOURNAL_BYTES`), it is folded into a
 new snapshot of its last checkpoint, written atomically (temporary file, fsync, rename,
@@ -407,12 +407,12 @@ def _sizes(record: dict[str, Any], where: str) -> list[int]:
     sizes = record.get("sizes")
     if (
         not isinstance(sizes, list)
-        or len(sizes) not in (len(LISTS) - 1, len(LISTS))
+        or not len(LISTS) - D.OPTIONAL_LISTS <= len(sizes) <= len(LISTS)
         or not all(type(n) is int and n >= 0 for n in sizes)
     ):
         raise DecodeError(_at(where, "sizes"), f"expected {len(LISTS)} counts, got {sizes!r}")
-    # The session log's is left out while it is empty (D.list_sizes), as before there was one.
-    return sizes if len(sizes) == len(LISTS) else [*sizes, 0]
+    # The last ones (session log, turns) are left out while empty (D.list_sizes), as before.
+    return [*sizes, *[0] * (len(LISTS) - len(sizes))]
 
 
 def _position(record: Any, where: str) -> tuple[int, bool]:
@@ -530,8 +530,9 @@ def fold(segment: Segment, run_id: str) -> tuple[Segment, int]:
     if not heads or state.checked["ended"]:
         return segment, segment.snapshot.stat().st_size  # nothing to fold, or the run's end
     folded_doc = {**state.doc, **state.lists, "looplet_version": __version__}
-    if not folded_doc.get("session_log_data"):  # a run without a session log: as before
-        folded_doc.pop("session_log_data", None)
+    for name in LISTS[-D.OPTIONAL_LISTS :]:  # a run without a session log or turns: as before
+        if not folded_doc.get(name):
+            folded_doc.pop(name, None)
     folded_doc["history"] = history + heads
     data = utf8(json.dumps(folded_doc, ensure_ascii=False, allow_nan=False))
     step = state.checked["step"]

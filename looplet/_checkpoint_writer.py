@@ -5,7 +5,7 @@
 (``FileCheckpointStore.save``); every later one appends a record to the journal that
 follows it (:mod:`looplet._checkpoint_journal`) holding only what changed since the save
 before: the items each list gained, and the fields whose value changed. So a save encodes
-the new step and its messages, never the whole run again.
+the new step, its messages and its model turn, never the whole run again.
 
 It knows what it wrote from the lists themselves: the same list object, no shorter, with the
 same item where it stopped, has only been appended to. Anything else (the new conversation a
@@ -36,6 +36,7 @@ from looplet.record.codec import (
     encode_permission,
     encode_step,
     encode_trajectory,
+    encode_turn,
 )
 
 if TYPE_CHECKING:
@@ -79,6 +80,7 @@ def snapshot(run: RunState, run_id: str, final: bool, *, lists: bool = True) -> 
         context_calibration=None if run.meter is None else (run.meter.limit, run.meter.scale),
         created_at=time.time(),
         session_log_data=tuple(e.to_dict() for e in session_entries(run)) if lists else (),
+        turns=tuple(trajectory.turns) if lists else (),
     )
 
 
@@ -238,6 +240,7 @@ def _lists_of(run: RunState) -> tuple[tuple[str, list[Any], Callable[[Any], Any]
         ("children", trajectory.children, encode_trajectory),
         ("compactions", run.compactions, encode_compaction),
         (_LOG, session_entries(run), _encode_entry),
+        ("turns", trajectory.turns, encode_turn),
     )
 
 
@@ -285,6 +288,7 @@ def _fields(checkpoint: Checkpoint) -> dict[str, Any]:
             children=(),
             compactions=(),
             session_log_data=(),
+            turns=(),
         )
     doc = checkpoint_doc(checkpoint)
     return {key: doc[key] for key in J.FIELDS}

@@ -19,9 +19,11 @@ loadable (``load(run_id, step)``); folders written before the journal (a
 ``step-NNNN.json`` per step, ``step-NNNN.end.json`` at the end) are read as they are. The
 documents are versioned JSON (``"format": "looplet-checkpoint/1"``); tool data that JSON
 cannot hold is stored by its ``repr`` in a ``{"__looplet_repr__": ...}`` marker and comes
-back as that dict. The trajectory's permission decisions and its sub-agents' runs are saved
-too (a permission rule's argument matcher, being code, comes back as a stand-in that
-refuses to decide), and so is a context budget's calibration (the limit a provider's
+back as that dict. The trajectory's model turns (:attr:`~looplet.types.Trajectory.turns`:
+a step's checkpoint holds every turn recorded so far, the one whose calls made the step, and
+still pending, included), permission decisions and sub-agents' runs are saved too (a
+permission rule's argument matcher, being code, comes back as a stand-in that refuses to
+decide), and so is a context budget's calibration (the limit a provider's
 refusal lowered, the provider's tokens per estimated one), and a run's session log
 (``session_log=``, :mod:`looplet.session`): a resumed run goes on with it. Hooks, tools and
 the agent state's own fields (other than ``steps`` and ``queries_used``) are not saved.
@@ -412,6 +414,7 @@ def _restore(run: RunState, checkpoint: Checkpoint, task_given: bool) -> None:
         run.compactions.extend(_compactions(checkpoint))
     trajectory.permission_decisions.extend(checkpoint.permission_decisions)
     trajectory.children.extend(checkpoint.children)
+    trajectory.turns.extend(checkpoint.turns)  # the interrupted turn's once: not asked again
     if run.meter is not None and checkpoint.context_calibration is not None:
         run.meter.calibrate(*checkpoint.context_calibration)
     if checkpoint.session_log_data or "looplet.session" in sys.modules:

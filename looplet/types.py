@@ -325,7 +325,8 @@ class Trajectory:
             started it (``None`` for a top-level run). ``children_of(n)`` finds them.
         turns: every model call the loop recorded a reply of, in order (:class:`Turn`: its
             tool calls' steps, tokens and time); :meth:`turn_of` finds a step's. A run
-            resumed from a checkpoint has those made since it resumed.
+            resumed from a checkpoint has them all, each once (the checkpoint keeps them;
+            one written before turns were kept has none, so only those made since).
     """
 
     task: Any = None
