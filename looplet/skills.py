@@ -1,10 +1,11 @@
 """Skills: a named bundle of tools and instructions that an agent can be given, or pick up.
 
 A :class:`Skill` pairs tools with the instructions for using them (and optional memory text).
-Give it to a run up front (:meth:`Skill.apply` registers the tools and adds a titled section
-to the system prompt), or offer a catalog and let the model activate what it needs
-(:func:`skill_activation_tool`: the skill's tools are registered, and its instructions
-returned, when the model asks for it). Skills load from the folder layout agents already
+Give it to a run up front (:meth:`Skill.apply` registers the tools, adds a titled section
+to the system prompt and the memory as one of the run's memory sources, see
+:mod:`looplet.memory`), or offer a catalog and let the model activate what it needs
+(:func:`skill_activation_tool`: the skill's tools are registered, and its instructions and
+memory returned, when the model asks for it). Skills load from the folder layout agents already
 use: ``<name>/SKILL.md`` with a small front-matter header, plus an optional ``tools.py``
 (:meth:`Skill.from_folder`, :func:`load_skills`). The front matter is read here, with the
 standard library only; the loop itself knows nothing of skills.
@@ -19,12 +20,15 @@ import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from looplet.config import DEFAULT_SYSTEM_PROMPT, LoopConfig
 from looplet.errors import ConfigurationError
 from looplet.tools import BaseToolRegistry
 from looplet.toolspec import ToolSpec, tool
+
+if TYPE_CHECKING:
+    from looplet.memory import MemorySource
 
 __all__ = [
     "Skill",
@@ -35,7 +39,7 @@ __all__ = [
     "skill_activation_tool",
 ]
 
-#: The memory a skill may carry: fixed text, or a function called each time it is rendered.
+#: The memory a skill may carry: fixed text, or a function called each time it is read.
 Memory = str | Callable[[], str]
 
 
@@ -69,8 +73,10 @@ class Skill:
         description: one line on when to use it (shown in catalogs).
         tools: its tools: ``ToolSpec`` objects or ``@tool``-able functions.
         instructions: how to use it; becomes a section of the system prompt.
-        memory: text the model should know while using it, or a function returning it
-            (called each time the prompt is built).
+        memory: text the model should know while using it, or a function returning it.
+            Given to a run with :meth:`apply`, it is a memory source
+            (:meth:`memory_source`): the function is called before every model call and
+            what it returns now is sent, after the system prompt.
         path: the folder it was loaded from, if any.
     """
 
@@ -119,8 +125,13 @@ class Skill:
             added.append(registry.register(spec))
         return added
 
-    def prompt_section(self) -> str:
-        """The skill as a titled section of a system prompt: instructions, then memory."""
+    def prompt_section(self, *, memory: bool = True) -> str:
+        """The skill as a titled section of a system prompt: instructions, then memory.
+
+        Args:
+            memory: include the memory, rendered now (``False``: the instructions only, as
+                :func:`apply_skills` writes them, the memory going to a memory source).
+        """
         parts = [f"## Skill: {self.name}"]
         if self.description:
             parts.append(self.description)
@@ -128,25 +139,48 @@ class Skill:
             parts.append(self.instructions.strip())
         if self.path is not None:
             parts.append(f"This skill's files are in {self.path}.")
-        memory = self.memory_text()
-        if memory:
-            parts.append(f"### Memory ({self.name})\n{memory}")
+        text = self.memory_text() if memory else ""
+        if text:
+            parts.append(f"### {self.memory_title}\n{text}")
         return "\n\n".join(parts)
+
+    @property
+    def memory_title(self) -> str:
+        """The heading of the skill's memory: ``"Memory (<name>)"``."""
+        return f"Memory ({self.name})"
 
     def memory_text(self) -> str:
         """The memory, rendered now (``""`` when there is none)."""
         memory = self.memory() if callable(self.memory) else self.memory
         return (memory or "").strip()
 
-    def system_prompt(self, base: str | None = None) -> str:
-        """``base`` (the default system prompt if ``None``) followed by this skill's section."""
+    def memory_source(self) -> MemorySource | None:
+        """The skill's memory as a memory source (``None`` when it has none).
+
+        Its text is :meth:`memory_text`, read before every model call of the run it is
+        given to (``LoopConfig.memory_sources``), under the heading :attr:`memory_title`.
+        """
+        if self.memory is None:
+            return None
+        from looplet.memory import CallableMemorySource
+
+        return CallableMemorySource(self.memory_text, title=self.memory_title)
+
+    def system_prompt(self, base: str | None = None, *, memory: bool = True) -> str:
+        """``base`` (the default system prompt if ``None``) followed by this skill's section.
+
+        Args:
+            base: the prompt to extend.
+            memory: include the memory, rendered now (see :meth:`prompt_section`).
+        """
         head = DEFAULT_SYSTEM_PROMPT if base is None else base
-        return f"{head.rstrip()}\n\n{self.prompt_section()}"
+        return f"{head.rstrip()}\n\n{self.prompt_section(memory=memory)}"
 
     def apply(
         self, config: LoopConfig | None = None, registry: BaseToolRegistry | None = None
     ) -> tuple[LoopConfig, BaseToolRegistry]:
-        """Give this skill to a run: the tools registered, the section added to the prompt.
+        """Give this skill to a run: the tools registered, the section added to the prompt,
+        the memory added to the memory sources (see :func:`apply_skills`).
 
         Returns:
             A new config (``config`` is not changed) and ``registry`` (a new one if ``None``).
@@ -200,6 +234,11 @@ def apply_skills(
 ) -> tuple[LoopConfig, BaseToolRegistry]:
     """Give several skills to a run: a new config whose prompt has a section per skill.
 
+    A skill's memory is not written into the prompt: it is added to the config's
+    ``memory_sources`` (after those already there), so it is read before every model call
+    and sent as it is then, in the memory message after the system prompt, counted by the
+    context budget and never stored in the conversation (see :mod:`looplet.memory`).
+
     Returns:
         A new config (``config`` is not changed) and ``registry`` (a new one if ``None``),
         with every skill's tools registered.
@@ -207,10 +246,17 @@ def apply_skills(
     config = config if config is not None else LoopConfig()
     registry = registry if registry is not None else BaseToolRegistry()
     prompt = config.system_prompt
+    sources: list[MemorySource] = []
     for skill in skills:
         skill.register(registry)
-        prompt = skill.system_prompt(prompt)
-    return dataclasses.replace(config, system_prompt=prompt), registry
+        prompt = skill.system_prompt(prompt, memory=False)
+        source = skill.memory_source()
+        if source is not None:
+            sources.append(source)
+    memory_sources = (*config.memory_sources, *sources)
+    return dataclasses.replace(
+        config, system_prompt=prompt, memory_sources=memory_sources
+    ), registry
 
 
 def load_skills(folder: str | Path) -> list[Skill]:
@@ -244,8 +290,9 @@ def skill_activation_tool(
 
     Its description lists the skills (their catalog entries). When the model calls it with a
     skill's name, the skill's tools are registered in ``registry`` (offered from the next
-    model call on) and its instructions and memory come back as the result. It is ``free``:
-    activating a skill does not use a step.
+    model call on) and its instructions and memory come back as the result (the memory as
+    it is at activation: a run's config, and so its memory sources, cannot change while it
+    runs). It is ``free``: activating a skill does not use a step.
 
     Args:
         skills: the skills on offer.

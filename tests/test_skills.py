@@ -59,11 +59,14 @@ def test_an_applied_skill_puts_its_tools_and_titled_instructions_into_the_run() 
 
     assert traj.tools == ["lookup", "done"] and steps[0].ok
     assert steps[0].tool_result.data == {"order_id": "42", "status": "shipped"}
-    prompt = llm.requests[0].system_prompt
+    prompt = llm.requests[0].messages[0].content
     assert prompt.startswith(DEFAULT_SYSTEM_PROMPT.replace("{done_tool}", "done"))
     section = prompt.split("## Skill: orders", 1)[1]
     assert "Always look the order up before answering." in section
-    assert "### Memory (orders)\nCustomer 7 prefers email." in section
+    assert "Customer 7 prefers email." not in prompt  # the memory is a memory source
+    memory = llm.requests[0].messages[1]
+    assert memory.name == "memory"
+    assert memory.content == "# Memory\n\n## Memory (orders)\nCustomer 7 prefers email."
     assert "lookup" in [schema["name"] for schema in llm.requests[0].tools]
 
 

@@ -37,6 +37,7 @@ __all__ = [
     "stream_body",
     "stream_events",
     "tool_use_ids",
+    "usage_fields",
     "validate_messages_body",
 ]
 
@@ -111,7 +112,7 @@ def message_object(
         "content": content,
         "stop_reason": _stop_reason(reply),
         "stop_sequence": None,
-        "usage": {"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens},
+        "usage": {**usage_fields(usage), "output_tokens": usage.output_tokens},
     }
 
 
@@ -120,10 +121,10 @@ def stream_events(
 ) -> list[dict[str, Any]]:
     """The events of a streamed reply, in order, each with its ``type``.
 
-    ``message_start`` (no content yet, the input tokens), a ``ping``, then per content block
-    ``content_block_start``, its deltas (``text_delta`` pieces; for a call an empty
-    ``input`` and its JSON in ``input_json_delta`` pieces, at least two when it is two
-    characters or longer) and ``content_block_stop``; then ``message_delta`` with the
+    ``message_start`` (no content yet, the input tokens and any cache figures), a ``ping``,
+    then per content block ``content_block_start``, its deltas (``text_delta`` pieces; for a
+    call an empty ``input`` and its JSON in ``input_json_delta`` pieces, at least two when it
+    is two characters or longer) and ``content_block_stop``; then ``message_delta`` with the
     ``stop_reason`` and the output tokens, and ``message_stop``.
     """
     start = {
@@ -131,7 +132,7 @@ def stream_events(
         "content": [],
         "stop_reason": None,
         "stop_sequence": None,
-        "usage": {"input_tokens": usage.input_tokens, "output_tokens": 1},
+        "usage": {**usage_fields(usage), "output_tokens": 1},
     }
     events: list[dict[str, Any]] = [{"type": "message_start", "message": start}, {"type": "ping"}]
     blocks: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []
@@ -155,6 +156,22 @@ def stream_events(
     )
     events.append({"type": "message_stop"})
     return events
+
+
+def usage_fields(usage: Usage) -> dict[str, int]:
+    """The input side of Anthropic's ``usage`` for ``usage``.
+
+    Anthropic counts cached input apart: ``input_tokens`` is the part neither read from
+    nor written to the cache (:attr:`~looplet.types.Usage.uncached_input_tokens`), and
+    ``cache_read_input_tokens`` and ``cache_creation_input_tokens`` carry
+    ``usage.cache_read_tokens`` and ``usage.cache_write_tokens``; those two are sent when
+    either is not zero (a reply without cache figures keeps the plain form).
+    """
+    fields = {"input_tokens": usage.uncached_input_tokens}
+    if usage.cache_read_tokens or usage.cache_write_tokens:
+        fields["cache_creation_input_tokens"] = usage.cache_write_tokens
+        fields["cache_read_input_tokens"] = usage.cache_read_tokens
+    return fields
 
 
 def encode_events(events: Sequence[Mapping[str, Any]]) -> list[bytes]:

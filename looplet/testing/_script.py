@@ -19,7 +19,8 @@ The JSON form (``--script FILE.json`` of the command line, or a ``dict`` item)::
     {"cut_after": 5, "then": {"text": "Hello there"}, "ending": "error"}
 
 ``text_reply``/``tool_calls`` items may also carry ``"usage": {"prompt_tokens": 12,
-"completion_tokens": 3}``.
+"completion_tokens": 3}``, with ``"cache_read_tokens"`` and ``"cache_write_tokens"`` (the
+parts of ``prompt_tokens`` read from and written to the prompt cache) when a test needs them.
 """
 
 from __future__ import annotations
@@ -184,8 +185,15 @@ def text_reply(text: str, *, usage: _UsageLike = None) -> ScriptedReply:
     Args:
         text: the assistant's content.
         usage: the token counts to report, as a :class:`~looplet.types.Usage` or
-            ``{"prompt_tokens", "completion_tokens"}``; by default a deterministic estimate
-            from the request and reply sizes (about four characters a token).
+            ``{"prompt_tokens", "completion_tokens"}`` (optionally ``"cache_read_tokens"``
+            and ``"cache_write_tokens"``); by default a deterministic estimate from the
+            request and reply sizes (about four characters a token), with no cache figures.
+            Cache figures go on the wire as each API reports them: OpenAI's
+            ``usage.prompt_tokens_details.cached_tokens`` (reads; OpenAI reports no
+            writes), Anthropic's ``cache_read_input_tokens`` and
+            ``cache_creation_input_tokens`` (with ``input_tokens`` the rest of the prompt),
+            streamed or not, so the SDKs and looplet's backends read back the same
+            :class:`~looplet.types.Usage`.
     """
     return ScriptedReply(text=str(text), usage=_usage(usage))
 
@@ -197,6 +205,12 @@ def tool_reply(*calls: ScriptedCall, text: str = "", usage: _UsageLike = None) -
     Example::
 
         tool_reply(call("greet", {"name": "Alice"}), call("done", {"answer": "hi"}))
+        tool_reply(call("done", {}), usage=Usage(2000, 20, cache_read_tokens=1800))
+
+    Args:
+        calls: the tool calls, each made with :func:`call`.
+        text: text sent with the calls.
+        usage: the token counts to report, cache figures included; see :func:`text_reply`.
     """
     if not calls:
         raise ConfigurationError(
@@ -414,18 +428,64 @@ def _only(obj: Mapping[str, Any], allowed: set[str], where: str) -> None:
         )
 
 
+#: The keys a usage mapping may have, each with the Usage field it sets.
+_USAGE_KEYS = {
+    "prompt_tokens": "input_tokens",
+    "input_tokens": "input_tokens",
+    "completion_tokens": "output_tokens",
+    "output_tokens": "output_tokens",
+    "cache_read_tokens": "cache_read_tokens",
+    "cache_write_tokens": "cache_write_tokens",
+}
+
+
 def _usage(value: _UsageLike) -> Usage | None:
-    if value is None or isinstance(value, Usage):
-        return value
-    if isinstance(value, Mapping):
-        prompt = value.get("prompt_tokens", value.get("input_tokens", 0))
-        completion = value.get("completion_tokens", value.get("output_tokens", 0))
-        if isinstance(prompt, int) and isinstance(completion, int):
-            return Usage(prompt, completion)
-    raise ConfigurationError(
-        "usage must be a looplet Usage or {'prompt_tokens': int, 'completion_tokens': int}, "
-        f"got {value!r}"
+    if value is None:
+        return None
+    if isinstance(value, Usage):
+        usage = value
+    elif isinstance(value, Mapping):
+        usage = _usage_from_mapping(value)
+    else:
+        raise ConfigurationError(
+            "usage must be a looplet Usage or {'prompt_tokens': int, 'completion_tokens': "
+            f"int}}, got {value!r}"
+        )
+    counts = (
+        usage.input_tokens,
+        usage.output_tokens,
+        usage.cache_read_tokens,
+        usage.cache_write_tokens,
     )
+    if any(isinstance(n, bool) or not isinstance(n, int) or n < 0 for n in counts):
+        raise ConfigurationError(f"usage token counts must be ints >= 0, got {usage!r}")
+    if usage.cache_read_tokens + usage.cache_write_tokens > usage.input_tokens:
+        raise ConfigurationError(
+            f"usage {usage!r}: cache_read_tokens + cache_write_tokens "
+            f"({usage.cache_read_tokens} + {usage.cache_write_tokens}) exceed input_tokens "
+            f"({usage.input_tokens}); input_tokens counts the whole prompt, cached parts "
+            "included, so make it at least their sum"
+        )
+    return usage
+
+
+def _usage_from_mapping(value: Mapping[str, Any]) -> Usage:
+    unknown = sorted(set(value) - set(_USAGE_KEYS) - {"total_tokens"})
+    if unknown:
+        raise ConfigurationError(
+            f"usage {dict(value)!r}: unknown key(s) {', '.join(map(repr, unknown))}; "
+            f"allowed: {', '.join(map(repr, _USAGE_KEYS))}"
+        )
+    fields: dict[str, Any] = {}
+    for key, field_name in _USAGE_KEYS.items():
+        if key in value:
+            if field_name in fields:
+                raise ConfigurationError(
+                    f"usage {dict(value)!r} gives {field_name} twice; use one of "
+                    f"{', '.join(repr(k) for k, f in _USAGE_KEYS.items() if f == field_name)}"
+                )
+            fields[field_name] = value[key]
+    return Usage(**fields)
 
 
 def _format_seconds(value: float | str) -> str:

@@ -402,12 +402,17 @@ def _chunk_choice(delta: dict[str, Any], finish: str | None) -> dict[str, Any]:
     return {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
 
 
-def _usage_object(usage: Usage) -> dict[str, int]:
-    return {
+def _usage_object(usage: Usage) -> dict[str, Any]:
+    # prompt_tokens counts the cached tokens too, as OpenAI's does; OpenAI reports cache
+    # reads only (usage.cache_write_tokens has no place here).
+    body: dict[str, Any] = {
         "prompt_tokens": usage.input_tokens,
         "completion_tokens": usage.output_tokens,
         "total_tokens": usage.total_tokens,
     }
+    if usage.cache_read_tokens:
+        body["prompt_tokens_details"] = {"cached_tokens": usage.cache_read_tokens}
+    return body
 
 
 def _tokens(chars: int) -> int:
