@@ -15,7 +15,7 @@ import json
 import shutil
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 import pytest
 
@@ -33,19 +33,37 @@ def _progress_file(folder: str | Path, nodeid: str) -> Path:
 
 
 class ProgressLog:
-    """Appends each step of one test's runs to its progress file (worker side)."""
+    """Appends each step of one test's runs to its progress file (worker side).
+
+    The file is opened at the first step and kept open until :meth:`close` (the test's
+    end): each line is flushed to the operating system as it is written, which is all a
+    crash of this process needs (the kernel keeps what was written), without opening and
+    closing the file at every step.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._out: TextIO | None = None
 
-    def add(self, step: Step) -> None:
-        """Record ``step`` durably enough to survive the process dying right after."""
+    def add(self, step: Step, pretty: str | None = None) -> None:
+        """Record ``step`` durably enough to survive the process dying right after.
+
+        ``pretty`` is ``step.pretty()`` when the caller has it already.
+        """
         from looplet._redact import redact_text  # a file, and a crashed item's report later
 
-        pretty = redact_text(step.pretty())
-        line = json.dumps({"step": step.number, "pretty": pretty}, ensure_ascii=False)
-        with self.path.open("a", encoding="utf-8") as out:
-            out.write(line + "\n")
+        text = redact_text(step.pretty() if pretty is None else pretty)
+        line = json.dumps({"step": step.number, "pretty": text}, ensure_ascii=False)
+        if self._out is None:
+            self._out = self.path.open("a", encoding="utf-8")
+        self._out.write(line + "\n")
+        self._out.flush()
+
+    def close(self) -> None:
+        """Close the file (a later :meth:`add` opens it again)."""
+        if self._out is not None:
+            self._out.close()
+            self._out = None
 
 
 def progress_log(request: pytest.FixtureRequest) -> ProgressLog | None:

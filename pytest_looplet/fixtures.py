@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from looplet.cassettes import Cassette
     from looplet.evals.judge import Judge
     from pytest_looplet.clients import SDKClients
+    from pytest_looplet.crash import ProgressLog
 
 __all__ = [
     "LoopletAgent",
@@ -297,6 +298,8 @@ class LoopletAgent:
         self.workspace = workspace
         #: Every trajectory this agent produced in the test, in order.
         self.runs: list[Trajectory] = []
+        self._progress: ProgressLog | None = None
+        self._progress_checked = False
 
     @property
     def trajectory(self) -> Trajectory | None:
@@ -380,16 +383,27 @@ class LoopletAgent:
     def _step_observer(self) -> Callable[[Step], None]:
         """Prints each step (pytest shows them when the eval fails) and, on an xdist worker,
         logs it where the controller finds it if the worker crashes."""
-        from pytest_looplet.crash import progress_log
-
-        progress = progress_log(self.request)
+        progress = self._progress_log()
 
         def on_step(step: Step) -> None:
-            print(step.pretty())
+            pretty = step.pretty()
+            print(pretty)
             if progress is not None:
-                progress.add(step)
+                progress.add(step, pretty)
 
         return on_step
+
+    def _progress_log(self) -> ProgressLog | None:
+        """The test's progress log (xdist workers only), open from its first step to the
+        test's teardown, shared by the test's runs."""
+        if self._progress is None and not self._progress_checked:
+            from pytest_looplet.crash import progress_log
+
+            self._progress_checked = True
+            self._progress = progress_log(self.request)
+            if self._progress is not None:
+                self.request.addfinalizer(self._progress.close)
+        return self._progress
 
     def _record(self, trajectory: Trajectory, *, failed: bool = False) -> Trajectory:
         from pytest_looplet.scoring import record_trajectory

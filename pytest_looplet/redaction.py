@@ -77,7 +77,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 def redact_report(report: pytest.TestReport | pytest.CollectReport) -> None:
     """Replace the credentials in ``report``'s failure text, sections and user properties
     (once looplet is imported: see the module docstring)."""
-    if "looplet" not in sys.modules:
+    if "looplet" not in sys.modules or not _has_text(report):
         return
     from looplet._redact import TextRedactor
 
@@ -90,6 +90,16 @@ def redact_report(report: pytest.TestReport | pytest.CollectReport) -> None:
         wasxfail = getattr(report, "wasxfail", None)
         if isinstance(wasxfail, str):
             report.wasxfail = texts(wasxfail)
+
+
+def _has_text(report: pytest.TestReport | pytest.CollectReport) -> bool:
+    """Whether ``report`` carries anything to redact: most (a passed setup, a collected
+    module) carry nothing, and need no redactor (which reads the environment)."""
+    if report.sections or report.longrepr is not None:
+        return True
+    return isinstance(report, pytest.TestReport) and bool(
+        report.user_properties or getattr(report, "wasxfail", None)
+    )
 
 
 def _longrepr(longrepr: Any, texts: TextRedactor) -> Any:

@@ -78,6 +78,8 @@ class EvalSummary:
         self.shard: dict[str, Any] | None = None
         self._items: dict[str, ReportItem] = {}
         self._verdicts: dict[str, Verdict | None] = {}  # None until an outcome is known
+        # The user properties last read into each item (a teardown report repeats the call's).
+        self._properties: dict[str, list[tuple[str, object]]] = {}
         self._expected: set[str] = set()
         self._workers: set[str] = set()
         self._other_failures = 0
@@ -117,6 +119,9 @@ class EvalSummary:
         if outcome != previous and (report.failed or report.skipped):
             item.message = _message(report)
         item.verdict = self._verdicts[report.nodeid] = outcome
+        if self._properties.get(report.nodeid) == report.user_properties:
+            return  # the teardown's copy of what the call recorded: read already
+        self._properties[report.nodeid] = report.user_properties
         item.read_properties(dict(report.user_properties))
         if item.reason is not None:
             item.reason = _clip(item.reason, MESSAGE_CHARS)
