@@ -3,7 +3,8 @@
 The committed cassettes in ``cassettes/`` were recorded through the real ``openai`` SDK from
 looplet's loopback server answering with :func:`reply`: for each request it finds the task
 (the first user message) and the tool results so far, and plays the scenario written for that
-task below. To record against a real provider instead, see the README ("Re-recording").
+task below (or, for the evals of chats, memory and approvals, in ``scripted_sessions.py``).
+To record against a real provider instead, see the README ("Re-recording").
 
     python -m example_evals.scripted_model      # re-record every example cassette offline
     python -m example_evals.scripted_model eval_matrix.py   # only that file's
@@ -20,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from example_evals.scripted_sessions import CHATS
 from looplet.examples._coding_script import delete_folder, implement_fizzbuzz, read_outside
 from looplet.testing import RecordedRequest, ScriptedModelServer, call, text_reply, tool_reply
 
@@ -149,6 +151,8 @@ def reply(request: RecordedRequest) -> Any:
     task = next((_text(m["content"]) for m in messages if m.get("role") == "user"), "")
     if task.startswith("RUBRIC:"):  # looplet.evals.judge.Judge's request
         return _judge(task)
+    if task in CHATS:  # scenarios that read the whole request (chats, memory, approvals)
+        return CHATS[task](messages)
     scenario = SCENARIOS.get(task) or _convert_as_asked(task)
     if scenario is None:
         return text_reply(f"(no scenario for task {task!r})")

@@ -6,6 +6,8 @@ e.g. "How many metres are 3 miles plus 500 feet?" takes convert, convert, add, d
 
 from __future__ import annotations
 
+from typing import Any
+
 from looplet import BaseToolRegistry, LoopConfig, tool
 
 SYSTEM_PROMPT = (
@@ -67,6 +69,6 @@ def build_tools() -> BaseToolRegistry:
     return BaseToolRegistry([convert, add, done])
 
 
-def build_config(max_steps: int = 8) -> LoopConfig:
-    """The converter's loop settings."""
-    return LoopConfig(max_steps=max_steps, system_prompt=SYSTEM_PROMPT, temperature=0.0)
+def build_config(max_steps: int = 8, **settings: Any) -> LoopConfig:
+    """The converter's loop settings; ``settings`` are any other ``LoopConfig`` fields."""
+    return LoopConfig(max_steps=max_steps, system_prompt=SYSTEM_PROMPT, temperature=0.0, **settings)
