@@ -211,9 +211,18 @@ def compute_breakpoints(
         points = compute_breakpoints(request, CachePolicy())
         [(p.label, p.index) for p in points]  # [('tool_schemas', 1), ('system_prompt', 0)...]
     """
+    from looplet.backends.base import LLMRequest
+
+    if not isinstance(request, LLMRequest):
+        raise ConfigurationError(
+            f"compute_breakpoints(request) takes a looplet LLMRequest, got "
+            f"{type(request).__name__}; e.g. the request of an 'llm_call' event "
+            "(event.data['request'])"
+        )
     policy = policy if policy is not None else request.cache
     if policy is None:
         return ()
+    _check_policy("compute_breakpoints(request, policy)", policy)
     positions = breakpoint_positions(request.messages, request.tools, policy)
     digests = _prefix_digests(request, positions)
     control = policy.control
@@ -221,6 +230,14 @@ def compute_breakpoints(
         CacheBreakpoint(label, index, digest, control)
         for (label, index), digest in zip(positions, digests, strict=True)
     )
+
+
+def _check_policy(where: str, policy: object) -> None:
+    if not isinstance(policy, CachePolicy):
+        raise ConfigurationError(
+            f"{where} must be a looplet.cache.CachePolicy, got {policy!r}; e.g. "
+            "CachePolicy() or CachePolicy(ttl='1h')"
+        )
 
 
 def _prefix_digests(request: LLMRequest, positions: Sequence[tuple[str, int]]) -> list[str]:
@@ -307,6 +324,8 @@ class CacheBreakDetector:
     """
 
     def __init__(self, policy: CachePolicy | None = None, *, warn: bool = True) -> None:
+        if policy is not None:
+            _check_policy("CacheBreakDetector(policy=...)", policy)
         self.policy = policy
         self.warn = warn
         #: Every break seen, in order.

@@ -134,6 +134,13 @@ class CallableMemorySource:
                 f"CallableMemorySource(fn) needs a function, got {type(fn).__name__}; "
                 "for fixed text use StaticMemorySource(text)"
             )
+        if _is_async(fn):
+            raise ConfigurationError(
+                f"CallableMemorySource(fn): {getattr(fn, '__qualname__', fn)!r} is async def, "
+                "but memory is read synchronously before each model call (in the async loop "
+                "too); pass a plain function, e.g. one returning a value an async hook or "
+                "task keeps up to date"
+            )
         _check_title("CallableMemorySource", title)
         self.fn = fn
         self.title = title
@@ -195,6 +202,14 @@ def render_memory(sources: Sequence[MemorySource] | None, state: Any, step: int 
             raise MemorySourceError(source, index, step, exc) from exc
         if text is None:
             continue
+        if inspect.isawaitable(text):
+            if inspect.iscoroutine(text):
+                text.close()  # never awaited: no "never awaited" warning later
+            wrong = TypeError(
+                "load() is async, but memory sources are read synchronously and it cannot "
+                "be awaited; make load() a plain method returning a str or None"
+            )
+            raise MemorySourceError(source, index, step, wrong)
         if not isinstance(text, str):
             wrong = TypeError(f"load() returned {type(text).__name__}, not a str or None")
             raise MemorySourceError(source, index, step, wrong)
@@ -267,6 +282,15 @@ def _check_title(owner: str, title: object) -> None:
         raise ConfigurationError(
             f"{owner}(title=...) must be a str or None, got {type(title).__name__}"
         )
+
+
+def _is_async(fn: object) -> bool:
+    """Whether ``fn`` is an ``async def`` function (or a callable object whose call is)."""
+    if inspect.iscoroutinefunction(fn):
+        return True
+    if inspect.isfunction(fn) or inspect.ismethod(fn):
+        return False
+    return inspect.iscoroutinefunction(type(fn).__call__)
 
 
 def _takes_one_argument(fn: Callable[..., Any]) -> bool:

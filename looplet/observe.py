@@ -119,6 +119,16 @@ class _Timing:
         }
 
 
+#: What :meth:`MetricsCollector.snapshot` counts per model (besides ``cost_usd``).
+_MODEL_COUNTS = (
+    "replies",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+)
+
+
 class MetricsCollector:
     """Totals over one or more runs: what :class:`MetricsHook` fills and snapshots.
 
@@ -141,6 +151,8 @@ class MetricsCollector:
             self.model_calls = 0
             self.input_tokens = 0
             self.output_tokens = 0
+            self.cache_read_tokens = 0
+            self.cache_write_tokens = 0
             self.cost_usd = 0.0
             self.unpriced_calls = 0
             self.model_time = _Timing()
@@ -166,12 +178,17 @@ class MetricsCollector:
             self.model_time.add(duration_ms)
             self.input_tokens += usage.input_tokens
             self.output_tokens += usage.output_tokens
-            entry = self.models.setdefault(
-                model, {"replies": 0, "input_tokens": 0, "output_tokens": 0, "cost_usd": None}
-            )
+            self.cache_read_tokens += usage.cache_read_tokens
+            self.cache_write_tokens += usage.cache_write_tokens
+            entry = self.models.get(model)
+            if entry is None:
+                entry = self.models[model] = dict.fromkeys(_MODEL_COUNTS, 0)
+                entry["cost_usd"] = None
             entry["replies"] += 1
             entry["input_tokens"] += usage.input_tokens
             entry["output_tokens"] += usage.output_tokens
+            entry["cache_read_tokens"] += usage.cache_read_tokens
+            entry["cache_write_tokens"] += usage.cache_write_tokens
             if cost is None:
                 self.unpriced_calls += 1
                 return
@@ -214,6 +231,8 @@ class MetricsCollector:
                     "input": self.input_tokens,
                     "output": self.output_tokens,
                     "total": self.input_tokens + self.output_tokens,
+                    "cache_read": self.cache_read_tokens,
+                    "cache_write": self.cache_write_tokens,
                 },
                 "cost_usd": round(self.cost_usd, 9),
                 "unpriced_model_calls": self.unpriced_calls,

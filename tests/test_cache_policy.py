@@ -104,6 +104,21 @@ def test_a_cache_that_is_not_a_policy_is_refused_naming_the_fix() -> None:
         build_request_kwargs(request, MODEL)
 
 
+def test_a_detector_or_breakpoints_given_a_wrong_policy_refuse_it_at_once() -> None:
+    # Accepted silently, a wrong policy failed at the run's first model call, mid-run,
+    # as an AttributeError inside a hook (stop reason hook_error).
+    with pytest.raises(ConfigurationError, match=r"CacheBreakDetector\(policy=.*CachePolicy\(\)"):
+        CacheBreakDetector(policy="1h")  # type: ignore[arg-type]
+    request = LLMRequest([Message.user("Hi.")])
+    with pytest.raises(ConfigurationError, match=r"compute_breakpoints\(request, policy\).*True"):
+        compute_breakpoints(request, True)  # type: ignore[arg-type]
+    with pytest.raises(
+        ConfigurationError, match=r"compute_breakpoints\(request\).*LLMRequest.*dict"
+    ):
+        compute_breakpoints({"messages": []})  # type: ignore[arg-type]
+    assert compute_breakpoints(request, CachePolicy())[0].label == "conversation"
+
+
 def test_a_policy_never_places_more_than_anthropics_limit() -> None:
     points = compute_breakpoints(_request(CachePolicy()))
     assert [(p.label, p.index) for p in points] == [

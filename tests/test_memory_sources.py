@@ -4,9 +4,11 @@ counted by the context budget, never stored in the conversation."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import subprocess
 import sys
+import warnings
 from typing import Any
 
 import openai
@@ -192,6 +194,31 @@ def test_config_keeps_the_sources_as_a_tuple_and_sources_check_their_arguments()
         CallableMemorySource("text")  # type: ignore[arg-type]
     with pytest.raises(ConfigurationError, match=r"must take the state"):
         CallableMemorySource(lambda a, b: "x")
+
+
+def test_an_async_source_is_refused_up_front_and_a_coroutine_from_load_is_named() -> None:
+    # Memory is read synchronously before each model call, in the async loop too: an
+    # `async def` fn used to be accepted and then fail every run at its first model call
+    # ("returned coroutine"), leaving a never-awaited coroutine behind.
+    async def notes(state: Any) -> str:
+        return "Nothing noted."
+
+    with pytest.raises(
+        ConfigurationError, match=r"CallableMemorySource\(fn\).*notes.* is async def"
+    ):
+        CallableMemorySource(notes)
+
+    class AsyncLoad:
+        async def load(self, state: Any) -> str:
+            return "x"
+
+    config = LoopConfig(memory_sources=[AsyncLoad()])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(MemorySourceError, match=r"async.*awaited"):
+            render_memory(config.memory_sources, DefaultState())
+        gc.collect()
+    assert not [w for w in caught if "never awaited" in str(w.message)]
 
 
 def test_memory_goes_with_the_hooks_text_at_the_end() -> None:

@@ -76,10 +76,26 @@ def test_metrics_count_steps_model_calls_and_the_tokens_of_the_run() -> None:
         "input": traj.usage.input_tokens,
         "output": traj.usage.output_tokens,
         "total": traj.usage.total_tokens,
+        "cache_read": 0,
+        "cache_write": 0,
     }
     assert snap["tokens"]["total"] > 0
     assert snap["stop_reasons"] == {"done": 1} and snap["errors"] == {}
     assert snap["model_time"]["count"] == 3
+
+
+def test_metrics_show_the_cache_reads_and_writes_the_discounted_cost_comes_from() -> None:
+    # The cost saw the prompt-cache discount, but the snapshot did not say why: the cached
+    # tokens were nowhere in it.
+    cached = Usage(2000, 20, cache_read_tokens=1800, cache_write_tokens=150)
+    metrics = MetricsHook()
+    metrics.collector.record_model_reply("claude-sonnet-4", cached, 1.0)
+    metrics.collector.record_model_reply("claude-sonnet-4", cached, 1.0)
+    snap = metrics.snapshot()
+    assert snap["tokens"]["cache_read"] == 3600 and snap["tokens"]["cache_write"] == 300
+    model = snap["models"]["claude-sonnet-4"]
+    assert model["cache_read_tokens"] == 3600 and model["cache_write_tokens"] == 300
+    assert snap["cost_usd"] == round(2 * cost_usd(cached, "claude-sonnet-4"), 9)
 
 
 def test_time_per_tool_is_counted_from_each_step() -> None:
@@ -137,6 +153,8 @@ def test_cost_comes_from_the_price_table_by_the_model_each_reply_names() -> None
         "replies": 1,
         "input_tokens": 500,
         "output_tokens": 500,
+        "cache_read_tokens": 0,
+        "cache_write_tokens": 0,
         "cost_usd": None,
     }
 
