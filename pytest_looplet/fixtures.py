@@ -271,6 +271,16 @@ def looplet_workspace(request: pytest.FixtureRequest, _looplet_workspaces: Path)
         workspace.rmdir()
 
 
+def _cache_ttl(config: LoopConfig) -> str:
+    """The prompt-cache lifetime a run's config asks for (it prices cache writes)."""
+    policy = config.cache_policy
+    return "5m" if policy is None else policy.ttl
+
+
+#: The loop's own keyword arguments that ``looplet_agent.run`` passes through as they are.
+_LOOP_EXTRAS = ("conversation", "session_log", "stream")
+
+
 class LoopletAgent:
     """Runs the agent under test: ``traj = looplet_agent.run(task)``.
 
@@ -311,7 +321,10 @@ class LoopletAgent:
 
         ``overrides`` replace the fixtures' values for this run: ``tools``, ``hooks``,
         ``permissions`` (``None`` for no permission checks), ``context``, and any
-        ``LoopConfig`` field (``max_steps=3``, ``system_prompt=...``).
+        ``LoopConfig`` field (``max_steps=3``, ``system_prompt=...``); ``conversation``,
+        ``session_log`` and ``stream`` (a function of each event) go to the loop as they are
+        (``looplet_agent.run("and now?", conversation=conv)`` runs the conversation's next
+        turn, recorded like any run).
 
         A run that ends in an error (the provider, a hook, a cassette mismatch) re-raises it
         after its partial trajectory is recorded.
@@ -319,15 +332,17 @@ class LoopletAgent:
         from looplet import composable_loop
         from looplet.errors import LoopletError
 
-        loop = composable_loop(**self._loop_arguments(task, overrides))
+        arguments = self._loop_arguments(task, overrides)
+        loop = composable_loop(**arguments)
+        ttl = _cache_ttl(arguments["config"])
         on_step = self._step_observer()
         try:
             for step in loop:
                 on_step(step)
         except LoopletError as err:
-            self._record(err.trajectory or loop.trajectory, failed=True)
+            self._record(err.trajectory or loop.trajectory, ttl, failed=True)
             raise
-        return self._record(loop.trajectory)
+        return self._record(loop.trajectory, ttl)
 
     async def arun(self, task: Any, **overrides: Any) -> Trajectory:
         """The async twin of :meth:`run`: ``traj = await looplet_agent.arun(task)``.
@@ -338,15 +353,17 @@ class LoopletAgent:
         from looplet import async_composable_loop
         from looplet.errors import LoopletError
 
-        loop = async_composable_loop(**self._loop_arguments(task, overrides))
+        arguments = self._loop_arguments(task, overrides)
+        loop = async_composable_loop(**arguments)
+        ttl = _cache_ttl(arguments["config"])
         on_step = self._step_observer()
         try:
             async for step in loop:
                 on_step(step)
         except LoopletError as err:
-            self._record(err.trajectory or loop.trajectory, failed=True)
+            self._record(err.trajectory or loop.trajectory, ttl, failed=True)
             raise
-        return self._record(loop.trajectory)
+        return self._record(loop.trajectory, ttl)
 
     def _loop_arguments(self, task: Any, overrides: dict[str, Any]) -> dict[str, Any]:
         """The loop's keyword arguments: the fixtures' values with ``overrides`` applied."""
@@ -359,12 +376,14 @@ class LoopletAgent:
         hooks = list(overrides.pop("hooks", self.hooks))
         permissions = overrides.pop("permissions", self.permissions)
         context = overrides.pop("context", None)
+        extras = {k: overrides.pop(k) for k in _LOOP_EXTRAS if k in overrides}
         fields = {f.name for f in dataclasses.fields(LoopConfig)}
         unknown = set(overrides) - fields
         if unknown:
             raise TypeError(
                 f"looplet_agent.run() got unknown overrides {sorted(unknown)}; it takes tools, "
-                "hooks, permissions, context and LoopConfig fields"
+                "hooks, permissions, context, conversation, session_log, stream and LoopConfig "
+                "fields"
             )
         config = dataclasses.replace(self.config, **overrides)
         if config.workspace_root is None:
@@ -378,6 +397,7 @@ class LoopletAgent:
             "hooks": hooks,
             "config": config,
             "context": context,
+            **extras,
         }
 
     def _step_observer(self) -> Callable[[Step], None]:
@@ -405,11 +425,11 @@ class LoopletAgent:
                 self.request.addfinalizer(self._progress.close)
         return self._progress
 
-    def _record(self, trajectory: Trajectory, *, failed: bool = False) -> Trajectory:
+    def _record(self, trajectory: Trajectory, ttl: str, *, failed: bool = False) -> Trajectory:
         from pytest_looplet.scoring import record_trajectory
 
         self.runs.append(trajectory)
-        record_trajectory(self.request, trajectory)
+        record_trajectory(self.request, trajectory, cache_ttl=ttl)
         print(trajectory.pretty() if failed else trajectory.pretty().splitlines()[-1])
         return trajectory
 

@@ -66,11 +66,16 @@ MAX_REPORTED_STEPS = 100
 """A trajectory longer than this keeps its first and last halves in reports."""
 
 trajectory_key = pytest.StashKey[Trajectory]()
+#: The prompt-cache lifetime of the recorded run (``"5m"`` or ``"1h"``): it prices cache writes.
+cache_ttl_key = pytest.StashKey[str]()
 """Where :func:`record_trajectory` keeps an item's trajectory (on ``item.stash``)."""
 
 
 def record_trajectory(
-    request_or_item: pytest.FixtureRequest | pytest.Item, trajectory: Trajectory
+    request_or_item: pytest.FixtureRequest | pytest.Item,
+    trajectory: Trajectory,
+    *,
+    cache_ttl: str = "5m",
 ) -> None:
     """Attach ``trajectory`` to the running eval, so its steps, tokens and stop reason are reported.
 
@@ -80,9 +85,13 @@ def record_trajectory(
         def looplet_agent(request):
             trajectory = run_agent(...)
             record_trajectory(request, trajectory)
+
+    ``cache_ttl`` is the prompt-cache lifetime the run used (``CachePolicy(ttl=...)``): a
+    ``"1h"`` cache write costs 2x the input price, a ``"5m"`` one 1.25x (Anthropic's prices).
     """
     item = request_or_item if isinstance(request_or_item, pytest.Item) else request_or_item.node
     item.stash[trajectory_key] = trajectory
+    item.stash[cache_ttl_key] = cache_ttl
 
 
 def run_eval(
@@ -249,7 +258,8 @@ class _Recorder:
         figures.stop_reason = reason.value if reason is not None else None
         model = item.funcargs.get("looplet_model")
         model = model if isinstance(model, str) and model else self.settings.model
-        figures.cost_usd = cost = cost_usd(trajectory, model, self.prices)
+        ttl = item.stash.get(cache_ttl_key, "5m")
+        figures.cost_usd = cost = cost_usd(trajectory, model, self.prices, cache_ttl=ttl)
         if self.settings.records_trajectories:
             figures.trajectory = json.loads(trajectory_json(trajectory, model))
         return _Recorded(trajectory, model, cost)
@@ -306,12 +316,16 @@ def price_of(model: str, prices: Prices) -> tuple[float, float] | None:
     return pricing.price_of(model, prices)
 
 
-def cost_usd(trajectory: Trajectory, model: str | None, prices: Prices) -> float | None:
+def cost_usd(
+    trajectory: Trajectory, model: str | None, prices: Prices, *, cache_ttl: str = "5m"
+) -> float | None:
     """The trajectory's cost in US dollars, or ``None`` for an unknown or unpriced model.
 
     Its sub-agents' tokens are included, priced as ``model``'s (a child that runs another
-    model is priced as the eval's)."""
-    return pricing.cost_usd(trajectory.total_usage, model, prices) if model else None
+    model is priced as the eval's); cache writes at ``cache_ttl``'s price."""
+    if not model:
+        return None
+    return pricing.cost_usd(trajectory.total_usage, model, prices, cache_ttl=cache_ttl)
 
 
 def load_prices(paths: Iterable[Path]) -> Prices:
