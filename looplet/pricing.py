@@ -131,7 +131,15 @@ def cost_usd(
     input price, a 5-minute one at 1.25x). Example: 10,000 input tokens of which 8,000
     read from the cache and 1,000 output tokens on claude-sonnet-4 ($3 / $15) cost
     2,000 x $3 + 8,000 x $0.30 + 1,000 x $15 per million = $0.0234, against $0.045 uncached.
+
+    Raises:
+        TypeError: ``usage`` is not a :class:`~looplet.types.Usage`.
     """
+    if type(usage) is not Usage:
+        raise TypeError(
+            f"cost_usd(usage, model) needs a looplet.types.Usage (e.g. trajectory.usage or "
+            f"trajectory.total_usage), got {type(usage).__name__}"
+        )
     price = price_of(model, prices)
     if price is None:
         return None

@@ -478,3 +478,9 @@ def test_a_cache_policy_that_is_not_one_is_refused_when_the_config_is_built(valu
         ConfigurationError, match=r"cache_policy must be a looplet\.cache\.CachePolicy"
     ):
         LoopConfig(cache_policy=value)
+
+
+@pytest.mark.parametrize("usage", [None, {"input_tokens": 10}, 10])
+def test_cost_of_something_that_is_not_a_usage_says_what_it_needs(usage: Any) -> None:
+    with pytest.raises(TypeError, match=r"needs a looplet\.types\.Usage"):
+        cost_usd(usage, "gpt-4o-mini")
