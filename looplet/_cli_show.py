@@ -4,8 +4,9 @@
 checkpoint store, one run's checkpoint folder in it, or a checkpoint file. A checkpoint
 shows the session log it kept (notes included); any other run shows the log of its steps
 (:meth:`looplet.session.SessionLog.from_trajectory`). Long logs show their first and last
-entries (``--full``: every one; ``--compact``: the bounded form, newest kept). Every line
-is redacted (:mod:`looplet._redact`) before it is printed.
+entries (``--full``: every one; ``--compact``: the bounded form, newest kept). Every text
+is redacted (:mod:`looplet._redact`) before it is cut short and printed, so no fragment of
+a secret is shown.
 """
 
 from __future__ import annotations
@@ -74,14 +75,15 @@ def run_show(args: argparse.Namespace) -> int:
     steps = len(trajectory.steps)
     print(f"steps ({steps}):")
     for line in lines:
-        print("  " + redact(_clip(line)))
+        print("  " + _clip(redact(line)))
     if trajectory.stop_reason is None and checkpointed:
         print(f"stopped: not yet (checkpointed after step {steps}; resume=store goes on)")
     elif trajectory.stop_reason is None:
         print("stopped: unknown (the run was saved as steps only)")
     else:
-        detail = f" ({_clip(trajectory.stop_detail, 100)})" if trajectory.stop_detail else ""
-        print(redact(f"stopped: {trajectory.stop_reason.value}{detail}"))
+        shown = _clip(redact(trajectory.stop_detail), 100)
+        detail = f" ({shown})" if trajectory.stop_detail else ""
+        print(f"stopped: {trajectory.stop_reason.value}{detail}")
     usage = trajectory.usage
     print(
         f"model calls: {trajectory.llm_calls} · tokens: {usage.total_tokens} "
@@ -91,7 +93,7 @@ def run_show(args: argparse.Namespace) -> int:
     if errors:
         print(f"failed steps: {errors}")
     if final_output is not None:
-        print(redact("final output: " + _clip(_compact(final_output))))
+        print("final output: " + _clip(redact(_compact(final_output))))
     return 0
 
 
@@ -129,6 +131,25 @@ def _saved_run(path: Path) -> tuple[list[str], Trajectory, SessionLog, Any]:
 def _checkpoint(path: Path) -> tuple[Any, list[str]]:
     """The checkpoint ``path`` names (the newest of a store or run folder), with a line
     saying which it is."""
+    import warnings
+
+    checkpoint: Any
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        checkpoint, others = _load(path)
+    if checkpoint is None:
+        raise RunFileError(f"no checkpoint can be read in {path}")
+    state = "ended" if checkpoint.ended else "not ended, resumable"
+    lines = [f"checkpoint: run {checkpoint.run_id!r} after step {checkpoint.step} ({state})"]
+    # What the store skipped (a damaged file) is said as a line, not a Python warning.
+    lines.extend(f"warning: {w.message}" for w in caught if issubclass(w.category, UserWarning))
+    if others:
+        lines.append(f"other runs here: {', '.join(others)} (looplet show {path}/RUN_ID)")
+    return checkpoint, lines
+
+
+def _load(path: Path) -> tuple[Any, list[str]]:
+    """The checkpoint ``path`` names and the other runs of its store."""
     from looplet import _checkpoint_doc as D
     from looplet import _checkpoint_journal as J
     from looplet.checkpoint import FileCheckpointStore, _read_path
@@ -158,13 +179,7 @@ def _checkpoint(path: Path) -> tuple[Any, list[str]]:
             others = [r for r in runs if found is None or r != found.run_id]
     except CheckpointError as exc:
         raise RunFileError(str(exc)) from None
-    if checkpoint is None:
-        raise RunFileError(f"no checkpoint can be read in {path}")
-    state = "ended" if checkpoint.ended else "not ended, resumable"
-    lines = [f"checkpoint: run {checkpoint.run_id!r} after step {checkpoint.step} ({state})"]
-    if others:
-        lines.append(f"other runs here: {', '.join(others)} (looplet show {path}/RUN_ID)")
-    return checkpoint, lines
+    return checkpoint, others
 
 
 def _log_lines(log: SessionLog, full: bool, compact: int | None) -> list[str]:
@@ -195,9 +210,11 @@ def _chars(text: str) -> int:
 def _task_text(task: Any) -> str:
     if task is None:
         return "(not saved)"
+    from looplet._redact import TextRedactor
     from looplet.messages import render_task
 
-    lines = render_task(task).splitlines() or [""]
+    # Redacted before it is cut: a secret cut short is no longer recognised.
+    lines = TextRedactor()(render_task(task)).splitlines() or [""]
     shown = [_clip(line) for line in lines[:_TASK_LINES]]
     if len(lines) > _TASK_LINES:
         shown.append(f"... ({len(lines) - _TASK_LINES} more lines)")

@@ -63,6 +63,7 @@ _OPERATOR_CHARS = frozenset("();<>|&")
 _KEYWORDS = frozenset({"!", "{", "}", "if", "then", "else", "elif", "do", "while", "until"})
 _DELETES = frozenset(
     {"rm", "rmdir", "unlink", "shred", "mv", "dd", "truncate", "chmod", "chown", "chgrp"}
+    | {"cp", "install", "rsync", "tee", "patch"}  # they write over the files they name
 )
 _WRAPPERS = frozenset(
     {
@@ -165,6 +166,22 @@ def _split_name(words: list[str], found: set[str]) -> tuple[str | None, list[str
     return None, []
 
 
+def _overwrites(name: str, args: list[str]) -> bool:
+    """Whether ``name`` with ``args`` writes over files: tar extracting, sort -o, awk -i
+    inplace, ln -f (their other forms only read, or create)."""
+    if name in ("tar", "bsdtar", "gtar"):
+        first = args[0] if args else ""
+        bundled = first[:1] != "-" and "x" in first  # tar xf: the first word's letters
+        return bundled or any(a in ("--extract", "--get") or _short_flag(a, "x") for a in args)
+    if name == "sort":
+        return any(a.startswith("--output") or _short_flag(a, "o") for a in args)
+    if name in ("awk", "gawk"):
+        return "inplace" in args or any(a.startswith("--in-place") for a in args)
+    if name == "ln":
+        return any(a.startswith("--force") or _short_flag(a, "f") for a in args)
+    return False
+
+
 def _concerns_of(path: str, args: list[str]) -> set[str]:
     """What the command named ``path`` does with ``args``."""
     name = os.path.basename(path)
@@ -184,6 +201,8 @@ def _concerns_of(path: str, args: list[str]) -> set[str]:
             found.add(RUNS_OTHER_CODE)
         return found
     if name == "sed" and any(_short_flag(a, "i") or a.startswith("--in-place") for a in args):
+        return {DESTRUCTIVE}
+    if _overwrites(name, args):
         return {DESTRUCTIVE}
     if _is_python(name):
         return {RUNS_OTHER_CODE} if _python_inline(args) else set()

@@ -16,6 +16,7 @@ process group and without API keys in its environment, and it is the permission 
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import functools
 import os
@@ -24,7 +25,11 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
+import time
+from collections import deque
 from pathlib import Path
+from typing import IO
 
 from looplet import BaseToolRegistry, ToolContext, ToolError, ToolSpec, tool
 from looplet.sandbox import BwrapSandbox
@@ -42,6 +47,8 @@ _SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH", r
 _PYTHON_ENV = {"PYTHONDONTWRITEBYTECODE": "1"}
 _MAX_READ_BYTES = 256_000
 _MAX_OUTPUT_CHARS = 16_000
+# The output bytes kept while a command runs: enough for _MAX_OUTPUT_CHARS characters.
+_KEEP_BYTES = 4 * _MAX_OUTPUT_CHARS
 _MAX_LISTED = 500
 _MAX_MATCHES = 200
 _MAX_TIMEOUT = 600
@@ -124,19 +131,24 @@ class CodingWorkspace:
             # ends its PID namespace, and every process in it, even one that left the group.
             start_new_session=True,
         )
+        # The output is drained as it comes, keeping only its end: a command may print
+        # without end, and memory must not grow with it.
+        output = _Tail(_KEEP_BYTES)
+        reader = threading.Thread(target=output.drain, args=(process.stdout,), daemon=True)
+        reader.start()
         try:
-            out, _ = process.communicate(timeout=timeout)
+            _wait(process, reader, timeout)
         except subprocess.TimeoutExpired:
-            _kill_group(process)
+            _kill_group(process, reader)
             raise ToolError(
                 "timeout",
                 f"{command!r} ran longer than {timeout}s; it was killed with every process it "
                 "started. Run it with a larger timeout, or in smaller parts.",
             ) from None
         except BaseException:  # Ctrl-C in the caller: leave no process behind
-            _kill_group(process)
+            _kill_group(process, reader)
             raise
-        return {"exit_code": process.returncode, "output": _clip_head(out)}
+        return {"exit_code": process.returncode, "output": output.text()}
 
     def read(self, path: str, ctx: ToolContext) -> str:
         """Read a text file of the workspace.
@@ -410,7 +422,17 @@ def _command_env() -> dict[str, str]:
     return {**env, **_PYTHON_ENV}
 
 
-def _kill_group(process: subprocess.Popen[bytes]) -> None:
+def _wait(process: subprocess.Popen[bytes], reader: threading.Thread, timeout: float) -> None:
+    """Wait for the command and the end of its output (a process it left running in the
+    background may hold the pipe open), ``timeout`` seconds for both."""
+    deadline = time.monotonic() + timeout
+    process.wait(timeout=timeout)
+    reader.join(max(0.0, deadline - time.monotonic()))
+    if reader.is_alive():
+        raise subprocess.TimeoutExpired(process.args, timeout)
+
+
+def _kill_group(process: subprocess.Popen[bytes], reader: threading.Thread) -> None:
     try:
         if hasattr(os, "killpg"):
             os.killpg(process.pid, signal.SIGKILL)
@@ -419,18 +441,46 @@ def _kill_group(process: subprocess.Popen[bytes]) -> None:
     except (ProcessLookupError, PermissionError):
         pass  # already gone
     # The group is dead; a process that moved itself to another group could still hold the
-    # pipe open, so waiting for the output is bounded.
+    # pipe open, so waiting for the output is bounded (the reader is a daemon thread).
     try:
-        process.communicate(timeout=5)
+        process.wait(timeout=5)
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+    reader.join(5)
 
 
-def _clip_head(out: bytes) -> str:
-    """The output, its beginning cut when long: the end of a log says what went wrong."""
-    text = out.decode("utf-8", errors="replace")
-    if len(text) <= _MAX_OUTPUT_CHARS:
-        return text
-    cut = len(text) - _MAX_OUTPUT_CHARS
-    return f"[... {cut} earlier characters cut]\n" + text[cut:]
+class _Tail:
+    """Drains a pipe, keeping only its last ``keep`` bytes and counting the rest."""
+
+    __slots__ = ("chunks", "dropped", "keep", "size")
+
+    def __init__(self, keep: int) -> None:
+        self.keep = keep
+        self.chunks: deque[bytes] = deque()
+        self.size = self.dropped = 0
+
+    def drain(self, pipe: IO[bytes] | None) -> None:
+        """Read ``pipe`` to its end (the reader thread's work)."""
+        if pipe is None:
+            return
+        with contextlib.suppress(OSError, ValueError), pipe:
+            fd = pipe.fileno()
+            while chunk := os.read(fd, 65536):
+                self.chunks.append(chunk)
+                self.size += len(chunk)
+                while self.size - len(self.chunks[0]) >= self.keep:
+                    self.size -= len(first := self.chunks.popleft())
+                    self.dropped += len(first)
+
+    def text(self) -> str:
+        """The output, its beginning cut when long: the end of a log says what went wrong."""
+        data = b"".join(self.chunks)
+        dropped = self.dropped + max(0, len(data) - self.keep)
+        text = data[-self.keep :].decode("utf-8", errors="replace")
+        if len(text) > _MAX_OUTPUT_CHARS:
+            dropped += len(text[:-_MAX_OUTPUT_CHARS].encode("utf-8", errors="replace"))
+            text = text[-_MAX_OUTPUT_CHARS:]
+        elif not dropped:
+            return text
+        return f"[... {dropped} earlier bytes cut]\n" + text

@@ -137,10 +137,15 @@ class ApprovalRequest:
         Raises:
             TypeError: a field is missing or of the wrong type (named in the message).
         """
+        if not isinstance(doc, Mapping):
+            raise TypeError(
+                "ApprovalRequest.from_dict: an approval request is an object (what to_dict() "
+                f"returns), got {type(doc).__name__}"
+            )
         try:
             step, tool, args = doc["step"], doc["tool"], doc["args"]
             description, options = doc["description"], doc.get("options", [])
-        except (KeyError, TypeError) as exc:
+        except KeyError as exc:
             raise TypeError(f"not an approval request ({exc!s} missing): {doc!r:.200}") from None
         checks = (
             ("step", step, int),
@@ -312,6 +317,7 @@ class ApprovalHook:
         self.audit_log: list[PermissionOutcome] = engine.audit_log if engine is not None else []
         self.pending: ApprovalRequest | None = None
         self._answers: dict[str, Approval] = {}
+        self._told: set[str] = set()  # the answers the model has been told of (once each)
         self._granted: dict[str, Approval] = {}  # call id -> the approvals it was given
         self._asked: dict[str, int] = {}  # call id -> how many requests it made
 
@@ -336,16 +342,20 @@ class ApprovalHook:
             )
         given = read_answer((answer, reason) if reason else answer, request, by="answer")
         self._answers[request.key()] = given
+        self._told.discard(request.key())
         if self.pending == request:
             self.pending = None
         return given
 
     def pre_loop(self) -> str | None:
-        """Tell the model of answers given while the run was stopped."""
-        if not self._answers:
+        """Tell the model of answers given while the run was stopped (each one once: the
+        answer itself waits, however many runs later, for the model to call again)."""
+        untold = [key for key in self._answers if key not in self._told]
+        if not untold:
             return None
+        self._told.update(untold)
         lines = []
-        for given in self._answers.values():
+        for given in map(self._answers.__getitem__, untold):
             request = given.request
             assert request is not None  # read_answer always sets it
             verdict = f"approved (option {given.option!r})" if given.option else "approved"
@@ -401,10 +411,12 @@ class ApprovalHook:
             refused = Approval(False, None, f"asked more than {self.max_asks} times", request)
             return self._apply(refused, call, trajectory)
         stored = self._answers.pop(request.key(), None)
+        self._told.discard(request.key())
         if stored is not None:
             return self._apply(stored, call, trajectory)
         if self.ask_handler is None:
             self.pending = request
+            self._asked.pop(call.call_id, None)  # the call is over: the run stops
             self._record(request, None, trajectory)
             return Stop(f"{WAITING}: {request.tool}: {request.description}")
         return None

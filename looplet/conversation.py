@@ -93,6 +93,11 @@ class Conversation:
     __slots__ = ("_base", "_messages", "_running", "_turns", "_version")
 
     def __init__(self, messages: Iterable[Message] = ()) -> None:
+        if isinstance(messages, str | bytes | Mapping) or not isinstance(messages, Iterable):
+            raise ConfigurationError(
+                "Conversation(messages) takes a list of looplet Messages, the system message "
+                f"first, not {type(messages).__name__}: Conversation([Message.system(...)])"
+            )
         base = tuple(messages)
         _check_messages(base, "Conversation(messages)")
         self._base = base
@@ -366,6 +371,12 @@ class Conversation:
         from looplet.record.codec import DecodeError
 
         target = os.fspath(path)
+        if os.path.isdir(target):
+            raise IsADirectoryError(
+                21,
+                f"{target!r} is a folder: give the file Conversation.save wrote, or a recorded "
+                f"run's {os.path.join(target, 'trajectory.json')!r}",
+            )
         with open(target, "rb") as file:
             data = file.read()
         try:

@@ -129,6 +129,8 @@ class AgentPreset:
             raise ConfigurationError(
                 f"AgentPreset hooks= takes a list of hook objects, not {type(hooks).__name__}"
             )
+        if not isinstance(tools, BaseToolRegistry):
+            tools = _tool_list("AgentPreset", tools)
         if state is not None and not callable(state) and not isinstance(state, AgentState):
             raise ConfigurationError(
                 "AgentPreset state= takes an agent state (steps, queries_used, max_steps), a "
@@ -178,9 +180,21 @@ class AgentPreset:
         self.hooks = kept if engine is None else [PermissionHook(engine), *kept]
 
     def new_state(self) -> AgentState | None:
-        """The state for the next run: ``state`` itself, or a new one from its factory."""
+        """The state for the next run: ``state`` itself, or a new one from its factory.
+
+        Raises:
+            ConfigurationError: ``state`` is one state object that an earlier run already
+                used (it holds steps): it belongs to a single run.
+        """
         state = self.state
         if state is None or (isinstance(state, AgentState) and not isinstance(state, type)):
+            if state is not None and (used := len(state.steps)):
+                raise ConfigurationError(
+                    f"AgentPreset.state is one state object and it already holds {used} "
+                    f"step{'s' * (used != 1)} of an earlier run; give a factory "
+                    "(preset.state = DefaultState) for a fresh state per run, or pass "
+                    "state= to this run to go on with it on purpose"
+                )
             return state
         made = state()
         if not isinstance(made, AgentState):
@@ -267,7 +281,7 @@ def minimal_preset(
     elif isinstance(tools, ModuleType):
         registry = tools_from(tools)
     else:
-        given = list(tools)
+        given = _tool_list("minimal_preset", tools)
         registry = tools_from(given) if given else BaseToolRegistry()
     if settings.done_tool not in registry:
         register_done_tool(registry, name=settings.done_tool)
@@ -317,6 +331,11 @@ def coding_agent_preset(
     """
     from looplet._coding_tools import CodingWorkspace, sandbox_of
 
+    if ask_handler is not None and not callable(ask_handler):
+        raise ConfigurationError(
+            "coding_agent_preset ask_handler= takes a function deciding the asked calls "
+            f"(see looplet.permissions.AskHandler) or None, not {type(ask_handler).__name__}"
+        )
     root = _folder("coding_agent_preset workspace", workspace)
     chosen = sandbox_of(sandbox) if allow_shell else None
     if chosen is not None and not chosen.available():
@@ -428,6 +447,11 @@ def research_agent_preset(
     """
     from looplet._research_tools import ResearchLibrary
 
+    if not isinstance(sources, str | os.PathLike | Iterable):
+        raise ConfigurationError(
+            "research_agent_preset sources= takes a folder's or a file's path, or a list of "
+            f"them, not {type(sources).__name__}"
+        )
     given = sources if isinstance(sources, str | os.PathLike) else list(sources)
     library = ResearchLibrary(given)
     settings = _config(
@@ -452,7 +476,21 @@ def _config(preset: str, settings: dict[str, Any]) -> LoopConfig:
     return LoopConfig(**settings)
 
 
+def _tool_list(what: str, tools: Any) -> list[Any]:
+    """``tools`` as a list of tools, or a clear error for what cannot be one."""
+    if isinstance(tools, str | bytes | Mapping) or not isinstance(tools, Iterable):
+        raise ConfigurationError(
+            f"{what} tools= takes a list of @tool specs or functions, a module of them or a "
+            f"registry, not {type(tools).__name__}: e.g. tools=[greet]"
+        )
+    return list(tools)
+
+
 def _folder(what: str, path: str | os.PathLike[str]) -> Path:
+    if not isinstance(path, str | os.PathLike):
+        raise ConfigurationError(
+            f'{what} takes a folder\'s path, not {type(path).__name__}: e.g. "project"'
+        )
     folder = Path(path).resolve()
     if not folder.is_dir():
         raise ConfigurationError(f"{what} {os.fspath(path)!r} is not a folder; create it first")

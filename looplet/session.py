@@ -471,6 +471,11 @@ class SessionLog:
         Raises:
             ConfigurationError: an entry is malformed (the message names it: ``entries[3].step``).
         """
+        if isinstance(items, str | bytes | Mapping) or not isinstance(items, Iterable):
+            raise ConfigurationError(
+                "SessionLog.from_list takes a list of entries (what to_list() returns), not "
+                f"{type(items).__name__}"
+            )
         log = cls()
         log.restore([LogEntry.from_dict(item, f"entries[{i}]") for i, item in enumerate(items)])
         return log

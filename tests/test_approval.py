@@ -447,3 +447,33 @@ def test_the_engine_runs_a_call_again_at_most_max_reruns_times(run_loop: RunLoop
     assert len(seen) == 1 + MAX_RERUNS and seen[0] is None and seen[1].reason == "again"
     assert steps[0].tool_result.data == 1 + MAX_RERUNS  # the last run's result
     assert traj.tools == ["count", "done"]
+
+
+def test_a_kept_request_that_is_no_object_is_refused_naming_it() -> None:
+    # It said "(string indices must be integers, not 'str' missing)".
+    with pytest.raises(TypeError, match=r"an approval request is an object .*, got str"):
+        ApprovalRequest.from_dict("x")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"'description' missing"):
+        ApprovalRequest.from_dict({"step": 1, "tool": "t", "args": {}})
+
+
+def test_the_model_is_told_an_answer_once_not_at_every_later_run() -> None:
+    # The answer waits for the model to call again, but the notice of it was prepended to
+    # every later run (each turn of a chat) for as long as the model did not call again.
+    tool = Deployer()
+    hook = ApprovalHook()
+    tools = make_tools(d=tool.spec())
+    run_sync(llm=llm(), tools=tools, task="t", hooks=[hook])
+    hook.answer("deny", "not today")
+    told = "deploy to prod) was denied: not today"
+    first = MockLLMBackend([DONE])
+    run_sync(llm=first, tools=tools, task="t", hooks=[hook])
+    assert told in first.requests[0].messages[-1].content
+    second = MockLLMBackend([DONE])
+    run_sync(llm=second, tools=tools, task="t", hooks=[hook])
+    assert all(told not in (m.content or "") for m in second.requests[0].messages)
+    # The answer itself still applies when the model calls again, without asking.
+    again = MockLLMBackend([ToolCall("deploy", {"env": "prod"}, call_id="c3"), DONE])
+    steps, _ = run_sync(llm=again, tools=tools, task="t", hooks=[hook])
+    assert steps[0].tool_result.error_kind == "permission_denied" and tool.deployed == []
+    assert hook.pending is None and hook._asked == {}  # nothing kept for the calls that ended

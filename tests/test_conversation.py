@@ -577,3 +577,16 @@ def test_a_run_without_a_conversation_never_loads_the_module() -> None:
         [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == "False"
+
+
+def test_messages_that_are_no_list_are_refused_naming_the_fix() -> None:
+    # Conversation(5) was a bare "'int' object is not iterable".
+    with pytest.raises(ConfigurationError, match=r"Conversation\(messages\) takes a list of"):
+        Conversation(5)  # type: ignore[arg-type]
+
+
+def test_loading_a_folder_says_which_file_to_give(tmp_path: Path) -> None:
+    # It was a bare "[Errno 21] Is a directory".
+    (tmp_path / "run").mkdir()
+    with pytest.raises(IsADirectoryError, match=r"is a folder: give the file .*trajectory.json"):
+        Conversation.load(tmp_path / "run")

@@ -510,3 +510,94 @@ def test_a_preset_without_a_shell_never_probes_for_a_sandbox(
     with pytest.raises(SandboxUnavailableError, match="no sandbox in this test"):
         coding_agent_preset(tmp_path)
     assert len(probes) == 1
+
+
+def test_a_part_of_the_wrong_kind_is_refused_naming_it_and_the_fix(tmp_path: Path) -> None:
+    # Each of these was a bare TypeError ("'int' object is not iterable"), or, for a string
+    # of tools, an error about its first letter; a handler that is no function was accepted
+    # and only failed when a command was asked about.
+    with pytest.raises(ConfigurationError, match=r"minimal_preset tools= takes .* not str"):
+        minimal_preset("greet")  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match=r"minimal_preset tools= takes .* not int"):
+        minimal_preset(5)  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match=r"AgentPreset tools= takes .* not int"):
+        AgentPreset(tools=5)  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match=r"workspace takes a folder's path, not int"):
+        coding_agent_preset(123)  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match=r"ask_handler= takes a function .* not str"):
+        coding_agent_preset(tmp_path, sandbox=False, ask_handler="yes")  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match=r"research_agent_preset sources= takes .* int"):
+        research_agent_preset(5)  # type: ignore[arg-type]
+
+
+def test_coding_bash_keeps_only_the_end_of_an_endless_output(tmp_path: Path) -> None:
+    # The whole output was read into memory before it was cut to its end: a command that
+    # prints without end (`yes`, a runaway log) took the agent's memory until its timeout.
+    import tracemalloc
+
+    def approve(call: ToolCall, rule: PermissionRule) -> PermissionDecision:
+        return PermissionDecision.ALLOW
+
+    preset = coding_agent_preset(tmp_path, sandbox=False, ask_handler=approve)
+    command = "echo START; head -c 48000000 /dev/zero | tr '\\0' x; echo; echo END"
+    llm = MockLLMBackend(
+        [ToolCall("bash", {"command": command}), ToolCall("done", {"summary": "x"})]
+    )
+    tracemalloc.start()
+    try:
+        trajectory = preset.run(llm, "print a lot")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    data = trajectory.steps[0].tool_result.data
+    assert data["exit_code"] == 0
+    output = data["output"]
+    assert output.endswith("x\nEND\n") and "START" not in output
+    assert output.startswith("[... ") and len(output) < 17_000
+    assert peak < 8_000_000, f"{peak} bytes held for a bounded output"
+
+
+def test_one_state_object_is_not_shared_by_a_second_run_silently() -> None:
+    # A state object (not a factory) went to every run: the second one started with the
+    # first one's steps in its state (and, for DefaultState, its step budget spent).
+    preset = minimal_preset([])
+    state = DefaultState(max_steps=10)
+    preset.state = state
+    preset.run(MockLLMBackend([ToolCall("done", {"summary": "x"})]), "t")
+    assert len(state.steps) == 1
+    with pytest.raises(ConfigurationError, match=r"holds 1 step .*state = DefaultState"):
+        preset.run(MockLLMBackend([ToolCall("done", {"summary": "y"})]), "t")
+    assert len(state.steps) == 1
+    # Handing it over on purpose still works.
+    preset.run(MockLLMBackend([ToolCall("done", {"summary": "z"})]), "t", state=state)
+    assert len(state.steps) == 2
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        "cp notes.md README.md",
+        "install -m 644 build.txt README.md",
+        "rsync -a --delete src/ dst/",
+        "tee README.md",
+        "patch -p1 -i fix.diff",
+        "tar xf backup.tar",
+        "tar --extract -f backup.tar",
+        "sort -o README.md README.md",
+        "awk -i inplace 1 README.md",
+        "ln -sf notes.md README.md",
+    ],
+)
+def test_coding_rules_ask_about_every_command_that_overwrites_files(command: str) -> None:
+    # These overwrite (or, rsync --delete, delete) files in the workspace with no shell
+    # syntax at all, and were run as plain commands without asking.
+    from looplet._coding_rules import DESTRUCTIVE, command_concerns
+
+    assert DESTRUCTIVE in command_concerns(command)
+
+
+@pytest.mark.parametrize("command", ["tar tf backup.tar", "sort README.md", "ln notes.md n2.md"])
+def test_coding_rules_let_the_reading_forms_of_those_commands_run(command: str) -> None:
+    from looplet._coding_rules import command_concerns
+
+    assert command_concerns(command) == ()

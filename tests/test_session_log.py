@@ -259,7 +259,7 @@ def test_the_checkpoint_keeps_the_log_and_the_journal_appends_only_new_entries(
     ops = [r["lists"]["session_log_data"] for r in records(store)]
     kept = [op[0] for op in ops]
     assert kept == sorted(kept) and all(len(op[1]) <= 3 for op in ops)
-    assert [r["sizes"][-1] for r in records(store)] == [k + len(a) for k, a in ops]
+    assert [r["sizes"][5] for r in records(store)] == [k + len(a) for k, a in ops]
     # Every step's checkpoint has the log as it was then.
     third = store.load(checkpoint.run_id, 3)
     assert [e.step for e in third.session_log.entries if e.kind == "step"] == [1, 2, 3]
@@ -479,6 +479,21 @@ def test_no_secret_reaches_the_log_the_checkpoint_files_or_show(
     assert KEY not in out and ENV_SECRET not in out
 
 
+def test_show_redacts_before_it_cuts_a_line_short(tmp_path: Path) -> None:
+    # A run recorded where the secret was not known (no such variable set), shown where it
+    # is: each line is redacted whole, then cut, so no fragment of the secret is printed.
+    store = FileCheckpointStore(tmp_path / "runs")
+    done = ToolCall("done", {"answer": "y" * 140 + ENV_SECRET})
+    list(
+        composable_loop(
+            MockLLMBackend([done]), tools=tools(), task="t" * 150 + ENV_SECRET, checkpoint=store
+        )
+    )
+    out = show(tmp_path / "runs", cwd=tmp_path, env={"LOG_TEST_TOKEN": ENV_SECRET})
+    assert "final output:" in out and "task:" in out
+    assert ENV_SECRET[:4] not in out, out
+
+
 # -- looplet show ----------------------------------------------------------------------------------
 
 
@@ -554,3 +569,33 @@ def test_show_a_provenance_folder_and_the_full_and_compact_forms(tmp_path: Path)
     assert sum(len(line) - 2 for line in body) + len(body) - 1 <= 300  # "  " added, "\n" joins
     assert body[0].startswith("  [") and "earlier entries, steps 1-" in body[0]
     assert body[-1] == "  #41 ✓ done(answer='all done') → 1 keys"
+
+
+def test_from_list_of_something_that_is_no_list_names_it() -> None:
+    # SessionLog.from_list(5) was a bare "'int' object is not iterable".
+    with pytest.raises(ConfigurationError, match=r"SessionLog.from_list takes a list"):
+        SessionLog.from_list(5)  # type: ignore[arg-type]
+
+
+def test_show_says_which_checkpoint_it_skipped_as_a_line_not_a_python_warning(
+    tmp_path: Path,
+) -> None:
+    # A damaged checkpoint printed a Python UserWarning with a line of looplet's source.
+    store = FileCheckpointStore(tmp_path / "runs")
+    run_all(llm=MockLLMBackend([GREET, FETCH, DONE]), tools=tools(), task="t", checkpoint=store)
+    [journal] = (tmp_path / "runs").rglob("step-0001.journal")
+    lines = journal.read_bytes().splitlines(keepends=True)
+    journal.write_bytes(b"".join([*lines[:-1], lines[-1].replace(b'"', b"'", 3)]))
+    environ = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONIOENCODING": "utf-8"}
+    out = subprocess.run(
+        [sys.executable, "-m", "looplet", "show", "runs"],
+        cwd=tmp_path,
+        env=environ,
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "Warning" not in out.stderr and "load_latest" not in out.stderr, out.stderr
+    assert "warning: skipped unreadable checkpoint" in out.stdout, out.stdout
