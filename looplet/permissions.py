@@ -50,7 +50,8 @@ class PermissionDecision(enum.StrEnum):
 #: predicate taking the value.
 ArgMatcher = Callable[[Mapping[str, Any]], bool] | Mapping[str, Any] | None
 
-#: Asked about an ASK call; returns ALLOW or DENY (anything else counts as DENY), or a
+#: Asked about an ASK call; returns ALLOW or DENY (``"allow"``/``"deny"``, or ``True``/``False``
+#: as an ``ApprovalHook`` handler may; anything else counts as DENY), or a
 #: ``(decision, reason)`` pair.
 AskHandler = Callable[[ToolCall, "PermissionRule"], Any]
 
@@ -339,6 +340,8 @@ class PermissionEngine:
         reason = ""
         if isinstance(answer, tuple) and len(answer) == 2:
             answer, reason = answer
+        if answer is True or answer is False:  # as ApprovalHook's handlers answer
+            answer = PermissionDecision.ALLOW if answer else PermissionDecision.DENY
         try:
             decision = PermissionDecision(answer)
         except ValueError:

@@ -110,6 +110,15 @@ def test_ask_without_a_handler_denies() -> None:
     assert "no ask_handler" in engine.audit_log[-1].reason
 
 
+@pytest.mark.parametrize(("answer", "expected"), [(True, "allow"), (False, "deny"), (1, "deny")])
+def test_an_ask_handler_may_answer_true_or_false_as_an_approval_handler_does(
+    answer: Any, expected: str
+) -> None:
+    engine = PermissionEngine(ask_handler=lambda call, rule: answer).ask("greet")
+    assert decide(engine, "greet", name="A").value == expected
+    assert engine.audit_log[-1].decided_by == "ask_handler"
+
+
 def test_denial_reaches_the_model_and_every_decision_is_logged(tmp_path: Path) -> None:
     engine = (
         PermissionEngine().allow("greet", match={"name": "Alice"}).deny("greet", reason="strangers")
