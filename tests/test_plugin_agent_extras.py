@@ -78,15 +78,20 @@ def eval_agent_with_an_hour_long_cache(looplet_agent):
 """
 
 
+@pytest.mark.parametrize("workers", [(), ("-p", "xdist", "-n", "2")])
 def test_an_hour_long_prompt_cache_prices_its_writes_at_twice_the_input_price(
-    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, workers: tuple[str, ...]
 ) -> None:
     from looplet.pricing import PRICES
     from pytest_looplet.fixtures import _cache_ttl
 
     run = plugin_runner(pytester, monkeypatch, CACHED)
     result = run(
-        "--looplet-report=r.json", "--looplet-model=claude-sonnet-4", "-k", "cache and not agent"
+        "--looplet-report=r.json",
+        "--looplet-model=claude-sonnet-4",
+        "-k",
+        "cache and not agent",
+        *workers,
     )
     result.assert_outcomes(passed=2)
     items = {

@@ -376,11 +376,14 @@ def eval_delegates(request):
 """
 
 
+@pytest.mark.parametrize("workers", ["0", "2"])
 def test_a_sub_agents_tokens_count_against_the_evals_budget_and_figures(
-    run: Run, pytester: pytest.Pytester
+    run: Run, pytester: pytest.Pytester, workers: str
 ) -> None:
     pytester.makepyfile(eval_subagent=SUBAGENT_BUDGETS)
-    result = run("--looplet-report=r.json", "--looplet-model=gpt-4o-mini", "eval_subagent.py")
+    result = run(
+        "--looplet-report=r.json", "--looplet-model=gpt-4o-mini", "-n", workers, "eval_subagent.py"
+    )
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
         ["*eval eval_delegates is over budget: 440 tokens (330 in, 110 out) > max_tokens=100*"]

@@ -72,6 +72,18 @@ class Noter:
 SCRIPT: list[Any] = [GREET, FETCH, BOOM, RM, [DONE, ToolCall("greet", {"name": "Bob"})]]
 
 
+def logged_loop(log: SessionLog, *hooks: object, **options: Any) -> Any:
+    """The scripted run of these tests (``SCRIPT``, ``rm`` denied) keeping ``log``."""
+    return composable_loop(
+        llm=MockLLMBackend(SCRIPT),
+        tools=tools(),
+        task="t",
+        hooks=[NoRm(), *hooks],
+        session_log=log,
+        **options,
+    )
+
+
 def kinds(log: SessionLog) -> list[tuple[int, str, str, str]]:
     return [(e.step, e.kind, e.tool, e.outcome) for e in log.entries]
 
@@ -241,14 +253,7 @@ def test_the_checkpoint_keeps_the_log_and_the_journal_appends_only_new_entries(
 ) -> None:
     store = FileCheckpointStore(tmp_path / "runs")
     log = SessionLog()
-    loop = composable_loop(
-        llm=MockLLMBackend(SCRIPT),
-        tools=tools(),
-        task="t",
-        hooks=[NoRm()],
-        session_log=log,
-        checkpoint=store,
-    )
+    loop = logged_loop(log, checkpoint=store)
     for step in loop:
         log.note(f"seen {step.number}")
     checkpoint = store.load_latest()
@@ -295,14 +300,7 @@ def test_every_step_keeps_its_log_through_folded_snapshots(
 def test_a_log_compacted_mid_run_is_written_again_whole(tmp_path: Path) -> None:
     store = FileCheckpointStore(tmp_path / "runs")
     log = SessionLog()
-    loop = composable_loop(
-        llm=MockLLMBackend(SCRIPT),
-        tools=tools(),
-        task="t",
-        hooks=[NoRm()],
-        session_log=log,
-        checkpoint=store,
-    )
+    loop = logged_loop(log, checkpoint=store)
     for step in loop:
         if step.number == 4:
             assert log.compact(max_entries_to_keep=1)
@@ -347,14 +345,7 @@ def test_a_resumed_run_continues_the_same_log(tmp_path: Path) -> None:
 def test_a_run_resumed_without_session_log_keeps_the_log_it_had(tmp_path: Path) -> None:
     store = FileCheckpointStore(tmp_path / "runs")
     log = SessionLog()
-    loop = composable_loop(
-        llm=MockLLMBackend(SCRIPT),
-        tools=tools(),
-        task="t",
-        hooks=[NoRm(), Noter(log)],
-        session_log=log,
-        checkpoint=store,
-    )
+    loop = logged_loop(log, Noter(log), checkpoint=store)
     for step in loop:
         if step.number == 2:
             break
@@ -454,14 +445,7 @@ def test_no_secret_reaches_the_log_the_checkpoint_files_or_show(
     monkeypatch.setenv("LOG_TEST_TOKEN", ENV_SECRET)
     store = FileCheckpointStore(tmp_path / "runs")
     log = SessionLog()
-    loop = composable_loop(
-        llm=MockLLMBackend(SCRIPT),
-        tools=tools(),
-        task="t",
-        hooks=[NoRm()],
-        session_log=log,
-        checkpoint=store,
-    )
+    loop = logged_loop(log, checkpoint=store)
     for step in loop:
         if step.number == 2:
             assert KEY in str(step.tool_result.data)  # the tool did return both secrets
@@ -515,15 +499,7 @@ def show(*args: str | Path, cwd: Path, env: dict[str, str] | None = None) -> str
 def test_show_prints_a_checkpoints_session_log_with_its_notes(tmp_path: Path) -> None:
     store = FileCheckpointStore(tmp_path / "runs")
     log = SessionLog()
-    loop = composable_loop(
-        llm=MockLLMBackend(SCRIPT),
-        tools=tools(),
-        task="t",
-        hooks=[NoRm()],
-        session_log=log,
-        checkpoint=store,
-        config=LoopConfig(session_id="run-1"),
-    )
+    loop = logged_loop(log, checkpoint=store, config=LoopConfig(session_id="run-1"))
     for step in loop:
         if step.number == 3:
             log.note("boom failed as expected")
